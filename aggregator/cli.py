@@ -1,0 +1,374 @@
+"""The ``aggregator`` command line. Wires config, store and stages; holds no logic of its own.
+
+Errors are one line on stderr and a non-zero exit; ``-v`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from . import __version__
+from .config import Config, load_config
+from .errors import AggregatorError, InputError, NotImplementedYet
+from .store import Store, open_store, redact_url, repo
+from .store import db as store_db
+
+log = logging.getLogger("aggregator")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class Context:
+    """What a command needs: the parsed args, the config (lazily) and the store (lazily)."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self._config: Config | None = None
+        self._store: Store | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.args.config)
+        return self._config
+
+    def store(self, *, sync: bool = True) -> Store:
+        """Open the store (schema checked) and mirror config sources into it."""
+        if self._store is None:
+            self._store = open_store(self.config.database.url)
+            if sync:
+                with self._store.session() as s:
+                    repo.sync_sources(s, self.config.sources, datetime.now(UTC))
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_db_upgrade(ctx: Context) -> int:
+    url = ctx.config.database.url
+    engine = store_db.make_engine(url)
+    try:
+        before, after = store_db.upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        print(f"database {redact_url(url)} already at revision {after}", file=ctx.out)
+    else:
+        print(f"database {redact_url(url)} upgraded {before or '(empty)'} -> {after}", file=ctx.out)
+    return 0
+
+
+def cmd_status(ctx: Context) -> int:
+    store = ctx.store()
+    with store.session() as s:
+        sources = repo.source_status(s)
+        errors = repo.recent_errors(s, limit=10)
+    if ctx.args.json:
+        json.dump(
+            {
+                "database": redact_url(ctx.config.database.url),
+                "schema_revision": store_db.head_revision(),
+                "sources": sources,
+                "recent_errors": errors,
+            },
+            ctx.out,
+            indent=2,
+        )
+        ctx.out.write("\n")
+        return 0
+    print(f"database: {redact_url(ctx.config.database.url)}", file=ctx.out)
+    if not sources:
+        print("no sources configured", file=ctx.out)
+        return 0
+    rows = [
+        [
+            s["source"],
+            s["type"],
+            _state(s),
+            s["last_poll_at"] or "never",
+            s["result"] or "-",
+            str(s["items"]),
+            str(s["comments"]),
+            s["next_check_at"] or "-",
+            _clip(s["last_error"] or "", 60),
+        ]
+        for s in sources
+    ]
+    _table(
+        ctx.out,
+        [
+            "source",
+            "type",
+            "state",
+            "last poll",
+            "result",
+            "items",
+            "comments",
+            "next check",
+            "last error",
+        ],
+        rows,
+    )
+    return 0
+
+
+def _state(s: dict[str, Any]) -> str:
+    if not s["in_config"]:
+        return "removed"
+    if not s["enabled"]:
+        return "disabled" + (f" ({s['disabled_reason']})" if s["disabled_reason"] else "")
+    return f"failing x{s['error_count']}" if s["error_count"] else "ok"
+
+
+def cmd_items(ctx: Context) -> int:
+    store = ctx.store()
+    with store.session() as s:
+        rows = repo.item_rows(s, limit=ctx.args.limit)
+        if ctx.args.format == "jsonl":
+            for row in rows:
+                ctx.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return 0
+        table = [
+            [
+                str(r["id"]),
+                r["source"],
+                r["kind"],
+                (r["published_at"] or "")[:16],
+                _clip(r["publisher"] or "", 20),
+                _clip(r["title"], 70),
+            ]
+            for r in rows
+        ]
+    _table(ctx.out, ["id", "source", "kind", "published", "publisher", "title"], table)
+    return 0
+
+
+def cmd_clusters(ctx: Context) -> int:
+    store = ctx.store()
+    with store.session() as s:
+        clusters = repo.cluster_rows(s, level=ctx.args.level)
+    if ctx.args.format == "jsonl":
+        for c in clusters:
+            ctx.out.write(json.dumps(c, ensure_ascii=False) + "\n")
+        return 0
+    rows = [
+        [
+            str(c["id"]),
+            c["level"],
+            str(c["size"]),
+            _clip(c["members"][0]["title"] if c["members"] else "", 70),
+        ]
+        for c in clusters
+    ]
+    _table(ctx.out, ["id", "level", "size", "first item"], rows)
+    return 0
+
+
+def _not_yet(name: str, issue: str) -> Callable[[Context], int]:
+    def run(ctx: Context) -> int:
+        raise NotImplementedYet(f"`{name}` is not implemented yet ({issue})")
+
+    return run
+
+
+# ---------------------------------------------------------------- output helpers
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*header).rstrip(), file=out)
+    for r in rows:
+        print(fmt.format(*r).rstrip(), file=out)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aggregator",
+        description="newsdedup: a deduplicating news RSS aggregator.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $AGGREGATOR_CONFIG or ./config.yaml)",
+    )
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors"
+    )
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=None,
+        help="log line format (default text)",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[Context], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    add("run", _not_yet("run", "issue #4: polling daemon"), "run the daemon: poll, dedup, digest")
+    sp = add("poll", _not_yet("poll", "issue #4: polling daemon"), "poll sources")
+    sp.add_argument(
+        "--once",
+        action="store_true",
+        required=True,
+        help="run one round over the due sources and exit",
+    )
+    sp.add_argument("--all", action="store_true", help="poll every source, due or not")
+    sp = add(
+        "import",
+        _not_yet("import", "issue #4: polling daemon"),
+        "ingest saved feed documents through the polling pipeline",
+    )
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    sp.add_argument("--source", metavar="NAME", help="file the items under this source")
+
+    db = sub.add_parser("db", help="database schema management")
+    dbsub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    up = dbsub.add_parser("upgrade", help="apply all schema migrations")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    sp = add("status", cmd_status, "show each source's poll state and errors")
+    sp.add_argument("--json", action="store_true")
+    sp = add("items", cmd_items, "list stored items")
+    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
+    sp.add_argument("--limit", type=int, default=None)
+    sp = add("clusters", cmd_clusters, "list clusters")
+    sp.add_argument("--level", choices=["duplicate", "story", "thread"])
+    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
+    sp = add(
+        "why",
+        _not_yet("why", "issue #5: clustering"),
+        "explain why two items are (or are not) clustered together",
+    )
+    sp.add_argument("item_a", metavar="ITEM")
+    sp.add_argument("item_b", metavar="ITEM")
+    sp = add(
+        "cluster-file",
+        _not_yet("cluster-file", "issue #5: clustering"),
+        "cluster a JSONL file of items offline with the daemon's engine",
+    )
+    sp.add_argument("input", metavar="IN.jsonl")
+    sp.add_argument("-o", "--output", metavar="OUT.jsonl", required=True)
+    sp = add(
+        "eval", _not_yet("eval", "issue #5: clustering"), "score predicted clusters against labels"
+    )
+    sp.add_argument("pred", metavar="PRED.jsonl")
+    sp.add_argument("labels", metavar="LABELS.jsonl")
+
+    digest = sub.add_parser("digest", help="digest emails")
+    dsub = digest.add_subparsers(dest="digest_command", metavar="SUBCOMMAND", required=True)
+    sp = dsub.add_parser("send", help="build and send a digest")
+    sp.set_defaults(func=_not_yet("digest send", "issue #6: digests"))
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--now", action="store_true", help="send immediately, not at the schedule")
+    sp = dsub.add_parser("preview", help="render a digest without sending")
+    sp.set_defaults(func=_not_yet("digest preview", "issue #6: digests"))
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the HTML here (default stdout)")
+
+    sp = add("export", _not_yet("export", "issue #9: outputs"), "write a deduplicated feed")
+    sp.add_argument("--format", choices=["atom", "jsonfeed"], required=True)
+    sp.add_argument("--level", choices=["duplicate", "story", "thread"], default="story")
+    sp.add_argument("--since", metavar="DURATION")
+    sp.add_argument("-o", "--output", metavar="FILE")
+
+    opml = sub.add_parser("opml", help="OPML import/export of sources")
+    osub = opml.add_subparsers(dest="opml_command", metavar="SUBCOMMAND", required=True)
+    sp = osub.add_parser("import", help="add the feeds of an OPML file")
+    sp.set_defaults(func=_not_yet("opml import", "issue #9: outputs"))
+    sp.add_argument("file", metavar="FILE")
+    sp = osub.add_parser("export", help="write the sources as OPML")
+    sp.set_defaults(func=_not_yet("opml export", "issue #9: outputs"))
+    return p
+
+
+# ---------------------------------------------------------------- entry point
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(verbose: int, quiet: bool, fmt: str | None) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if (fmt or os.environ.get("AGGREGATOR_LOG_FORMAT")) == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet, args.log_format)
+    ctx = Context(args, out or sys.stdout)
+    try:
+        return int(args.func(ctx))
+    except AggregatorError as exc:
+        _fail(args, exc)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("aggregator: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        _fail(args, exc, unexpected=True)
+        return EXIT_ERROR
+    finally:
+        ctx.close()
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, *, unexpected: bool = False) -> None:
+    if args.verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if unexpected:
+        text = f"unexpected {type(exc).__name__}: {text} (run with -v for details)"
+    print(f"aggregator: error: {text}", file=sys.stderr)
+
+
+__all__ = ["main", "build_parser", "InputError"]

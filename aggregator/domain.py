@@ -1,0 +1,67 @@
+"""Domain types passed between stages. Frozen: a stage never edits what it was given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+SOURCE_TYPES = ("wordpress", "google_news", "bing_news", "rss", "atom")
+ITEM_KINDS = ("article", "comment")
+LEVELS = ("duplicate", "story", "thread")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One feed entry as the parser read it: links absolute, dates UTC, HTML untouched."""
+
+    guid: str | None
+    url: str | None
+    title: str
+    summary_html: str
+    content_html: str
+    author: str | None = None
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+    comments_feed_url: str | None = None  # wfw:commentRss
+    publisher: str | None = None  # Google <source>, Bing News:Source
+    publisher_url: str | None = None
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A parsed feed document. ``warning`` is set for bozo feeds whose entries were kept."""
+
+    version: str  # feedparser's version string, e.g. "rss20", "atom10", "rss090"
+    title: str
+    link: str | None
+    self_url: str | None
+    language: str | None
+    ttl_s: int | None
+    generator: str | None
+    entries: tuple[ParsedEntry, ...]
+    warning: str | None = None
+    namespaces: tuple[str, ...] = field(default=())  # declared namespace URIs
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """A normalised item ready to store. ``guid`` is never empty (falls back to URL/hash)."""
+
+    kind: str  # "article" | "comment"
+    guid: str
+    url: str | None
+    canonical_url: str | None
+    title: str
+    publisher: str | None
+    publisher_url: str | None
+    summary: str  # plain text
+    text: str  # plain text of the fullest body available
+    lang: str | None
+    published_at: datetime
+    published_at_estimated: bool  # True when the feed gave no date and fetch time was used
+    fetched_at: datetime
+    content_hash: str  # hex sha256 of normalised title + text
+    author: str | None = None
+    comments_feed_url: str | None = None

@@ -1,0 +1,84 @@
+"""The one exception tree of newsdedup.
+
+Every error the package raises on purpose derives from :class:`AggregatorError`;
+the CLI prints ``str(error)`` as one line and exits non-zero. Lower-level causes are
+chained (``raise ... from exc``) so ``-v`` shows them.
+
+    AggregatorError
+    ├── ConfigError            bad config file, value or environment variable
+    ├── StoreError             the database failed or is unreachable
+    │   └── SchemaError        the schema is missing or not at the head revision
+    ├── SourceError            something went wrong with one source; others go on
+    │   ├── FetchError         HTTP / network failure (has ``retry_after_s``)
+    │   │   ├── FetchTimeout
+    │   │   ├── ResponseTooLarge
+    │   │   ├── HTTPStatusError (has ``status``)
+    │   │   └── SourceGone     410: the source is disabled
+    │   └── ParseError         the document is not a usable feed
+    ├── InputError             a bad file or argument given on the command line
+    └── NotImplementedYet      a public command whose capability is not built yet
+"""
+
+from __future__ import annotations
+
+
+class AggregatorError(Exception):
+    """Base of every error raised on purpose by newsdedup."""
+
+
+class ConfigError(AggregatorError):
+    pass
+
+
+class StoreError(AggregatorError):
+    pass
+
+
+class SchemaError(StoreError):
+    pass
+
+
+class SourceError(AggregatorError):
+    """A failure confined to one source/feed; it is recorded and the source backs off."""
+
+    kind = "source"
+
+
+class FetchError(SourceError):
+    kind = "fetch"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class FetchTimeout(FetchError):
+    kind = "timeout"
+
+
+class ResponseTooLarge(FetchError):
+    kind = "too_large"
+
+
+class HTTPStatusError(FetchError):
+    kind = "http"
+
+    def __init__(self, message: str, *, status: int, retry_after_s: float | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.status = status
+
+
+class SourceGone(HTTPStatusError):
+    kind = "gone"
+
+
+class ParseError(SourceError):
+    kind = "parse"
+
+
+class InputError(AggregatorError):
+    pass
+
+
+class NotImplementedYet(AggregatorError):
+    pass

@@ -1,0 +1,107 @@
+"""Shared test fixtures. Fixture feeds live in ../shared (never copied into this repo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(__import__("os").environ.get("NEWSDEDUP_SHARED", REPO.parent / "shared"))
+FEEDS = SHARED / "fixtures" / "feeds"
+HOSTILE = FEEDS / "hostile"
+SEEDS = SHARED / "seeds"
+
+
+@pytest.fixture(scope="session")
+def feeds_dir() -> Path:
+    if not FEEDS.is_dir():
+        pytest.fail(f"fixture feeds not found at {FEEDS} (set NEWSDEDUP_SHARED)")
+    return FEEDS
+
+
+# ---------------------------------------------------------------- databases
+#
+# Storage tests run on SQLite and on the real PostgreSQL (127.0.0.1:5432, trust auth,
+# database `test`). Each test run creates its own database and each test its own schema, so
+# runs never collide. In CI (CI=true) a missing PostgreSQL fails the run instead of skipping.
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get(
+    "NEWSDEDUP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _pg_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required in CI: {reason}")
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> str:
+    """A database of this test run's own; dropped at the end."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"newsdedup_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        _pg_unavailable(str(exc).splitlines()[0])
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :n AND pid <> pg_backend_pid()"
+            ),
+            {"n": name},
+        )
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """A fresh, empty schema in the run's database, selected through search_path."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(pg_database)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    sep = "&" if "?" in pg_database else "?"
+    return f"{pg_database}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Run a storage test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(db_url: str):
+    """An upgraded, empty store on each database."""
+    from aggregator.store import db as store_db
+
+    engine = store_db.make_engine(db_url)
+    store_db.upgrade(engine)
+    s = store_db.Store(engine)
+    yield s
+    s.close()
