@@ -1,0 +1,186 @@
+"""Every hostile document either parses to a bounded ParsedFeed or raises ParseError:
+never another exception, never more than a few seconds, never a local file's content."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import HOSTILE
+
+from aggregator import parser as parser_module
+from aggregator.errors import ParseError
+from aggregator.parser import MAX_TITLE_CHARS, parse_feed
+
+BASE = "https://example.org/feed/"
+_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+PASSWD_MARKERS = ("root:x:0:0", "/bin/bash", "/usr/sbin/nologin")
+
+# file -> ("error", message substring) | ("ok", entry count)
+EXPECTED = {
+    "defusedxml-billion-laughs.xml": ("error", "refused: entity expansion"),
+    "defusedxml-quadratic-blowup.xml": ("error", "refused: entity expansion"),
+    "defusedxml-xxe-external-entity.xml": ("error", "refused: external entity"),
+    "laminas-xxe-in-atom-title.xml": ("error", "refused: external entity"),
+    "feedparser-empty-document.xml": ("error", "not a feed: empty document"),
+    "nodefeedparser-html-page-not-a-feed.html": ("error", "not a feed: looks like an HTML page"),
+    "wordpress-de-article-html-instead-of-feed.html": ("error", "looks like an HTML page"),
+    "derived-bing-news-huge-title.xml": ("ok", 3),
+    "derived-google-news-truncated-mid-item.xml": ("ok", 3),
+    "feedparser-bogus-encoding-declaration.xml": ("ok", 0),
+    "feedparser-crazy-html-atom03.xml": ("ok", 1),
+    "feedparser-internal-entity-in-doctype.xml": ("ok", 1),
+    "feedparser-invalid-bytes-after-utf8-bom.xml": ("ok", 0),
+    "feedparser-linenoise-bytes.xml": ("ok", 1),
+    "feedparser-onclick-in-description.xml": ("ok", 1),
+    "feedparser-script-in-description.xml": ("ok", 1),
+    "feedparser-script-nested-cdata-content-encoded.xml": ("ok", 1),
+    "feedparser-truncated-incomplete-cdata.xml": ("ok", 1),
+    "feedparser-undeclared-koi8r-encoding.xml": ("ok", 1),
+    "feedparser-undeclared-namespace-prefix.xml": ("ok", 0),
+    "feedparser-unescaped-ampersands-in-link.xml": ("ok", 1),
+    "feedparser-utf16le-with-bom.xml": ("ok", 0),
+    "feedparser-xhtml-doctype-before-rss.xml": ("ok", 0),
+    "google-news-ja-prettified-whitespace-padded.xml": ("ok", 30),
+    "miniflux-invalid-encoding-name-in-prolog.xml": ("ok", 1),
+    "miniflux-windows1252-bytes-declared-utf8.xml": ("ok", 0),
+    "nodefeedparser-feedburner-duplicate-guids.xml": ("ok", 1),
+    "nodefeedparser-unescaped-ampersand-one-bad-item.xml": ("ok", 3),
+    "simplepie-whitespace-before-xml-declaration.xml": ("ok", 0),
+}
+
+
+def test_every_hostile_file_has_an_expectation():
+    assert sorted(p.name for p in HOSTILE.iterdir()) == sorted(EXPECTED)
+
+
+def _all_text(feed) -> str:
+    parts = [feed.title, feed.link or "", feed.warning or ""]
+    for e in feed.entries:
+        parts += [e.title, e.summary_html, e.content_html, e.url or "", e.guid or ""]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_hostile_file(name):
+    body = (HOSTILE / name).read_bytes()
+    outcome, detail = EXPECTED[name]
+    started = time.perf_counter()
+    try:
+        feed = parse_feed(body, url=BASE)
+    except ParseError as exc:
+        elapsed = time.perf_counter() - started
+        assert outcome == "error", f"unexpected ParseError: {exc}"
+        assert detail in str(exc)
+        assert "\n" not in str(exc)
+    else:
+        elapsed = time.perf_counter() - started
+        assert outcome == "ok", f"expected ParseError, parsed {len(feed.entries)} entries"
+        assert len(feed.entries) == detail
+        text = _all_text(feed)
+        assert not any(marker in text for marker in PASSWD_MARKERS)
+        for entry in feed.entries:
+            assert len(entry.title) <= MAX_TITLE_CHARS
+            for html in (entry.summary_html, entry.content_html):
+                live = _COMMENT_RE.sub("", html).lower()  # "<script>" inside a comment is inert
+                assert "<script" not in live
+                assert "onclick" not in live
+    assert elapsed < 5, f"{name} took {elapsed:.2f}s"
+
+
+def test_internal_entity_is_still_expanded():
+    feed = parse_feed(
+        (HOSTILE / "feedparser-internal-entity-in-doctype.xml").read_bytes(), url=BASE
+    )
+    assert feed.entries[0].guid == "tag:example.com,2006-05-04:/blog/"
+
+
+def test_xhtml_doctype_before_rss_is_tolerated():
+    feed = parse_feed((HOSTILE / "feedparser-xhtml-doctype-before-rss.xml").read_bytes(), url=BASE)
+    assert feed.title == "found"
+
+
+def test_huge_title_is_truncated():
+    feed = parse_feed((HOSTILE / "derived-bing-news-huge-title.xml").read_bytes(), url=BASE)
+    title = feed.entries[0].title
+    assert len(title) == MAX_TITLE_CHARS
+    assert title.startswith("Künstliche Intelligenz & „Übermut“ – Künstliche")
+    assert feed.entries[0].publisher == "Yahoo Finance"
+
+
+def test_one_bad_item_among_good_ones():
+    feed = parse_feed(
+        (HOSTILE / "nodefeedparser-unescaped-ampersand-one-bad-item.xml").read_bytes(), url=BASE
+    )
+    assert [e.title for e in feed.entries] == ["Good Item", "Bad Item", "Item After Error"]
+    assert feed.warning and "not well-formed" in feed.warning
+
+
+def test_scripts_are_gone_from_descriptions():
+    feed = parse_feed((HOSTILE / "feedparser-script-in-description.xml").read_bytes(), url=BASE)
+    assert feed.entries[0].summary_html == "safe description"
+
+
+def _secret_file(tmp_path: Path) -> Path:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:TOPSECRET-XXE-MARKER")
+    return secret
+
+
+def _xxe_doc(secret: Path, where: str = "title") -> bytes:
+    return (
+        '<?xml version="1.0"?>\n'
+        f'<!DOCTYPE rss [ <!ENTITY xxe SYSTEM "file://{secret}"> ]>\n'
+        '<rss version="2.0"><channel><title>t</title><item>'
+        f"<{where}>&xxe;</{where}><link>https://example.com/a</link>"
+        "</item></channel></rss>"
+    ).encode()
+
+
+def test_xxe_is_refused(tmp_path):
+    with pytest.raises(ParseError, match="external entity"):
+        parse_feed(_xxe_doc(_secret_file(tmp_path)), url=BASE)
+
+
+def test_xxe_in_utf16_is_refused(tmp_path):
+    body = _xxe_doc(_secret_file(tmp_path)).decode().replace('"1.0"?', '"1.0" encoding="utf-16"?')
+    with pytest.raises(ParseError, match="external entity"):
+        parse_feed(body.encode("utf-16"), url=BASE)
+
+
+@pytest.mark.parametrize(
+    "dtd",
+    [
+        '<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> %p;',
+        '<!ENTITY a "&#38;b;">',  # a char ref that becomes an entity reference
+        '<!ENTITY a "x"> <!ENTITY b "&a;&a;">',
+        '<!ENTITY a "' + "x" * 5000 + '">',
+    ],
+)
+def test_dangerous_dtds_are_refused(dtd):
+    body = f'<?xml version="1.0"?><!DOCTYPE rss [ {dtd} ]><rss version="2.0"><channel><title>t</title></channel></rss>'
+    with pytest.raises(ParseError, match="refused"):
+        parse_feed(body.encode(), url=BASE)
+
+
+@pytest.mark.parametrize("where", ["title", "description"])
+def test_xxe_does_not_leak_even_without_the_prescreen(tmp_path, monkeypatch, where):
+    """Defence in depth: feedparser + expat must not resolve the entity on their own."""
+    monkeypatch.setattr(parser_module, "_screen_dtd", lambda body: None)
+    secret = _secret_file(tmp_path)
+    try:
+        feed = parse_feed(_xxe_doc(secret, where), url=BASE)
+    except ParseError:
+        return
+    assert "TOPSECRET-XXE-MARKER" not in _all_text(feed)
+
+
+def test_quadratic_blowup_without_prescreen_is_still_bounded(monkeypatch):
+    monkeypatch.setattr(parser_module, "_screen_dtd", lambda body: None)
+    body = (HOSTILE / "defusedxml-quadratic-blowup.xml").read_bytes()
+    started = time.perf_counter()
+    with pytest.raises(ParseError):
+        parse_feed(body, url=BASE)
+    assert time.perf_counter() - started < 5
