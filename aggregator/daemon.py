@@ -1,0 +1,127 @@
+"""``aggregator run``: APScheduler drives the rounds; the database says what is due.
+
+One interval job (``coalesce``, ``max_instances=1``) asks the database for due feeds and
+refreshes them on a worker pool. SIGTERM/SIGINT stop new fetches, let the running ones finish,
+and exit cleanly. A database outage costs a logged line and a retry on the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor as APSThreadPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .config import Config
+from .dedup.service import DedupService, settings_from
+from .errors import StoreError
+from .fetcher import Fetcher
+from .poller import fetch_settings, poll_round
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Daemon:
+    def __init__(self, store: Store, cfg: Config, *, fetcher: Fetcher | None = None) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.fetcher = fetcher or Fetcher(fetch_settings(cfg))
+        self.owner = worker_id()
+        self.stopping = threading.Event()
+        self.rounds = 0
+        self.dedup = self._new_dedup()
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": APSThreadPool(2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    def poll_tick(self) -> None:
+        """One round; never raises (the scheduler would only log it less clearly)."""
+        if self.stopping.is_set():
+            return
+        try:
+            outcomes = poll_round(
+                self.store,
+                self.cfg,
+                self.fetcher,
+                owner=self.owner,
+                should_stop=self.stopping.is_set,
+            )
+        except StoreError as exc:
+            log.error("database unavailable, will retry next round: %s", exc)
+            return
+        except Exception:  # noqa: BLE001 - keep the daemon alive; the traceback is logged
+            log.exception("poll round failed")
+            return
+        self.rounds += 1
+        self.dedup_tick()
+        if outcomes:
+            new = sum(o.items_new for o in outcomes)
+            failed = sum(1 for o in outcomes if o.failed)
+            log.info("polled %d feeds: %d new items, %d failed", len(outcomes), new, failed)
+
+    def dedup_tick(self) -> None:
+        """Cluster what was stored. On failure the in-memory engine may be ahead of the
+        database, so it is dropped and reloaded from the database next time."""
+        try:
+            placed = self.dedup.process_pending()
+        except StoreError as exc:
+            log.error("database unavailable while clustering, will retry: %s", exc)
+            self.dedup = self._new_dedup()
+            return
+        except Exception:  # noqa: BLE001 - keep the daemon alive; the traceback is logged
+            log.exception("clustering failed")
+            self.dedup = self._new_dedup()
+            return
+        if placed:
+            log.info("clustered %d new items", placed)
+
+    def _new_dedup(self) -> DedupService:
+        return DedupService(self.store, settings_from(self.cfg.dedup))
+
+    def start(self) -> None:
+        tick_s = self.cfg.polling.tick
+        self.scheduler.add_job(
+            self.poll_tick,
+            IntervalTrigger(seconds=tick_s, timezone=UTC),
+            id="poll",
+            next_run_time=datetime.now(UTC) + timedelta(milliseconds=100),
+        )
+        self.scheduler.start()
+        log.info(
+            "daemon %s started: %d sources, tick %ss", self.owner, len(self.cfg.sources), tick_s
+        )
+
+    def stop(self) -> None:
+        """Finish the fetches in flight, start no new ones, then stop the scheduler."""
+        self.stopping.set()
+        self.scheduler.shutdown(wait=True)
+        self.fetcher.close()
+        log.info("daemon %s stopped after %d rounds", self.owner, self.rounds)
+
+    def run_forever(
+        self, install_signals: bool = True, until: Callable[[], bool] | None = None
+    ) -> None:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stopping.set())
+        self.start()
+        try:
+            while not self.stopping.wait(0.5):
+                if until is not None and until():
+                    break
+        finally:
+            self.stop()

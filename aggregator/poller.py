@@ -1,0 +1,463 @@
+"""One feed refresh, start to end, in one straight line (after Miniflux's ``RefreshFeed``).
+
+fetch → (304 or same body: stop) → parse → normalise → store new items + poll state in one
+transaction → schedule the next check. Any failure is confined to its feed: recorded in
+``feeds``/``poll_log`` (where ``status`` shows it), logged as one line, backed off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from .config import Config, SourceConfig
+from .domain import NewItem, ParsedFeed
+from .errors import FetchError, SourceError, SourceGone
+from .fetcher import Fetcher, FetchResult, FetchSettings
+from .normaliser import normalise_feed
+from .parser import parse_feed
+from .schedule import next_check_at
+from .store import Store
+from .store.items import insert_items, recent_item_times, record_poll
+from .store.models import Feed, Item, Source
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 600.0  # a claimed feed is someone's for this long, even if its worker died
+ERROR_TEXT_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    feed_id: int
+    source: str
+    url: str
+    result: str  # ok | not_modified | unchanged | <error kind>
+    items_seen: int = 0
+    items_new: int = 0
+    error: str | None = None
+    next_check_at: datetime | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedJob:
+    """What a worker needs to know about a feed; read in a short transaction, then detached."""
+
+    feed_id: int
+    url: str
+    kind: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    error_count: int
+    source_id: int
+    source_name: str
+    source_type: str
+    article_item_id: int | None
+
+
+def fetch_settings(cfg: Config) -> FetchSettings:
+    p = cfg.polling
+    kwargs = dict(
+        timeout_s=p.connect_timeout,
+        read_timeout_s=p.read_timeout,
+        total_timeout_s=p.total_timeout,
+        max_bytes=p.max_response_size,
+        max_redirects=p.max_redirects,
+        per_host_limit=p.per_host_limit,
+    )
+    if p.user_agent:
+        kwargs["user_agent"] = p.user_agent
+    return FetchSettings(**kwargs)
+
+
+# ---------------------------------------------------------------- claiming due feeds
+
+
+def claim_due_feeds(
+    store: Store, *, now: datetime, owner: str, limit: int = 100, all_feeds: bool = False
+) -> list[FeedJob]:
+    """Lease the due feeds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: workers never collide)."""
+    with store.session() as s:
+        stmt = (
+            select(Feed.id)
+            .join(Source, Source.id == Feed.source_id)
+            .where(Feed.enabled.is_(True), Source.enabled.is_(True))
+            .where(or_(Feed.lease_until.is_(None), Feed.lease_until < now))
+            .order_by(Feed.next_check_at, Feed.id)
+            .limit(limit)
+        )
+        if not all_feeds:
+            stmt = stmt.where(Feed.next_check_at <= now)
+        if store.dialect == "postgresql":
+            stmt = stmt.with_for_update(of=Feed, skip_locked=True)
+        ids = list(s.scalars(stmt))
+        if not ids:
+            return []
+        s.execute(
+            update(Feed)
+            .where(Feed.id.in_(ids))
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_S))
+        )
+        rows = s.execute(
+            select(Feed, Source).join(Source, Source.id == Feed.source_id).where(Feed.id.in_(ids))
+        ).all()
+        jobs = {f.id: _job(f, src) for f, src in rows}
+    return [jobs[i] for i in ids]
+
+
+def _job(f: Feed, src: Source) -> FeedJob:
+    return FeedJob(
+        feed_id=f.id,
+        url=f.url,
+        kind=f.kind,
+        etag=f.etag,
+        last_modified=f.last_modified,
+        body_hash=f.body_hash,
+        error_count=f.error_count,
+        source_id=src.id,
+        source_name=src.name,
+        source_type=src.type,
+        article_item_id=f.article_item_id,
+    )
+
+
+# ---------------------------------------------------------------- scheduling inputs
+
+
+def _bounds(cfg: Config, job: FeedJob) -> tuple[float, float, float | None]:
+    """(min, max, floor) seconds for this feed from the global and per-source settings."""
+    p = cfg.polling
+    src = _source_cfg(cfg, job.source_name)
+    min_s = (src.min_interval if src and src.min_interval else None) or p.min_interval
+    max_s = (src.max_interval if src and src.max_interval else None) or p.max_interval
+    floor = p.aggregator_min_interval if job.source_type in ("google_news", "bing_news") else None
+    if job.kind == "comments" and src is not None:
+        floor = max(floor or 0.0, src.comments_interval)
+    if floor is not None:
+        floor = min(floor, max_s)
+    return min(min_s, max_s), max_s, floor
+
+
+def _source_cfg(cfg: Config, name: str) -> SourceConfig | None:
+    return next((s for s in cfg.sources if s.name == name), None)
+
+
+# ---------------------------------------------------------------- the refresh
+
+
+def refresh_feed(
+    store: Store, fetcher: Fetcher, cfg: Config, job: FeedJob, *, now: datetime | None = None
+) -> PollOutcome:
+    """Poll one feed. Never raises for a feed's own failure; only a database outage escapes."""
+    started_at = now or datetime.now(UTC)
+    t0 = time.monotonic()
+    try:
+        result = fetcher.fetch(job.url, etag=job.etag, last_modified=job.last_modified)
+    except SourceError as exc:
+        return _record_failure(store, cfg, job, exc, started_at, t0)
+
+    if result.not_modified:
+        return _record_quiet(store, cfg, job, result, "not_modified", started_at, t0)
+    body = result.body or b""
+    body_hash = hashlib.sha256(body).hexdigest()
+    if body_hash == job.body_hash:
+        return _record_quiet(store, cfg, job, result, "unchanged", started_at, t0)
+    try:
+        feed = parse_feed(body, url=result.url, content_type=result.content_type)
+    except SourceError as exc:
+        return _record_failure(store, cfg, job, exc, started_at, t0, http_status=result.status)
+
+    with store.session() as s:
+        seen, new = ingest(s, cfg, job, feed, fetched_at=result.fetched_at)
+        row = s.get_one(Feed, job.feed_id)
+        nxt = _schedule(s, cfg, job, result, feed.ttl_s, started_at, error_count=0)
+        _set_state(row, result=result, label="ok", now=started_at, next_at=nxt)
+        row.body_hash = body_hash
+        row.error_count, row.last_error = 0, None
+        row.items_total += new
+        record_poll(
+            s,
+            row,
+            started_at=started_at,
+            duration_ms=_ms(t0),
+            result="ok",
+            http_status=result.status,
+            items_seen=seen,
+            items_new=new,
+            warning=feed.warning,
+        )
+    if feed.warning:
+        log.info(
+            "%s: kept %d entries of a malformed feed: %s", job.source_name, seen, feed.warning[:200]
+        )
+    log.debug("%s %s: %d entries, %d new", job.source_name, job.url, seen, new)
+    return PollOutcome(job.feed_id, job.source_name, job.url, "ok", seen, new, None, nxt)
+
+
+def ingest(
+    s: Session, cfg: Config, job: FeedJob, feed: ParsedFeed, *, fetched_at: datetime
+) -> tuple[int, int]:
+    """Normalise and store one parsed document for a feed; returns (entries seen, new items).
+
+    Shared by polling and ``import``. Registers comment feeds of new WordPress articles.
+    """
+    kind = "comment" if job.kind == "comments" or is_comment_feed(feed) else "article"
+    items = normalise_feed(feed, source_type=job.source_type, fetched_at=fetched_at, kind=kind)
+    if kind == "article" and job.source_type != "google_news":
+        items = [it if it.publisher else replace(it, publisher=feed.title or None) for it in items]
+    parents = _comment_parents(s, job, items) if kind == "comment" else None
+    stored = insert_items(
+        s, source_id=job.source_id, feed_id=job.feed_id, items=items, parents=parents
+    )
+    if kind == "article" and job.source_type == "wordpress":
+        src = _source_cfg(cfg, job.source_name)
+        if src is not None and src.comments:
+            _register_comment_feeds(s, job, [(st.id, st.item) for st in stored], src, fetched_at)
+    return len(items), len(stored)
+
+
+def is_comment_feed(feed: ParsedFeed) -> bool:
+    """A WordPress comment feed (per article or site-wide): every guid is ``…#comment-N``."""
+    return bool(feed.entries) and all(e.guid and "#comment-" in e.guid for e in feed.entries)
+
+
+def _comment_parents(s: Session, job: FeedJob, items: Sequence[NewItem]) -> dict[str, int]:
+    """Link comments to their article: the comment feed's article, else by the guid
+    prefix (``…/?p=2931#comment-381`` belongs to the article whose guid is ``…/?p=2931``)."""
+    if job.article_item_id is not None:
+        return {it.guid: job.article_item_id for it in items}
+    prefixes = {it.guid: it.guid.split("#comment-", 1)[0] for it in items}
+    rows = s.execute(
+        select(Item.guid, Item.id).where(
+            Item.source_id == job.source_id,
+            Item.kind == "article",
+            Item.guid.in_(set(prefixes.values())),
+        )
+    )
+    by_guid = {guid: id_ for guid, id_ in rows}
+    return {g: by_guid[p] for g, p in prefixes.items() if p in by_guid}
+
+
+def _register_comment_feeds(
+    s: Session,
+    job: FeedJob,
+    stored: Sequence[tuple[int, NewItem]],
+    src: SourceConfig,
+    now: datetime,
+) -> None:
+    oldest = now - timedelta(seconds=src.comments_max_age)
+    for item_id, it in stored:
+        url = it.comments_feed_url or (it.url.rstrip("/") + "/feed/" if it.url else None)
+        if not url or it.published_at < oldest or it.published_at_estimated:
+            continue
+        exists = s.scalar(select(Feed.id).where(Feed.source_id == job.source_id, Feed.url == url))
+        if exists is None:
+            s.add(
+                Feed(
+                    source_id=job.source_id,
+                    url=url,
+                    kind="comments",
+                    article_item_id=item_id,
+                    next_check_at=now,
+                    created_at=now,
+                )
+            )
+
+
+def _schedule(
+    s: Session,
+    cfg: Config,
+    job: FeedJob,
+    result: FetchResult | None,
+    ttl_s: int | None,
+    now: datetime,
+    *,
+    error_count: int,
+    retry_after_s: float | None = None,
+) -> datetime:
+    min_s, max_s, floor = _bounds(cfg, job)
+    recent = recent_item_times(s, job.feed_id) if error_count == 0 else []
+    return next_check_at(
+        now=now,
+        min_interval_s=min_s,
+        max_interval_s=max_s,
+        error_count=error_count,
+        retry_after_s=retry_after_s
+        if retry_after_s is not None
+        else (result.retry_after_s if result else None),
+        ttl_s=ttl_s,
+        max_age_s=result.max_age_s if result else None,
+        recent_item_times=recent,
+        floor_s=floor,
+    )
+
+
+def _set_state(
+    row: Feed, *, result: FetchResult, label: str, now: datetime, next_at: datetime
+) -> None:
+    row.last_polled_at = now
+    row.last_success_at = now
+    row.last_result = label
+    row.next_check_at = next_at
+    row.lease_owner, row.lease_until = None, None
+    # Validators only move forward together with the items they vouch for.
+    row.etag = result.etag
+    row.last_modified = result.last_modified
+
+
+def _record_quiet(
+    store: Store,
+    cfg: Config,
+    job: FeedJob,
+    result: FetchResult,
+    label: str,
+    started_at: datetime,
+    t0: float,
+) -> PollOutcome:
+    with store.session() as s:
+        row = s.get_one(Feed, job.feed_id)
+        nxt = _schedule(s, cfg, job, result, None, started_at, error_count=0)
+        _set_state(row, result=result, label=label, now=started_at, next_at=nxt)
+        row.error_count, row.last_error = 0, None
+        _retire_old_comment_feed(s, cfg, job, row, started_at)
+        record_poll(
+            s,
+            row,
+            started_at=started_at,
+            duration_ms=_ms(t0),
+            result=label,
+            http_status=result.status,
+        )
+    return PollOutcome(job.feed_id, job.source_name, job.url, label, next_check_at=nxt)
+
+
+def _retire_old_comment_feed(
+    s: Session, cfg: Config, job: FeedJob, row: Feed, now: datetime
+) -> None:
+    """Stop polling a comment feed once its article is older than ``comments_max_age``."""
+    src = _source_cfg(cfg, job.source_name)
+    if job.kind != "comments" or src is None or job.article_item_id is None:
+        return
+    published = s.scalar(select(Item.published_at).where(Item.id == job.article_item_id))
+    if published is not None and published < now - timedelta(seconds=src.comments_max_age):
+        row.enabled, row.disabled_reason = False, "article older than comments_max_age"
+
+
+def _record_failure(
+    store: Store,
+    cfg: Config,
+    job: FeedJob,
+    exc: SourceError,
+    started_at: datetime,
+    t0: float,
+    http_status: int | None = None,
+) -> PollOutcome:
+    text = " ".join(str(exc).split())[:ERROR_TEXT_LIMIT] or type(exc).__name__
+    retry_after = exc.retry_after_s if isinstance(exc, FetchError) else None
+    status = getattr(exc, "status", http_status)
+    with store.session() as s:
+        row = s.get_one(Feed, job.feed_id)
+        errors = row.error_count + 1
+        nxt = _schedule(
+            s, cfg, job, None, None, started_at, error_count=errors, retry_after_s=retry_after
+        )
+        row.last_polled_at, row.last_result = started_at, exc.kind
+        row.error_count, row.last_error, row.last_error_at = errors, text, started_at
+        row.next_check_at = nxt
+        row.retry_after_until = started_at + timedelta(seconds=retry_after) if retry_after else None
+        row.lease_owner, row.lease_until = None, None
+        if isinstance(exc, SourceGone):
+            row.enabled, row.disabled_reason = False, "410 Gone"
+        record_poll(
+            s,
+            row,
+            started_at=started_at,
+            duration_ms=_ms(t0),
+            result=exc.kind,
+            http_status=status,
+            error=text,
+        )
+    log.warning(
+        "%s: %s (attempt %d, next try %s)",
+        job.source_name,
+        text,
+        errors,
+        nxt.strftime("%Y-%m-%d %H:%M:%SZ"),
+    )
+    return PollOutcome(
+        job.feed_id, job.source_name, job.url, exc.kind, error=text, next_check_at=nxt
+    )
+
+
+def _ms(t0: float) -> int:
+    return int((time.monotonic() - t0) * 1000)
+
+
+def poll_round(
+    store: Store,
+    cfg: Config,
+    fetcher: Fetcher,
+    *,
+    owner: str,
+    all_feeds: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    now: datetime | None = None,
+) -> list[PollOutcome]:
+    """Claim the due feeds and refresh them on a small worker pool.
+
+    ``should_stop`` is checked before each fetch starts: on shutdown the running fetches
+    finish and the rest are released (their leases cleared) for the next round.
+    """
+    jobs = claim_due_feeds(
+        store,
+        now=now or datetime.now(UTC),
+        owner=owner,
+        limit=10_000 if all_feeds else 500,
+        all_feeds=all_feeds,
+    )
+    if not jobs:
+        return []
+
+    def work(job: FeedJob) -> PollOutcome | None:
+        if should_stop():
+            return None
+        return refresh_feed(store, fetcher, cfg, job)
+
+    outcomes: list[PollOutcome] = []
+    skipped: list[int] = []
+    with ThreadPoolExecutor(max_workers=cfg.polling.workers, thread_name_prefix="poll") as pool:
+        for job, outcome in zip(jobs, pool.map(work, jobs), strict=True):
+            if outcome is None:
+                skipped.append(job.feed_id)
+            else:
+                outcomes.append(outcome)
+    if skipped:
+        with store.session() as s:
+            s.execute(
+                update(Feed).where(Feed.id.in_(skipped)).values(lease_owner=None, lease_until=None)
+            )
+    return outcomes
+
+
+__all__ = [
+    "FeedJob",
+    "PollOutcome",
+    "claim_due_feeds",
+    "fetch_settings",
+    "ingest",
+    "poll_round",
+    "refresh_feed",
+]

@@ -1,0 +1,172 @@
+"""Item and poll-state writes on the hot path: batched ``INSERT … ON CONFLICT DO NOTHING``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..domain import NewItem
+from .models import Feed, Item, PollLog
+
+_BATCH = 500
+
+
+def dialect_insert(session: Session, table: Any) -> Insert:
+    """``INSERT`` with ``on_conflict_do_nothing`` for whichever dialect the session uses."""
+    name = session.get_bind().dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    id: int
+    item: NewItem
+
+
+def known_keys(
+    session: Session, source_id: int, items: Sequence[NewItem]
+) -> tuple[set[str], set[str], set[str]]:
+    """The guids, canonical URLs and content hashes of ``items`` this source already has."""
+    guids, urls, hashes = set(), set(), set()
+    for i in range(0, len(items), _BATCH):
+        chunk = items[i : i + _BATCH]
+        g = [it.guid for it in chunk]
+        u = [it.canonical_url for it in chunk if it.canonical_url]
+        h = [it.content_hash for it in chunk]
+        rows = session.execute(
+            select(Item.guid, Item.canonical_url, Item.content_hash).where(
+                Item.source_id == source_id,
+                or_(Item.guid.in_(g), Item.canonical_url.in_(u), Item.content_hash.in_(h)),
+            )
+        )
+        for guid, url, chash in rows:
+            guids.add(guid)
+            if url:
+                urls.add(url)
+            hashes.add(chash)
+    return guids, urls, hashes
+
+
+def new_items(session: Session, source_id: int, items: Sequence[NewItem]) -> list[NewItem]:
+    """Exact dedup before insert: drop items whose guid, canonical URL or content hash this
+    source already stored (or that repeat one earlier in the same batch)."""
+    guids, urls, hashes = known_keys(session, source_id, items)
+    fresh = []
+    for it in items:
+        if it.guid in guids:
+            continue
+        # Comments are short and repeat ("Danke!"): only their guid identifies them.
+        if it.kind == "article" and (
+            it.content_hash in hashes or (it.canonical_url and it.canonical_url in urls)
+        ):
+            continue
+        fresh.append(it)
+        guids.add(it.guid)
+        hashes.add(it.content_hash)
+        if it.canonical_url:
+            urls.add(it.canonical_url)
+    return fresh
+
+
+def insert_items(
+    session: Session,
+    *,
+    source_id: int,
+    feed_id: int | None,
+    items: Sequence[NewItem],
+    parents: Mapping[str, int] | None = None,
+) -> list[Stored]:
+    """Insert the items that are new for this source; returns those actually inserted.
+
+    ``parents`` maps a comment's guid to its article's item id.
+    """
+    parents = parents or {}
+    fresh = new_items(session, source_id, items)
+    stored: list[Stored] = []
+    for i in range(0, len(fresh), _BATCH):
+        chunk = fresh[i : i + _BATCH]
+        rows = [
+            {
+                "source_id": source_id,
+                "feed_id": feed_id,
+                "kind": it.kind,
+                "parent_item_id": parents.get(it.guid),
+                "guid": it.guid,
+                "url": it.url,
+                "canonical_url": it.canonical_url,
+                "title": it.title,
+                "publisher": it.publisher,
+                "publisher_url": it.publisher_url,
+                "author": it.author,
+                "summary": it.summary,
+                "text": it.text,
+                "lang": it.lang,
+                "published_at": it.published_at,
+                "published_at_estimated": it.published_at_estimated,
+                "fetched_at": it.fetched_at,
+                "content_hash": it.content_hash,
+                "comments_feed_url": it.comments_feed_url,
+                "dedup_state": "pending",
+            }
+            for it in chunk
+        ]
+        stmt = (
+            dialect_insert(session, Item)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["source_id", "guid"])
+            .returning(Item.id, Item.guid)
+        )
+        ids = {guid: id_ for id_, guid in session.execute(stmt)}
+        stored.extend(Stored(ids[it.guid], it) for it in chunk if it.guid in ids)
+    return stored
+
+
+def record_poll(
+    session: Session,
+    feed: Feed,
+    *,
+    started_at: datetime,
+    duration_ms: int,
+    result: str,
+    http_status: int | None = None,
+    items_seen: int = 0,
+    items_new: int = 0,
+    error: str | None = None,
+    warning: str | None = None,
+) -> None:
+    session.add(
+        PollLog(
+            feed_id=feed.id,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            result=result,
+            http_status=http_status,
+            items_seen=items_seen,
+            items_new=items_new,
+            error=error,
+            warning=warning,
+        )
+    )
+
+
+def recent_item_times(session: Session, feed_id: int, limit: int = 10) -> list[datetime]:
+    return list(
+        session.scalars(
+            select(Item.published_at)
+            .where(Item.feed_id == feed_id, Item.published_at_estimated.is_(False))
+            .order_by(Item.published_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def release_lease(session: Session, feed_id: int) -> None:
+    session.execute(
+        update(Feed).where(Feed.id == feed_id).values(lease_owner=None, lease_until=None)
+    )
