@@ -178,6 +178,129 @@ def cmd_clusters(ctx: Context) -> int:
     return 0
 
 
+def cmd_run(ctx: Context) -> int:
+    from .daemon import Daemon
+
+    daemon = Daemon(ctx.store(), ctx.config)
+    daemon.run_forever()
+    return 0
+
+
+def cmd_poll(ctx: Context) -> int:
+    from .daemon import worker_id
+    from .fetcher import Fetcher
+    from .poller import fetch_settings, poll_round
+
+    store = ctx.store()
+    with Fetcher(fetch_settings(ctx.config)) as fetcher:
+        outcomes = poll_round(store, ctx.config, fetcher, owner=worker_id(), all_feeds=ctx.args.all)
+    for o in outcomes:
+        detail = o.error or f"{o.items_seen} entries, {o.items_new} new"
+        print(f"{o.source}\t{o.result}\t{detail}\t{o.url}", file=ctx.out)
+    failed = [o for o in outcomes if o.failed]
+    if not outcomes:
+        print("no feeds due", file=ctx.out)
+    if failed:
+        raise PartialFailure(
+            f"{len(failed)} of {len(outcomes)} feeds failed (see `aggregator status`)"
+        )
+    return 0
+
+
+def cmd_import(ctx: Context) -> int:
+    from pathlib import Path
+
+    from .importer import import_file
+
+    store = ctx.store()
+    if ctx.args.source:
+        ctx.config.source(ctx.args.source)  # fail early on an unknown name
+    failed = 0
+    for name in ctx.args.files:
+        o = import_file(store, ctx.config, Path(name), source_name=ctx.args.source)
+        if o.error:
+            failed += 1
+            print(f"aggregator: error: {o.error}", file=sys.stderr)
+            continue
+        note = f" (warning: {o.warning[:120]})" if o.warning else ""
+        print(
+            f"{o.path}\t{o.source}\t{o.items_seen} entries, {o.items_new} new{note}", file=ctx.out
+        )
+    placed = _dedup(ctx, store)
+    log.info("clustered %d new items", placed)
+    if failed:
+        raise PartialFailure(f"{failed} of {len(ctx.args.files)} files could not be imported")
+    return 0
+
+
+def _dedup(ctx: Context, store: Store) -> int:
+    """Cluster what the command just stored (the same step the daemon runs after each round)."""
+    from .dedup.service import DedupService, settings_from
+
+    return DedupService(store, settings_from(ctx.config.dedup)).process_pending()
+
+
+def cmd_why(ctx: Context) -> int:
+    from .dedup.explain import explain, render
+    from .dedup.service import DedupService, settings_from
+
+    store = ctx.store()
+    service = DedupService(store, settings_from(ctx.config.dedup))
+    service.process_pending()
+    report = explain(service, ctx.args.item_a, ctx.args.item_b)
+    if ctx.args.json:
+        json.dump(report, ctx.out, indent=2, ensure_ascii=False, default=str)
+        ctx.out.write("\n")
+    else:
+        print(render(report), file=ctx.out)
+    return 0
+
+
+def cmd_cluster_file(ctx: Context) -> int:
+    from pathlib import Path
+
+    from .dedup.clusterfile import cluster_rows, read_items, write_jsonl
+    from .dedup.service import settings_from
+
+    src = Path(ctx.args.input)
+    rows = read_items(src)
+    settings = settings_from(ctx.config.dedup) if ctx.args.use_config else None
+    pred, _ = cluster_rows(rows, src, settings)
+    write_jsonl(Path(ctx.args.output), pred)
+    counts = {lv: len({p[lv] for p in pred}) for lv in ("duplicate", "story", "thread")}
+    log.info(
+        "%d items -> %d duplicate, %d story, %d thread clusters",
+        len(pred),
+        counts["duplicate"],
+        counts["story"],
+        counts["thread"],
+    )
+    return 0
+
+
+def cmd_eval(ctx: Context) -> int:
+    from dataclasses import asdict
+
+    from .dedup.evaluate import evaluate, format_table, read_jsonl
+
+    results = evaluate(
+        read_jsonl(ctx.args.pred),
+        read_jsonl(ctx.args.labels),
+        pred_name=ctx.args.pred,
+        labels_name=ctx.args.labels,
+    )
+    if ctx.args.json:
+        json.dump({lv: asdict(sc) for lv, sc in results.items()}, ctx.out, indent=2)
+        ctx.out.write("\n")
+    else:
+        print(format_table(results), file=ctx.out)
+    return 0
+
+
+class PartialFailure(AggregatorError):
+    """Some of the work failed; each failure was already reported."""
+
+
 def _not_yet(name: str, issue: str) -> Callable[[Context], int]:
     def run(ctx: Context) -> int:
         raise NotImplementedYet(f"`{name}` is not implemented yet ({issue})")
@@ -233,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    add("run", _not_yet("run", "issue #4: polling daemon"), "run the daemon: poll, dedup, digest")
-    sp = add("poll", _not_yet("poll", "issue #4: polling daemon"), "poll sources")
+    add("run", cmd_run, "run the daemon: poll, dedup, digest")
+    sp = add("poll", cmd_poll, "poll sources")
     sp.add_argument(
         "--once",
         action="store_true",
@@ -244,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="poll every source, due or not")
     sp = add(
         "import",
-        _not_yet("import", "issue #4: polling daemon"),
+        cmd_import,
         "ingest saved feed documents through the polling pipeline",
     )
     sp.add_argument("files", nargs="+", metavar="FILE")
@@ -265,23 +388,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["table", "jsonl"], default="table")
     sp = add(
         "why",
-        _not_yet("why", "issue #5: clustering"),
+        cmd_why,
         "explain why two items are (or are not) clustered together",
     )
-    sp.add_argument("item_a", metavar="ITEM")
-    sp.add_argument("item_b", metavar="ITEM")
+    sp.add_argument("item_a", metavar="ITEM", type=int)
+    sp.add_argument("item_b", metavar="ITEM", type=int)
+    sp.add_argument("--json", action="store_true")
     sp = add(
         "cluster-file",
-        _not_yet("cluster-file", "issue #5: clustering"),
+        cmd_cluster_file,
         "cluster a JSONL file of items offline with the daemon's engine",
     )
     sp.add_argument("input", metavar="IN.jsonl")
     sp.add_argument("-o", "--output", metavar="OUT.jsonl", required=True)
-    sp = add(
-        "eval", _not_yet("eval", "issue #5: clustering"), "score predicted clusters against labels"
+    sp.add_argument(
+        "--use-config",
+        action="store_true",
+        help="take dedup thresholds from the config (default: built-in defaults)",
     )
+    sp = add("eval", cmd_eval, "score predicted clusters against labels")
     sp.add_argument("pred", metavar="PRED.jsonl")
     sp.add_argument("labels", metavar="LABELS.jsonl")
+    sp.add_argument("--json", action="store_true")
 
     digest = sub.add_parser("digest", help="digest emails")
     dsub = digest.add_subparsers(dest="digest_command", metavar="SUBCOMMAND", required=True)

@@ -172,10 +172,9 @@ class DedupConfig(_Strict):
     num_perm: int = Field(default=128, ge=16, le=1024)
     duplicate_threshold: float = Field(default=0.6, gt=0, le=1)
     story_threshold: float = Field(default=0.3, gt=0, le=1)
-    thread_threshold: float = Field(default=0.2, gt=0, le=1)
+    thread_threshold: float = Field(default=0.18, gt=0, le=1)
     story_window: Duration = 2 * 86400.0
     thread_window: Duration = 21 * 86400.0
-    boilerplate_window: int = Field(default=200, ge=10, le=100_000)
 
 
 class DigestConfig(_Strict):

@@ -1,0 +1,1 @@
+"""Near-duplicate, story and thread clustering of news items."""

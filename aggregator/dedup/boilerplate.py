@@ -1,0 +1,94 @@
+"""Per-source boilerplate: lines that recur across a source's *distinct* items are chrome.
+
+A site's pages end in the same long footer (the title interpolated, job ads rotating), so
+raw-text similarity between unrelated pages of one site is high. The model counts, per
+source, in how many distinct items each normalised line occurs; a line seen in
+``min_docs`` or more items is boilerplate. Lines are normalised with the item's own title
+replaced by a placeholder, so "Sie lesen: <title>" is one line for every page. An item whose
+lines are nearly all known already (a URL variant or a copy of an earlier item) is not
+counted, or its whole text would look like chrome.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .text import fold, stable_hash64
+
+_SPACE_RE = re.compile(r"\s+")
+_DIGITS_RE = re.compile(r"\d+")
+TITLE_MARK = "\x00title\x00"
+
+
+def split_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def line_key(line: str, title: str) -> int:
+    """Hash of a line with the item's title and digits masked and spacing folded."""
+    norm = _SPACE_RE.sub(" ", fold(line))
+    t = _SPACE_RE.sub(" ", fold(title)).strip()
+    if len(t) >= 8:
+        norm = norm.replace(t, TITLE_MARK)
+    norm = _DIGITS_RE.sub("0", norm)
+    return stable_hash64(norm)
+
+
+@dataclass
+class SourceModel:
+    counts: Counter[int] = field(default_factory=Counter)
+    docs: int = 0
+
+
+@dataclass
+class BoilerplateModel:
+    min_docs: int = 2
+    copy_ratio: float = (
+        0.9  # an item with this share of known non-chrome lines is a copy: not counted
+    )
+    sources: dict[str, SourceModel] = field(default_factory=dict)
+    dirty: dict[str, set[int]] = field(default_factory=dict)  # counts not yet persisted
+
+    def source(self, name: str) -> SourceModel:
+        return self.sources.setdefault(name, SourceModel())
+
+    def observe(self, source: str, title: str, text: str) -> list[int]:
+        """Count a new item's lines; returns the keys whose count crossed ``min_docs`` (the
+        lines that have just become boilerplate)."""
+        keys = {line_key(line, title) for line in split_lines(text)}
+        if not keys:
+            return []
+        model = self.source(source)
+        fresh = [k for k in keys if model.counts.get(k, 0) < self.min_docs]
+        known = sum(1 for k in fresh if model.counts.get(k, 0) > 0)
+        if model.docs and (not fresh or known / len(fresh) >= self.copy_ratio):
+            return []
+        model.docs += 1
+        self.dirty.setdefault(source, set()).update(keys)
+        crossed = []
+        for k in keys:
+            model.counts[k] += 1
+            if model.counts[k] == self.min_docs:
+                crossed.append(k)
+        return crossed
+
+    def load(self, source: str, rows: Iterable[tuple[int, int]], docs: int) -> None:
+        model = self.source(source)
+        model.counts.update(dict(rows))
+        model.docs = max(model.docs, docs)
+
+    def is_boilerplate(self, source: str, key: int) -> bool:
+        model = self.sources.get(source)
+        return model is not None and model.counts.get(key, 0) >= self.min_docs
+
+    def clean(self, source: str, title: str, text: str) -> str:
+        """The text without the source's boilerplate lines."""
+        model = self.sources.get(source)
+        lines = split_lines(text)
+        if model is None:
+            return "\n".join(lines)
+        kept = [ln for ln in lines if model.counts.get(line_key(ln, title), 0) < self.min_docs]
+        return "\n".join(kept)

@@ -1,0 +1,672 @@
+"""The clustering engine: places each item, on arrival, at three levels.
+
+``duplicate``  the same article: exact keys (canonical URL, content hash, publisher + title),
+               else MinHash LSH over word shingles of the boilerplate-free text proposes and
+               exact shingle containment decides.
+``story``      the same event: LSH over the item's salient terms proposes candidates within
+               ``story_window``; an IDF-weighted similarity decides. A duplicate's story is its
+               original's story.
+``thread``     one ongoing topic: links *stories* whose term centroids are similar within
+               ``thread_window``; never items directly.
+
+Nesting holds by construction: joining a duplicate cluster joins its story, joining a story
+joins its thread. Clusters only ever merge. Every decision returns :class:`Evidence` (method,
+matched item, verified and estimated similarity, matching LSH bands) so it can be stored and
+explained. The engine is pure in-memory logic; :mod:`.service` loads and persists its state.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
+
+from ..normaliser import html_to_text
+from .boilerplate import BoilerplateModel
+from .text import fold, shingles, stable_hash64, term_counts, tokens
+
+LEVELS = ("duplicate", "story", "thread")
+AGGREGATOR_KINDS = ("google_news", "bing_news")
+SEED = 1
+WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is learned
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    num_perm: int = 128
+    duplicate_threshold: float = 0.6
+    story_threshold: float = 0.3
+    thread_threshold: float = 0.18
+    story_window_s: float = 2 * 86400.0
+    thread_window_s: float = 21 * 86400.0
+    duplicate_window_s: float = 14 * 86400.0
+    dup_lsh_threshold: float = 0.3
+    short_terms: int = 25  # fewer distinct terms than this: a title/snippet-only item
+    story_short_threshold: float = 0.5
+    story_top_terms: int = 30
+    lead_tokens: int = 60  # threads compare stories by their titles and leads
+
+    def __post_init__(self) -> None:
+        for name in (
+            "duplicate_threshold",
+            "story_threshold",
+            "thread_threshold",
+            "dup_lsh_threshold",
+            "story_short_threshold",
+        ):
+            v = getattr(self, name)
+            if not 0 < v <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {v!r}")
+        if self.num_perm < 16:
+            raise ValueError(f"num_perm must be >= 16, got {self.num_perm}")
+
+
+@dataclass(frozen=True, slots=True)
+class DedupItem:
+    """What the engine needs of an item."""
+
+    id: int
+    source: str
+    feed_kind: str  # site | google_news | bing_news
+    publisher: str | None
+    title: str
+    summary: str
+    text: str
+    lang: str | None
+    canonical_url: str | None
+    published_at: datetime
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    level: str
+    cluster_id: int
+    method: str  # new | url | hash | title | minhash | terms | story | centroid
+    matched_item_id: int | None = None
+    score: float | None = None
+    estimated_score: float | None = None
+    bands: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    level: str
+    from_id: int
+    into_id: int
+
+
+@dataclass
+class Rec:
+    item: DedupItem
+    title_key: str
+    publisher_key: str | None
+    dup_sig: np.ndarray | None = None
+    story_sig: np.ndarray | None = None
+    terms: Counter[str] = field(default_factory=Counter)
+    lead: Counter[str] = field(default_factory=Counter)  # title + lead: who and what
+    short: bool = True
+    body_len: int = 0
+
+
+@dataclass
+class Outcome:
+    """What placing one item changed: new or changed memberships (of this item, and of
+    earlier items of its source re-indexed on the way) and cluster merges."""
+
+    item_id: int
+    evidence: dict[tuple[int, str], Evidence] = field(default_factory=dict)
+    merges: list[Merge] = field(default_factory=list)
+    reindexed: list[int] = field(default_factory=list)
+
+
+_SUFFIX_RE = re.compile(r"\s+[-–—|]\s+[^-–—|]{2,80}$")
+_PUNCT_RE = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def _plain(text: str | None) -> str:
+    if not text:
+        return ""
+    return html_to_text(text) if "<" in text or "&" in text else text
+
+
+def _truncation_of(full: str, short: str, raw_short_title: str) -> bool:
+    """Google shortens long titles to "… squeeze ...": the full title starts with the rest."""
+    raw = raw_short_title.rstrip()
+    if not (raw.endswith("...") or raw.endswith("…") or " ... " in raw or "… " in raw):
+        return False
+    words = short.split()
+    if len(words) < 4:
+        return False
+    return full.startswith(" ".join(words))
+
+
+def publisher_key(name: str | None) -> str | None:
+    if not name:
+        return None
+    key = _PUNCT_RE.sub(" ", fold(name)).strip()
+    key = re.sub(r"^www ", "", key)
+    return key or None
+
+
+def title_key(title: str, publisher: str | None, feed_kind: str) -> str:
+    """Normalised title; for Google/Bing entries the ``" - Publisher"`` suffix is removed."""
+    t = title.strip()
+    if feed_kind in AGGREGATOR_KINDS and publisher:
+        for sep in (" - ", " – ", " | "):
+            if t.endswith(sep + publisher.strip()):
+                t = t[: -len(sep + publisher.strip())]
+                break
+    return " ".join(tokens(t))
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        text_of: Callable[[int], str] | None = None,
+    ) -> None:
+        self.settings = s = settings or Settings()
+        self.boilerplate = BoilerplateModel()
+        self.records: dict[int, Rec] = {}
+        self.by_source: dict[str, list[int]] = defaultdict(list)
+        self._text_of = text_of
+        self._texts: dict[int, str] = {}
+        # exact keys
+        self.by_url: dict[str, int] = {}
+        self.by_hash: dict[str, int] = {}
+        self.by_title: dict[str, list[int]] = defaultdict(list)
+        self.by_publisher: dict[str, list[int]] = defaultdict(list)
+        # LSH (banding as datasketch's MinHashLSH would choose for the threshold)
+        self.dup_bands = _optimal_param(s.dup_lsh_threshold, s.num_perm, 0.5, 0.5)
+        # Story candidates: one band per permutation, so one shared salient term proposes
+        # (independent rewrites share few terms; verification decides).
+        self.story_bands = (s.num_perm, 1)
+        self.lsh: dict[str, dict[tuple[int, bytes], list[int]]] = {
+            "duplicate": defaultdict(list),
+            "story": defaultdict(list),
+        }
+        # clusters: item -> cluster per level, cluster -> members
+        self.cluster_of: dict[str, dict[int, int]] = {lv: {} for lv in LEVELS}
+        self.members: dict[str, dict[int, set[int]]] = {lv: {} for lv in LEVELS}
+        self.thread_of_story: dict[int, int] = {}
+        self.next_cluster_id = 1
+        # document frequencies for IDF
+        self.df: Counter[str] = Counter()
+        self.n_docs = 0
+        self._shingle_cache: dict[int, frozenset[int]] = {}
+        self._template: MinHash | None = None
+
+    # ------------------------------------------------------------ features
+
+    def _clean_body(self, item: DedupItem) -> str:
+        if item.feed_kind == "google_news":
+            return ""  # its description only repeats the title and the publisher
+        if item.feed_kind == "bing_news":
+            return _plain(item.summary)
+        text = self.raw_text(item.id) or _plain(item.summary)
+        return self.boilerplate.clean(item.source, item.title, text)
+
+    def raw_text(self, item_id: int) -> str:
+        if item_id in self._texts:
+            return self._texts[item_id]
+        if self._text_of is not None:
+            return self._text_of(item_id)
+        return ""
+
+    def dup_shingles(self, item_id: int) -> frozenset[int]:
+        cached = self._shingle_cache.get(item_id)
+        if cached is None:
+            rec = self.records[item_id]
+            body = self._clean_body(rec.item)
+            toks = tokens(f"{rec.title_key}\n{body}")
+            cached = frozenset(stable_hash64(sh) for sh in shingles(toks))
+            self._shingle_cache[item_id] = cached
+        return cached
+
+    def _minhash(self, values: Iterable[str]) -> np.ndarray:
+        if self._template is None:  # datasketch derives permutations from the seed: once
+            self._template = MinHash(num_perm=self.settings.num_perm, seed=SEED)
+        t = self._template
+        m = MinHash(num_perm=t.num_perm, seed=SEED, permutations=t.permutations, scheme=t.scheme)
+        m.update_batch([v.encode() for v in values])
+        return m.hashvalues.copy()
+
+    def _features(self, rec: Rec) -> None:
+        item = rec.item
+        body = self._clean_body(item)
+        rec.body_len = len(tokens(body))
+        self._shingle_cache.pop(item.id, None)
+        if item.feed_kind not in AGGREGATOR_KINDS and rec.body_len >= 20:
+            toks = tokens(f"{rec.title_key}\n{body}")
+            rec.dup_sig = self._minhash(shingles(toks))
+        else:
+            rec.dup_sig = None
+        title = rec.title_key
+        rec.terms, rec.lead = term_counts(
+            title, body, item.lang, lead_tokens=self.settings.lead_tokens
+        )
+        rec.short = len(rec.terms) < self.settings.short_terms
+        top = self._top_terms(rec.terms)
+        rec.story_sig = self._minhash(top) if top else None
+
+    def _top_terms(self, terms: Counter[str]) -> list[str]:
+        scored = sorted(terms, key=lambda t: (-terms[t] * self.idf(t), t))
+        return scored[: self.settings.story_top_terms]
+
+    def idf(self, term: str) -> float:
+        return math.log((self.n_docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
+
+    # ------------------------------------------------------------ LSH
+
+    def _bands(self, sig: np.ndarray, level: str) -> list[tuple[int, bytes]]:
+        b, r = self.dup_bands if level == "duplicate" else self.story_bands
+        return [(i, sig[i * r : (i + 1) * r].tobytes()) for i in range(b)]
+
+    def _index(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
+        if sig is None:
+            return
+        table = self.lsh[level]
+        for key in self._bands(sig, level):
+            bucket = table[key]
+            if item_id not in bucket:
+                bucket.append(item_id)
+
+    def _unindex(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
+        if sig is None:
+            return
+        table = self.lsh[level]
+        for key in self._bands(sig, level):
+            bucket = table.get(key)
+            if bucket and item_id in bucket:
+                bucket.remove(item_id)
+
+    def _candidates(self, sig: np.ndarray | None, level: str) -> dict[int, list[int]]:
+        """Candidate item ids with the band numbers they share with ``sig``."""
+        found: dict[int, list[int]] = defaultdict(list)
+        if sig is None:
+            return found
+        table = self.lsh[level]
+        for band, key in self._bands(sig, level):
+            for other in table.get((band, key), ()):
+                found[other].append(band)
+        return found
+
+    def matched_bands(self, a: np.ndarray | None, b: np.ndarray | None, level: str) -> list[int]:
+        if a is None or b is None:
+            return []
+        return [
+            i
+            for (i, x), (_, y) in zip(self._bands(a, level), self._bands(b, level), strict=True)
+            if x == y
+        ]
+
+    @staticmethod
+    def estimate(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+        if a is None or b is None:
+            return None
+        return float(np.count_nonzero(a == b)) / len(a)
+
+    # ------------------------------------------------------------ similarities
+
+    def dup_similarity(self, a: int, b: int) -> float:
+        """Shingle containment of the smaller text in the larger (robust to leftover chrome
+        on one side), but only for texts long enough to mean something."""
+        sa, sb = self.dup_shingles(a), self.dup_shingles(b)
+        if min(len(sa), len(sb)) < 15:
+            return 0.0
+        inter = len(sa & sb)
+        return inter / min(len(sa), len(sb))
+
+    def _weights(self, terms: Counter[str]) -> dict[str, float]:
+        return {t: (1.0 + math.log(c)) * self.idf(t) for t, c in terms.items()}
+
+    def cosine(self, ta: Counter[str], tb: Counter[str]) -> float:
+        if not ta or not tb:
+            return 0.0
+        wa, wb = self._weights(ta), self._weights(tb)
+        dot = sum(w * wb[t] for t, w in wa.items() if t in wb)
+        na = math.sqrt(sum(w * w for w in wa.values()))
+        nb = math.sqrt(sum(w * w for w in wb.values()))
+        return dot / (na * nb) if na and nb else 0.0
+
+    def overlap(self, short: Counter[str], other: Counter[str]) -> float:
+        """IDF mass of the short item's terms that the other item also has."""
+        total = sum(self.idf(t) for t in short)
+        if not total:
+            return 0.0
+        shared = [t for t in short if t in other]
+        if len(shared) < 2:
+            return 0.0
+        return sum(self.idf(t) for t in shared) / total
+
+    def story_similarity(self, a: Rec, b: Rec) -> tuple[float, float]:
+        """(score, threshold): cosine for two full texts, else weighted overlap."""
+        if not a.short and not b.short:
+            return self.cosine(a.terms, b.terms), self.settings.story_threshold
+        short, other = (a, b) if len(a.terms) <= len(b.terms) else (b, a)
+        return self.overlap(short.terms, other.terms), self.settings.story_short_threshold
+
+    def centroid(self, story_id: int) -> Counter[str]:
+        """A story's topic: the summed title-and-lead terms of its members."""
+        total: Counter[str] = Counter()
+        for member in self.members["story"].get(story_id, ()):
+            total.update(self.records[member].lead)
+        return total
+
+    # ------------------------------------------------------------ clusters
+
+    def _new_cluster(self, level: str, item_id: int) -> int:
+        cid = self.next_cluster_id
+        self.next_cluster_id += 1
+        self.members[level][cid] = {item_id}
+        self.cluster_of[level][item_id] = cid
+        return cid
+
+    def _join(self, level: str, item_id: int, cid: int) -> None:
+        self.members[level][cid].add(item_id)
+        self.cluster_of[level][item_id] = cid
+
+    def _merge(self, level: str, a: int, b: int, out: Outcome) -> int:
+        """Merge clusters a and b (the older id survives); returns the survivor."""
+        if a == b:
+            return a
+        into, frm = min(a, b), max(a, b)
+        moved = self.members[level].pop(frm)
+        for m in moved:
+            self.cluster_of[level][m] = into
+        self.members[level][into] |= moved
+        out.merges.append(Merge(level, frm, into))
+        if level == "story":
+            ta, tb = self.thread_of_story.pop(frm, None), self.thread_of_story.get(into)
+            if ta is not None and tb is not None and ta != tb:
+                tb = self._merge("thread", ta, tb, out)
+            self.thread_of_story[into] = tb if tb is not None else ta  # type: ignore[assignment]
+        if level == "thread":
+            for story, thread in self.thread_of_story.items():
+                if thread == frm:
+                    self.thread_of_story[story] = into
+        return into
+
+    # ------------------------------------------------------------ placement
+
+    def add(self, item: DedupItem, *, text: str | None = None) -> Outcome:
+        """Place a new item. Re-adding a known item changes nothing."""
+        if item.id in self.records:
+            return Outcome(item.id)
+        if text is not None:
+            self._texts[item.id] = text
+        out = Outcome(item.id)
+        rec = Rec(
+            item=item,
+            title_key=title_key(item.title, item.publisher, item.feed_kind),
+            publisher_key=publisher_key(item.publisher),
+        )
+        self.records[item.id] = rec
+        if item.feed_kind not in AGGREGATOR_KINDS:
+            crossed = self.boilerplate.observe(item.source, item.title, self.raw_text(item.id))
+            if crossed:
+                self._reindex_source(item.source, out)
+        self.by_source[item.source].append(item.id)
+        self._features(rec)
+        self.n_docs += 1
+        self.df.update(rec.terms.keys())
+        self._place(rec, out)
+        return out
+
+    def _reindex_source(self, source: str, out: Outcome) -> None:
+        """The source's chrome model changed while it is young: recompute its earlier items'
+        features and let them find the clusters their chrome hid (clusters only merge)."""
+        ids = self.by_source.get(source, [])
+        if len(ids) >= WARMUP_DOCS:
+            return
+        for item_id in ids:
+            rec = self.records[item_id]
+            self._unindex(item_id, rec.dup_sig, "duplicate")
+            self._unindex(item_id, rec.story_sig, "story")
+            self._features(rec)
+            self._place(rec, out, existing=True)
+            out.reindexed.append(item_id)
+
+    def _place(self, rec: Rec, out: Outcome, *, existing: bool = False) -> None:
+        dup = self._place_duplicate(rec, out, existing)
+        story = self._place_story(rec, out, existing, dup)
+        self._place_thread(rec, out, existing, story)
+        self._index(rec.item.id, rec.dup_sig, "duplicate")
+        self._index(rec.item.id, rec.story_sig, "story")
+        item = rec.item
+        if item.canonical_url:
+            self.by_url.setdefault(item.canonical_url, item.id)
+        if item.content_hash:
+            self.by_hash.setdefault(item.content_hash, item.id)
+        if rec.title_key and item.id not in self.by_title[rec.title_key]:
+            self.by_title[rec.title_key].append(item.id)
+            if rec.publisher_key:
+                self.by_publisher[rec.publisher_key].append(item.id)
+
+    def _within(self, a: Rec, b: Rec, window_s: float) -> bool:
+        return abs(a.item.published_at - b.item.published_at) <= timedelta(seconds=window_s)
+
+    # -- duplicate
+
+    def _place_duplicate(self, rec: Rec, out: Outcome, existing: bool) -> Evidence:
+        item = rec.item
+        matches: list[Evidence] = []
+        exact = self._exact_duplicate(rec)
+        if exact is not None:
+            matches.append(exact)
+        if rec.dup_sig is not None:
+            for other, bands in self._candidates(rec.dup_sig, "duplicate").items():
+                if other == item.id:
+                    continue
+                orec = self.records[other]
+                if not self._within(rec, orec, self.settings.duplicate_window_s):
+                    continue
+                score = self.dup_similarity(item.id, other)
+                if score >= self.settings.duplicate_threshold:
+                    matches.append(
+                        Evidence(
+                            "duplicate",
+                            0,
+                            "minhash",
+                            other,
+                            round(score, 4),
+                            self.estimate(rec.dup_sig, orec.dup_sig),
+                            tuple(bands),
+                        )
+                    )
+        return self._settle("duplicate", rec, matches, out, existing)
+
+    def _exact_duplicate(self, rec: Rec) -> Evidence | None:
+        item = rec.item
+        other = self.by_url.get(item.canonical_url) if item.canonical_url else None
+        if other is not None and other != item.id:
+            return Evidence("duplicate", 0, "url", other, 1.0)
+        other = self.by_hash.get(item.content_hash) if item.content_hash else None
+        if other is not None and other != item.id:
+            return Evidence("duplicate", 0, "hash", other, 1.0)
+        if not rec.title_key or len(rec.title_key.split()) < 4:
+            return None
+        same_title = [o for o in self.by_title.get(rec.title_key, ()) if o != item.id]
+        if rec.publisher_key:
+            same_title += [
+                o
+                for o in self.by_publisher.get(rec.publisher_key, ())
+                if o != item.id
+                and _truncation_of(self.records[o].title_key, rec.title_key, item.title)
+            ]
+        for other in same_title:
+            orec = self.records[other]
+            if not self._within(rec, orec, self.settings.story_window_s):
+                continue
+            aggregator = (
+                item.feed_kind in AGGREGATOR_KINDS or orec.item.feed_kind in AGGREGATOR_KINDS
+            )
+            same_pub = rec.publisher_key is not None and rec.publisher_key == orec.publisher_key
+            # An aggregator entry is the article of the same publisher and title; two site
+            # items with one title are the same article only if their texts agree too.
+            if aggregator and same_pub:
+                return Evidence("duplicate", 0, "title", other, 1.0)
+        return None
+
+    def _settle(
+        self, level: str, rec: Rec, matches: list[Evidence], out: Outcome, existing: bool
+    ) -> Evidence:
+        """Join the best match's cluster and merge the others' into it."""
+        item_id = rec.item.id
+        current = self.cluster_of[level].get(item_id)
+        if not matches:
+            if current is None:
+                cid = self._new_cluster(level, item_id)
+                ev = Evidence(level, cid, "new")
+                out.evidence[(item_id, level)] = ev
+                return ev
+            return Evidence(level, current, "kept")
+        matches.sort(key=lambda e: -(e.score or 0.0))
+        best = matches[0]
+        target = self.cluster_of[level][best.matched_item_id]  # type: ignore[index]
+        for ev in matches[1:]:
+            other_cluster = self.cluster_of[level][ev.matched_item_id]  # type: ignore[index]
+            target = self._merge(level, target, other_cluster, out)
+        if current is None:
+            self._join(level, item_id, target)
+        elif current != target:
+            target = self._merge(level, current, target, out)
+        else:
+            return Evidence(level, target, "kept")
+        ev = Evidence(
+            level,
+            target,
+            best.method,
+            best.matched_item_id,
+            best.score,
+            best.estimated_score,
+            best.bands,
+        )
+        out.evidence[(item_id, level)] = ev
+        return ev
+
+    # -- story
+
+    def _place_story(self, rec: Rec, out: Outcome, existing: bool, dup: Evidence) -> Evidence:
+        item_id = rec.item.id
+        matches: list[Evidence] = []
+        if dup.method not in ("new", "kept") and dup.matched_item_id is not None:
+            matches.append(Evidence("story", 0, "duplicate", dup.matched_item_id, 1.0))
+        else:
+            # co-members of the duplicate cluster keep the story together
+            for other in self.members["duplicate"].get(self.cluster_of["duplicate"][item_id], ()):
+                if other != item_id and other in self.cluster_of["story"]:
+                    matches.append(Evidence("story", 0, "duplicate", other, 1.0))
+                    break
+        for other, bands in self._story_candidates(rec).items():
+            orec = self.records[other]
+            if not self._within(rec, orec, self.settings.story_window_s):
+                continue
+            score, threshold = self.story_similarity(rec, orec)
+            if score >= threshold:
+                matches.append(
+                    Evidence(
+                        "story",
+                        0,
+                        "terms",
+                        other,
+                        round(score, 4),
+                        self.estimate(rec.story_sig, orec.story_sig),
+                        tuple(bands),
+                    )
+                )
+        return self._settle(
+            "story", rec, matches[:1] + self._distinct(matches[1:], "story"), out, existing
+        )
+
+    def _distinct(self, matches: list[Evidence], level: str) -> list[Evidence]:
+        """Extra matches used for merging: only the best one per other cluster, and only
+        strong ones (merging is permanent)."""
+        best: dict[int, Evidence] = {}
+        for ev in matches:
+            cid = self.cluster_of[level].get(ev.matched_item_id)  # type: ignore[arg-type]
+            if cid is None:
+                continue
+            if cid not in best or (ev.score or 0) > (best[cid].score or 0):
+                best[cid] = ev
+        return list(best.values())
+
+    def _story_candidates(self, rec: Rec) -> dict[int, list[int]]:
+        found = self._candidates(rec.story_sig, "story")
+        found.pop(rec.item.id, None)
+        return found
+
+    # -- thread
+
+    def _place_thread(self, rec: Rec, out: Outcome, existing: bool, story: Evidence) -> None:
+        item_id = rec.item.id
+        story_id = self.cluster_of["story"][item_id]
+        thread = self.thread_of_story.get(story_id)
+        if thread is None:
+            thread = self._new_cluster("thread", item_id)
+            self.thread_of_story[story_id] = thread
+            first = Evidence("thread", thread, "new")
+        else:
+            if item_id not in self.cluster_of["thread"]:
+                self._join("thread", item_id, thread)
+            first = Evidence("thread", thread, "story", story.matched_item_id, story.score)
+        # Link this story to other stories on the same topic (by centroid similarity).
+        centroid = self.centroid(story_id)
+        best: Evidence | None = None
+        seen_stories = {story_id}
+        for other in self._thread_candidates(rec):
+            orec = self.records[other]
+            if not self._within(rec, orec, self.settings.thread_window_s):
+                continue
+            other_story = self.cluster_of["story"].get(other)
+            if other_story is None or other_story in seen_stories:
+                continue
+            seen_stories.add(other_story)
+            if self.thread_of_story.get(other_story) == self.thread_of_story[story_id]:
+                continue
+            score = self.cosine(centroid, self.centroid(other_story))
+            if score >= self.settings.thread_threshold:
+                thread = self._merge(
+                    "thread", self.thread_of_story[story_id], self.thread_of_story[other_story], out
+                )
+                ev = Evidence(
+                    "thread",
+                    thread,
+                    "centroid",
+                    other,
+                    round(score, 4),
+                    self.estimate(rec.story_sig, orec.story_sig),
+                    tuple(self.matched_bands(rec.story_sig, orec.story_sig, "story")),
+                )
+                if best is None or (ev.score or 0) > (best.score or 0):
+                    best = ev
+        final = self.thread_of_story[story_id]
+        if item_id not in self.cluster_of["thread"]:
+            self._join("thread", item_id, final)
+        chosen = best or first
+        out.evidence[(item_id, "thread")] = Evidence(
+            "thread",
+            self.cluster_of["thread"][item_id],
+            chosen.method,
+            chosen.matched_item_id,
+            chosen.score,
+            chosen.estimated_score,
+            chosen.bands,
+        )
+
+    def _thread_candidates(self, rec: Rec) -> list[int]:
+        return list(self._story_candidates(rec))
+
+    # ------------------------------------------------------------ queries
+
+    def clusters_of(self, item_id: int) -> dict[str, int]:
+        return {lv: self.cluster_of[lv][item_id] for lv in LEVELS}

@@ -1,0 +1,148 @@
+"""``aggregator why A B``: why two stored items are (or are not) together at each level.
+
+Everything shown comes from stored data: the memberships with the evidence recorded when
+each item was placed, and the similarities recomputed from stored signatures and terms.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from ..errors import InputError
+from ..store.models import ClusterMember, Item
+from .engine import LEVELS
+from .service import DedupService
+
+
+def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
+    if not service.loaded:
+        service.load()
+    eng = service.engine
+    with service.store.sessions() as s:
+        items = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_([a, b])))}
+        for n in (a, b):
+            if n not in items:
+                raise InputError(f"no item with id {n}")
+            if items[n].kind != "article":
+                raise InputError(f"item {n} is a comment; comments are not clustered")
+            if n not in eng.records:
+                raise InputError(
+                    f"item {n} is not clustered yet (run `aggregator poll --once` or the daemon)"
+                )
+        members = {
+            (m.item_id, m.level): m
+            for m in s.scalars(select(ClusterMember).where(ClusterMember.item_id.in_([a, b])))
+        }
+    ra, rb = eng.records[a], eng.records[b]
+    dt = abs(ra.item.published_at - rb.item.published_at)
+    story_score, story_threshold = eng.story_similarity(ra, rb)
+    sa, sb = eng.cluster_of["story"][a], eng.cluster_of["story"][b]
+    computed = {
+        "duplicate": {
+            "similarity": round(eng.dup_similarity(a, b), 4)
+            if ra.dup_sig is not None and rb.dup_sig is not None
+            else None,
+            "threshold": eng.settings.duplicate_threshold,
+            "minhash_estimate": eng.estimate(ra.dup_sig, rb.dup_sig),
+            "matched_bands": eng.matched_bands(ra.dup_sig, rb.dup_sig, "duplicate"),
+            "same_canonical_url": bool(ra.item.canonical_url)
+            and ra.item.canonical_url == rb.item.canonical_url,
+            "window_ok": dt <= timedelta(seconds=eng.settings.duplicate_window_s),
+        },
+        "story": {
+            "similarity": round(story_score, 4),
+            "threshold": story_threshold,
+            "minhash_estimate": eng.estimate(ra.story_sig, rb.story_sig),
+            "matched_bands": eng.matched_bands(ra.story_sig, rb.story_sig, "story"),
+            "shared_terms": sorted(set(ra.terms) & set(rb.terms), key=lambda t: -eng.idf(t))[:12],
+            "window_ok": dt <= timedelta(seconds=eng.settings.story_window_s),
+        },
+        "thread": {
+            "similarity": round(eng.cosine(eng.centroid(sa), eng.centroid(sb)), 4),
+            "threshold": eng.settings.thread_threshold,
+            "window_ok": dt <= timedelta(seconds=eng.settings.thread_window_s),
+        },
+    }
+    levels = {}
+    for level in LEVELS:
+        ca, cb = eng.cluster_of[level][a], eng.cluster_of[level][b]
+        levels[level] = {
+            "together": ca == cb,
+            "clusters": [ca, cb],
+            "recorded": [_member(members.get((n, level))) for n in (a, b)],
+            "now": computed[level],
+        }
+    return {
+        "items": [
+            {
+                "id": n,
+                "title": items[n].title,
+                "publisher": items[n].publisher,
+                "published_at": items[n].published_at.isoformat(),
+            }
+            for n in (a, b)
+        ],
+        "hours_apart": round(dt.total_seconds() / 3600, 1),
+        "levels": levels,
+    }
+
+
+def _member(m: ClusterMember | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {
+        "cluster": m.cluster_id,
+        "method": m.method,
+        "matched_item": m.matched_item_id,
+        "score": m.score,
+        "estimated_score": m.estimated_score,
+        "bands": m.matched_bands,
+        "manual": m.manual,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    a, b = report["items"]
+    lines = [
+        f"A #{a['id']}: {a['title']} ({a['publisher'] or '-'}, {a['published_at']})",
+        f"B #{b['id']}: {b['title']} ({b['publisher'] or '-'}, {b['published_at']})",
+        f"{report['hours_apart']} hours apart",
+        "",
+    ]
+    for level, info in report["levels"].items():
+        verdict = "TOGETHER" if info["together"] else "apart"
+        lines.append(f"{level}: {verdict} (clusters {info['clusters'][0]}, {info['clusters'][1]})")
+        for name, rec in zip("AB", info["recorded"], strict=True):
+            if rec is None:
+                continue
+            how = rec["method"]
+            if rec["matched_item"] is not None:
+                how += f" with #{rec['matched_item']}"
+            if rec["score"] is not None:
+                how += f", verified {rec['score']:.3f}"
+            if rec["estimated_score"] is not None:
+                how += f", MinHash estimate {rec['estimated_score']:.3f}"
+            if rec["bands"]:
+                how += f", {len(rec['bands'])} LSH bands matched"
+            lines.append(f"  {name} joined by {how}")
+        now = info["now"]
+        sim = now.get("similarity")
+        parts = [
+            f"similarity A~B {sim:.3f}" if sim is not None else "no comparable text",
+            f"threshold {now['threshold']}",
+        ]
+        if now.get("minhash_estimate") is not None:
+            parts.append(f"MinHash estimate {now['minhash_estimate']:.3f}")
+        if now.get("matched_bands"):
+            parts.append(f"bands {now['matched_bands'][:10]}")
+        if now.get("shared_terms"):
+            parts.append("shared terms " + ", ".join(now["shared_terms"]))
+        if now.get("same_canonical_url"):
+            parts.append("same canonical URL")
+        if not now["window_ok"]:
+            parts.append("outside the time window")
+        lines.append("  now: " + "; ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,297 @@
+"""The engine against the database: load its state, place pending items, persist decisions.
+
+Stored per item: MinHash signatures (bytes) and salient terms, so a restart reloads them
+instead of recomputing; per membership the cluster, the matched item, the method, the
+verified and estimated similarity and the matching LSH bands (what ``why`` explains); per
+source the learned boilerplate line counts. Comments are never clustered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..config import DedupConfig
+from ..store import Store
+from ..store.items import dialect_insert
+from ..store.models import (
+    BoilerplateLine,
+    Cluster,
+    ClusterMember,
+    Item,
+    Signature,
+    Source,
+)
+from .engine import (
+    SEED,
+    DedupItem,
+    Engine,
+    Outcome,
+    Rec,
+    Settings,
+    publisher_key,
+    title_key,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+def settings_from(cfg: DedupConfig) -> Settings:
+    return Settings(
+        num_perm=cfg.num_perm,
+        duplicate_threshold=cfg.duplicate_threshold,
+        story_threshold=cfg.story_threshold,
+        thread_threshold=cfg.thread_threshold,
+        story_window_s=cfg.story_window,
+        thread_window_s=cfg.thread_window,
+    )
+
+
+def feed_kind(source_type: str) -> str:
+    return source_type if source_type in ("google_news", "bing_news") else "site"
+
+
+def _dedup_item(item: Item, source: Source) -> DedupItem:
+    return DedupItem(
+        id=item.id,
+        source=source.name,
+        feed_kind=feed_kind(source.type),
+        publisher=item.publisher,
+        title=item.title,
+        summary=item.summary,
+        text="",  # fetched lazily through Engine.text_of
+        lang=item.lang,
+        canonical_url=item.canonical_url,
+        published_at=item.published_at,
+        content_hash=item.content_hash if item.text else None,
+    )
+
+
+class DedupService:
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        self.store = store
+        self.engine = Engine(settings, text_of=self._text_of)
+        self.loaded = False
+
+    def _text_of(self, item_id: int) -> str:
+        with self.store.sessions() as s:
+            return s.scalar(select(Item.text).where(Item.id == item_id)) or ""
+
+    # ------------------------------------------------------------ loading
+
+    def load(self) -> None:
+        """Rebuild the engine from stored signatures, terms, memberships and boilerplate."""
+        eng = self.engine
+        with self.store.sessions() as s:
+            for src in s.scalars(select(Source)):
+                rows = s.execute(
+                    select(BoilerplateLine.line_hash, BoilerplateLine.count).where(
+                        BoilerplateLine.source_id == src.id
+                    )
+                ).all()
+                eng.boilerplate.load(src.name, rows, src.boilerplate_docs)
+            sigs: dict[tuple[int, str], Signature] = {
+                (sig.item_id, sig.level): sig for sig in s.scalars(select(Signature))
+            }
+            members = s.execute(
+                select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
+            ).all()
+            stmt = (
+                select(Item, Source)
+                .join(Source, Source.id == Item.source_id)
+                .where(Item.dedup_state == "done", Item.kind == "article")
+                .order_by(Item.published_at, Item.id)
+            )
+            for item, source in s.execute(stmt):
+                self._load_record(_dedup_item(item, source), sigs)
+        for item_id, level, cluster_id in members:
+            if item_id not in eng.records:
+                continue
+            eng.cluster_of[level][item_id] = cluster_id
+            eng.members[level].setdefault(cluster_id, set()).add(item_id)
+        for item_id, story in eng.cluster_of["story"].items():
+            thread = eng.cluster_of["thread"].get(item_id)
+            if thread is not None:
+                eng.thread_of_story[story] = thread
+        with self.store.sessions() as s:
+            top = s.scalar(select(func.max(Cluster.id))) or 0
+        eng.next_cluster_id = top + 1
+        self.loaded = True
+        log.debug("dedup state loaded: %d items, %d clusters", len(eng.records), top)
+
+    def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Signature]) -> None:
+        eng = self.engine
+        rec = Rec(
+            item=item,
+            title_key=title_key(item.title, item.publisher, item.feed_kind),
+            publisher_key=publisher_key(item.publisher),
+        )
+        dup, story = sigs.get((item.id, "duplicate")), sigs.get((item.id, "story"))
+        if dup is not None:
+            rec.dup_sig = np.frombuffer(dup.hashvalues, dtype=np.uint64).copy()
+        if story is not None:
+            rec.story_sig = np.frombuffer(story.hashvalues, dtype=np.uint64).copy()
+            feats = story.features or {}
+            rec.terms = Counter(feats.get("terms", {}))
+            rec.lead = Counter(feats.get("lead", {}))
+            rec.short = bool(feats.get("short", True))
+            rec.body_len = int(feats.get("body_len", 0))
+        eng.records[item.id] = rec
+        eng.by_source[item.source].append(item.id)
+        eng.n_docs += 1
+        eng.df.update(rec.terms.keys())
+        eng._index(item.id, rec.dup_sig, "duplicate")
+        eng._index(item.id, rec.story_sig, "story")
+        if item.canonical_url:
+            eng.by_url.setdefault(item.canonical_url, item.id)
+        if item.content_hash:
+            eng.by_hash.setdefault(item.content_hash, item.id)
+        if rec.title_key:
+            eng.by_title[rec.title_key].append(item.id)
+            if rec.publisher_key:
+                eng.by_publisher[rec.publisher_key].append(item.id)
+
+    # ------------------------------------------------------------ processing
+
+    def process_pending(self, *, limit: int | None = None) -> int:
+        """Place every pending item (in published order); returns how many were placed."""
+        if not self.loaded:
+            self.load()
+        done = 0
+        while limit is None or done < limit:
+            with self.store.session() as s:
+                rows = s.execute(
+                    select(Item, Source)
+                    .join(Source, Source.id == Item.source_id)
+                    .where(Item.dedup_state == "pending")
+                    .order_by(Item.published_at, Item.id)
+                    .limit(BATCH)
+                ).all()
+                if not rows:
+                    break
+                for item, source in rows:
+                    if item.kind == "article":
+                        out = self.engine.add(_dedup_item(item, source), text=item.text)
+                        self._persist(s, out)
+                    item.dedup_state = "done"
+                    done += 1
+                self._persist_boilerplate(s)
+            self.engine._texts.clear()
+        return done
+
+    def _persist(self, s: Session, out: Outcome) -> None:
+        eng = self.engine
+        now = datetime.now(UTC)
+        for item_id in {out.item_id, *out.reindexed}:
+            self._save_signatures(s, eng.records[item_id])
+        for merge in out.merges:
+            s.execute(
+                update(ClusterMember)
+                .where(
+                    ClusterMember.level == merge.level, ClusterMember.cluster_id == merge.from_id
+                )
+                .values(cluster_id=merge.into_id)
+            )
+            s.execute(
+                update(Cluster)
+                .where(Cluster.id == merge.from_id)
+                .values(merged_into_id=merge.into_id, size=0, updated_at=now)
+            )
+        touched: set[tuple[str, int]] = set()
+        for (item_id, level), ev in out.evidence.items():
+            # a cluster made and merged away within this outcome: record where it went
+            cid = eng.cluster_of[level][item_id]
+            if s.get(Cluster, cid) is None:
+                s.add(Cluster(id=cid, level=level, created_at=now, updated_at=now, size=0))
+                s.flush()
+            values = dict(
+                cluster_id=cid,
+                matched_item_id=ev.matched_item_id,
+                method=ev.method,
+                score=ev.score,
+                estimated_score=ev.estimated_score,
+                matched_bands=list(ev.bands) or None,
+                joined_at=now,
+                manual=False,
+            )
+            stmt = dialect_insert(s, ClusterMember).values(item_id=item_id, level=level, **values)
+            s.execute(stmt.on_conflict_do_update(index_elements=["item_id", "level"], set_=values))
+            touched.add((level, cid))
+        touched |= {(m.level, m.into_id) for m in out.merges if m.into_id in eng.members[m.level]}
+        for level, cid in touched:
+            s.execute(
+                update(Cluster)
+                .where(Cluster.id == cid)
+                .values(size=len(eng.members[level][cid]), updated_at=now)
+            )
+
+    def _save_signatures(self, s: Session, rec: Rec) -> None:
+        for level, sig, feats in (
+            ("duplicate", rec.dup_sig, None),
+            (
+                "story",
+                rec.story_sig,
+                {
+                    "terms": dict(rec.terms),
+                    "lead": dict(rec.lead),
+                    "short": rec.short,
+                    "body_len": rec.body_len,
+                },
+            ),
+        ):
+            if sig is None:
+                continue
+            values: dict[str, Any] = dict(
+                num_perm=len(sig),
+                seed=SEED,
+                hashvalues=sig.astype(np.uint64).tobytes(),
+                features=feats,
+            )
+            stmt = dialect_insert(s, Signature).values(item_id=rec.item.id, level=level, **values)
+            s.execute(stmt.on_conflict_do_update(index_elements=["item_id", "level"], set_=values))
+
+    def _persist_boilerplate(self, s: Session) -> None:
+        dirty = self.engine.boilerplate.dirty
+        if not dirty:
+            return
+        ids = dict(s.execute(select(Source.name, Source.id)).all())
+        now = datetime.now(UTC)
+        for source, keys in dirty.items():
+            model = self.engine.boilerplate.sources[source]
+            sid = ids[source]
+            s.execute(update(Source).where(Source.id == sid).values(boilerplate_docs=model.docs))
+            for chunk in _chunks(sorted(keys), 500):
+                rows = [
+                    dict(source_id=sid, line_hash=k, count=model.counts[k], last_seen_at=now)
+                    for k in chunk
+                ]
+                stmt = dialect_insert(s, BoilerplateLine).values(rows)
+                s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["source_id", "line_hash"],
+                        set_={
+                            "count": stmt.excluded.count,
+                            "last_seen_at": stmt.excluded.last_seen_at,
+                        },
+                    )
+                )
+        dirty.clear()
+
+
+def _chunks(seq: list[int], n: int) -> Iterable[list[int]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def explain_rows(out: Outcome) -> list[dict[str, Any]]:
+    return [asdict(ev) | {"item_id": item_id} for (item_id, _), ev in out.evidence.items()]

@@ -1,0 +1,223 @@
+"""Clustering quality on labelled data and the reference traps (seeds + shared site footer).
+
+The seeds are read from ../shared at run time; the unrelated pages around them are our own
+text wearing the seeds' footer, as a naive scrape of the same site would return them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import SEEDS
+
+from aggregator.dedup.clusterfile import cluster_rows, read_items
+from aggregator.dedup.engine import DedupItem, Engine
+from aggregator.dedup.evaluate import evaluate, format_table, read_jsonl
+
+DATA = Path(__file__).resolve().parent / "data"
+TARGETS = {"duplicate_pairwise_f1": 0.95, "story_bcubed_f1": 0.90, "thread_bcubed_f1": 0.85}
+
+# Our own unrelated IT BOLTWISE-style pages (bodies written for this test).
+OWN_PAGES = [
+    (
+        "Neuer Quantenchip aus Jena erreicht Rekordwerte bei der Fehlerkorrektur",
+        "JENA (IT BOLTWISE) – Forscher in Jena haben einen supraleitenden Quantenchip vorgestellt, "
+        "der logische Qubits deutlich länger stabil hält als bisherige Entwürfe.\n"
+        "Das Team setzt auf eine neue Anordnung der Koppler, die Übersprechen zwischen benachbarten "
+        "Qubits unterdrückt. In Tests blieb die Fehlerrate über tausend Zyklen konstant.\n"
+        "Industriepartner wollen die Technik bis 2028 in Rechenzentren erproben.",
+    ),
+    (
+        "Roboterhund patrouilliert künftig im Hamburger Hafen",
+        "HAMBURG (IT BOLTWISE) – Die Hafenbehörde testet einen vierbeinigen Roboter, der nachts "
+        "Containerreihen abläuft und Wärmebilder an die Leitstelle schickt.\n"
+        "Der Roboter erkennt offene Türen, Lecks und Personen in gesperrten Bereichen. Ein "
+        "Sicherheitsdienst prüft jede Meldung, bevor jemand ausrückt.\n"
+        "Nach sechs Monaten soll entschieden werden, ob weitere Geräte angeschafft werden.",
+    ),
+    (
+        "Start-up aus Leipzig bringt KI-Übersetzer für Gebärdensprache",
+        "LEIPZIG (IT BOLTWISE) – Ein junges Unternehmen aus Leipzig hat eine App veröffentlicht, "
+        "die Deutsche Gebärdensprache per Kamera erkennt und in Text überträgt.\n"
+        "Gehörlose Testerinnen und Tester halfen beim Training des Modells, das auf dem Smartphone "
+        "läuft und keine Daten in die Cloud schickt.\n"
+        "Die Gründer suchen nun Partner in Behörden und Krankenhäusern.",
+    ),
+    (
+        "Chiphersteller meldet Lieferengpässe bei Speicher für KI-Server",
+        "TAIPEH (IT BOLTWISE) – Ein großer Speicherhersteller warnt vor Engpässen bei "
+        "Hochleistungsspeicher, der in KI-Servern verbaut wird.\n"
+        "Die Nachfrage von Cloud-Anbietern übersteige die Produktion um ein Drittel, hieß es. "
+        "Neue Fertigungslinien gehen frühestens im kommenden Jahr in Betrieb.\n"
+        "Analysten rechnen mit weiter steigenden Preisen für Serverhardware.",
+    ),
+]
+
+
+def seed_pages() -> list[tuple[str, str, str]]:
+    """(title, body, footer) of each seed; the title is the one the footer interpolates."""
+    pages = []
+    for path in sorted(SEEDS.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        title = re.search(r'zum Artikel "([^"]+)"', text).group(1)  # type: ignore[union-attr]
+        cut = text.index("- Die besten Bücher")
+        pages.append((title, text[:cut].strip(), text[cut:]))
+    return pages
+
+
+def site_item(n: int, title: str, text: str, at: datetime) -> DedupItem:
+    return DedupItem(
+        id=n,
+        source="IT BOLTWISE",
+        feed_kind="site",
+        publisher="IT BOLTWISE",
+        title=title,
+        summary="",
+        text=text,
+        lang="de",
+        canonical_url=f"https://www.it-boltwise.de/{n}.html",
+        published_at=at,
+    )
+
+
+@pytest.fixture(scope="module", params=["footer-known", "seeds-first"])
+def seeded_engine(request: pytest.FixtureRequest) -> tuple[Engine, list[int], list[int]]:
+    """The site's pages in two orders: the footer already learned when the seeds arrive, or
+    the seeds are the site's first pages (the footer is learned afterwards)."""
+    seeds = seed_pages()
+    assert len(seeds) == 2
+    start = datetime(2026, 2, 10, 8, tzinfo=UTC)
+    engine = Engine()
+    items: list[tuple[DedupItem, str]] = []
+    # unrelated pages of the same site, with the site's footer (their own title interpolated)
+    for i, (title, body) in enumerate(OWN_PAGES):
+        footer = seeds[i % 2][2].replace(seeds[i % 2][0], title)
+        text = f"{body}\n\n{footer}"
+        at = start + timedelta(hours=5 * i)
+        if request.param == "seeds-first":
+            at += timedelta(days=5)
+        items.append((site_item(10 + i, title, text, at), text))
+    for i, (title, body, footer) in enumerate(seeds):
+        text = f"{body}\n\n{footer}"
+        items.append((site_item(i, title, text, start + timedelta(days=1 + 2 * i)), text))
+    items.sort(key=lambda t: t[0].published_at)
+    for item, text in items:
+        engine.add(item, text=text)
+    return engine, [0, 1], [10 + i for i in range(len(OWN_PAGES))]
+
+
+def test_seeds_share_a_thread_but_not_a_duplicate_cluster(seeded_engine) -> None:
+    engine, (a, b), _ = seeded_engine
+    ca, cb = engine.clusters_of(a), engine.clusters_of(b)
+    assert ca["thread"] == cb["thread"]
+    assert ca["duplicate"] != cb["duplicate"]
+
+
+def test_footer_trap_unrelated_pages_stay_apart(seeded_engine) -> None:
+    engine, seeds, others = seeded_engine
+    for level in ("duplicate", "story", "thread"):
+        groups = [engine.clusters_of(i)[level] for i in others]
+        assert len(set(groups)) == len(others), level
+        seed_groups = {engine.clusters_of(i)[level] for i in seeds}
+        assert not seed_groups & set(groups), level
+
+
+def test_footer_is_learned_as_boilerplate(seeded_engine) -> None:
+    engine, seeds, _ = seeded_engine
+    body = engine._clean_body(engine.records[seeds[1]].item)
+    assert "Stellenangebote" not in body and "Kommentare moderiert" not in body
+    assert "Rubio" in body or "Witkoff" in body
+
+
+def run_split(name: str):
+    rows = read_items(DATA / f"{name}.jsonl")
+    pred, _ = cluster_rows(rows, DATA / f"{name}.jsonl")
+    return evaluate(pred, read_jsonl(DATA / f"{name}.labels.jsonl"))
+
+
+@pytest.mark.parametrize("split", ["test", "dev"])
+def test_labelled_corpus_meets_targets(split: str) -> None:
+    results = run_split(split)
+    print(f"\n{split} split:\n{format_table(results)}")
+    assert results["duplicate"].pairwise_f1 >= TARGETS["duplicate_pairwise_f1"]
+    assert results["duplicate"].false_merges == 0
+    assert results["story"].bcubed_f1 >= TARGETS["story_bcubed_f1"]
+    assert results["thread"].bcubed_f1 >= TARGETS["thread_bcubed_f1"]
+
+
+def test_readding_an_item_changes_nothing() -> None:
+    rows = read_items(DATA / "dev.jsonl")
+    _, engine = cluster_rows(rows, DATA / "dev.jsonl")
+    before = {i: engine.clusters_of(i) for i in engine.records}
+    for rec in list(engine.records.values())[:20]:
+        out = engine.add(rec.item)
+        assert out.evidence == {} and out.merges == []
+    assert {i: engine.clusters_of(i) for i in engine.records} == before
+
+
+def test_nesting_duplicate_in_story_in_thread() -> None:
+    rows = read_items(DATA / "dev.jsonl")
+    _, engine = cluster_rows(rows, DATA / "dev.jsonl")
+    story_of_dup: dict[int, int] = {}
+    thread_of_story: dict[int, int] = {}
+    for i in engine.records:
+        c = engine.clusters_of(i)
+        assert story_of_dup.setdefault(c["duplicate"], c["story"]) == c["story"]
+        assert thread_of_story.setdefault(c["story"], c["thread"]) == c["thread"]
+
+
+def test_cluster_file_and_eval_cli(tmp_path: Path) -> None:
+    out = tmp_path / "pred.jsonl"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "cluster-file",
+            str(DATA / "test.jsonl"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    pred = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [p["id"] for p in pred] == [r["id"] for r in read_items(DATA / "test.jsonl")]
+    assert all(set(p) == {"id", "duplicate", "story", "thread"} for p in pred)
+    ev = subprocess.run(
+        [sys.executable, "-m", "aggregator", "eval", str(out), str(DATA / "test.labels.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ev.returncode == 0, ev.stderr
+    assert "duplicate" in ev.stdout and "B3-F1" in ev.stdout
+
+
+def test_cluster_file_rejects_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('{"id": "a", "title": "x"}\nnot json\n', encoding="utf-8")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "cluster-file",
+            str(bad),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert f"{bad}:2: invalid JSON" in proc.stderr
