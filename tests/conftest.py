@@ -13,6 +13,16 @@ HOSTILE = FEEDS / "hostile"
 SEEDS = SHARED / "seeds"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Without the shared fixtures half the suite would pass vacuously: stop instead."""
+    for path in (FEEDS, HOSTILE, SEEDS):
+        if not path.is_dir():
+            raise pytest.UsageError(
+                f"shared test data not found at {path}: clone next to ../shared "
+                "or set NEWSDEDUP_SHARED"
+            )
+
+
 @pytest.fixture(scope="session")
 def feeds_dir() -> Path:
     if not FEEDS.is_dir():

@@ -204,6 +204,7 @@ class Engine:
         self.n_docs = 0
         self._shingle_cache: dict[int, frozenset[int]] = {}
         self._template: MinHash | None = None
+        self._centroids: dict[int, Counter[str]] = {}
 
     # ------------------------------------------------------------ features
 
@@ -356,10 +357,14 @@ class Engine:
         return self.overlap(short.terms, other.terms), self.settings.story_short_threshold
 
     def centroid(self, story_id: int) -> Counter[str]:
-        """A story's topic: the summed title-and-lead terms of its members."""
-        total: Counter[str] = Counter()
-        for member in self.members["story"].get(story_id, ()):
-            total.update(self.records[member].lead)
+        """A story's topic: the summed title-and-lead terms of its members (cached until the
+        story changes)."""
+        total = self._centroids.get(story_id)
+        if total is None:
+            total = Counter()
+            for member in self.members["story"].get(story_id, ()):
+                total.update(self.records[member].lead)
+            self._centroids[story_id] = total
         return total
 
     # ------------------------------------------------------------ clusters
@@ -374,12 +379,17 @@ class Engine:
     def _join(self, level: str, item_id: int, cid: int) -> None:
         self.members[level][cid].add(item_id)
         self.cluster_of[level][item_id] = cid
+        if level == "story":
+            self._centroids.pop(cid, None)
 
     def _merge(self, level: str, a: int, b: int, out: Outcome) -> int:
         """Merge clusters a and b (the older id survives); returns the survivor."""
         if a == b:
             return a
         into, frm = min(a, b), max(a, b)
+        if level == "story":
+            self._centroids.pop(into, None)
+            self._centroids.pop(frm, None)
         moved = self.members[level].pop(frm)
         for m in moved:
             self.cluster_of[level][m] = into
@@ -433,6 +443,9 @@ class Engine:
             self._unindex(item_id, rec.dup_sig, "duplicate")
             self._unindex(item_id, rec.story_sig, "story")
             self._features(rec)
+            story = self.cluster_of["story"].get(item_id)
+            if story is not None:
+                self._centroids.pop(story, None)
             self._place(rec, out, existing=True)
             out.reindexed.append(item_id)
 
