@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import Config, load_config
+from .digest import digest_status
 from .errors import AggregatorError, InputError, NotImplementedYet
 from .store import Store, open_store, redact_url, repo
 from .store import db as store_db
@@ -77,6 +78,7 @@ def cmd_status(ctx: Context) -> int:
     with store.session() as s:
         sources = repo.source_status(s)
         errors = repo.recent_errors(s, limit=10)
+        digests = digest_status(s)
     if ctx.args.json:
         json.dump(
             {
@@ -84,6 +86,7 @@ def cmd_status(ctx: Context) -> int:
                 "schema_revision": store_db.head_revision(),
                 "sources": sources,
                 "recent_errors": errors,
+                "digest_runs": digests,
             },
             ctx.out,
             indent=2,
@@ -123,6 +126,23 @@ def cmd_status(ctx: Context) -> int:
         ],
         rows,
     )
+    if digests:
+        print("\nrecent digest runs:", file=ctx.out)
+        _table(
+            ctx.out,
+            ["digest", "run", "status", "period end", "attempts", "last error"],
+            [
+                [
+                    d["digest"],
+                    str(d["run"]),
+                    d["status"],
+                    d["period_end_at"][:16],
+                    str(d["attempts"]),
+                    _clip(d["last_error"] or "", 60),
+                ]
+                for d in digests[:10]
+            ],
+        )
     return 0
 
 
@@ -297,6 +317,57 @@ def cmd_eval(ctx: Context) -> int:
     return 0
 
 
+def cmd_digest_send(ctx: Context) -> int:
+    from .digest import deliver_pending, last_slot, plan_run
+
+    digest = ctx.config.digest(ctx.args.name)
+    store = ctx.store()
+    _dedup(ctx, store)
+    now = datetime.now(UTC)
+    slot = now if ctx.args.now else last_slot(digest, now)
+    if slot is not None:
+        plan_run(store, ctx.config, digest, period_end_at=slot, now=now)
+    results = deliver_pending(store, ctx.config, name=digest.name, now=now)
+    for r in results:
+        print(
+            f"{r.digest}\trun {r.run_id}\t{r.result}" + (f"\t{r.error}" if r.error else ""),
+            file=ctx.out,
+        )
+    if not results:
+        print(f"{digest.name}: nothing to send", file=ctx.out)
+    failed = [r for r in results if r.result != "sent"]
+    if failed:
+        raise PartialFailure(
+            f"digest {digest.name}: {len(failed)} run(s) not sent: {failed[0].error}"
+        )
+    return 0
+
+
+def cmd_digest_preview(ctx: Context) -> int:
+    from pathlib import Path
+
+    from .digest import _last_success, build_view
+    from .render import render
+
+    digest = ctx.config.digest(ctx.args.name)
+    store = ctx.store()
+    with store.session() as s:
+        view, _ = build_view(
+            s,
+            ctx.config,
+            digest,
+            period_start_at=_last_success(s, digest.name),
+            period_end_at=datetime.now(UTC),
+        )
+    subject, html, text = render(view)
+    if ctx.args.output:
+        Path(ctx.args.output).write_text(html, encoding="utf-8")
+        print(f"{subject}: {len(view.entries)} entries -> {ctx.args.output}", file=ctx.out)
+    else:
+        ctx.out.write(text if ctx.args.text else html)
+    return 0
+
+
 class PartialFailure(AggregatorError):
     """Some of the work failed; each failure was already reported."""
 
@@ -414,12 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     digest = sub.add_parser("digest", help="digest emails")
     dsub = digest.add_subparsers(dest="digest_command", metavar="SUBCOMMAND", required=True)
     sp = dsub.add_parser("send", help="build and send a digest")
-    sp.set_defaults(func=_not_yet("digest send", "issue #6: digests"))
+    sp.set_defaults(func=cmd_digest_send)
     sp.add_argument("name", metavar="NAME")
     sp.add_argument("--now", action="store_true", help="send immediately, not at the schedule")
     sp = dsub.add_parser("preview", help="render a digest without sending")
-    sp.set_defaults(func=_not_yet("digest preview", "issue #6: digests"))
+    sp.set_defaults(func=cmd_digest_preview)
     sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--text", action="store_true", help="the plain-text part instead of HTML")
     sp.add_argument("-o", "--output", metavar="FILE", help="write the HTML here (default stdout)")
 
     sp = add("export", _not_yet("export", "issue #9: outputs"), "write a deduplicated feed")

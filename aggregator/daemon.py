@@ -42,6 +42,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.rounds = 0
         self.dedup = self._new_dedup()
+        self._dedup_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": APSThreadPool(2)},
@@ -77,7 +78,8 @@ class Daemon:
         """Cluster what was stored. On failure the in-memory engine may be ahead of the
         database, so it is dropped and reloaded from the database next time."""
         try:
-            placed = self.dedup.process_pending()
+            with self._dedup_lock:  # the poll job and digest jobs share one engine
+                placed = self.dedup.process_pending()
         except StoreError as exc:
             log.error("database unavailable while clustering, will retry: %s", exc)
             self.dedup = self._new_dedup()
@@ -92,7 +94,39 @@ class Daemon:
     def _new_dedup(self) -> DedupService:
         return DedupService(self.store, settings_from(self.cfg.dedup))
 
+    def digest_tick(self, name: str) -> None:
+        """A digest's scheduled time: record the slot, then send (retries follow)."""
+        from .digest import last_slot, run_digest
+
+        # the scheduled time, not the clock: every daemon names the same slot
+        slot = last_slot(self.cfg.digest(name), datetime.now(UTC))
+        if slot is None:
+            return
+        try:
+            self.dedup_tick()
+            run_digest(self.store, self.cfg, name, period_end_at=slot)
+        except Exception as exc:  # noqa: BLE001 - one line; the retry job tries again
+            log.error("digest %s: %s", name, exc)
+
+    def delivery_tick(self) -> None:
+        """Retry recorded digests that are not sent yet (SMTP was down, a process died)."""
+        from .digest import deliver_pending
+
+        try:
+            deliver_pending(self.store, self.cfg)
+        except Exception as exc:  # noqa: BLE001
+            log.error("digest delivery: %s", exc)
+
     def start(self) -> None:
+        from .digest import trigger
+
+        for digest in self.cfg.digests:
+            self.scheduler.add_job(
+                self.digest_tick, trigger(digest), args=[digest.name], id=f"digest:{digest.name}"
+            )
+        self.scheduler.add_job(
+            self.delivery_tick, IntervalTrigger(seconds=60, timezone=UTC), id="digest-delivery"
+        )
         tick_s = self.cfg.polling.tick
         self.scheduler.add_job(
             self.poll_tick,

@@ -15,6 +15,7 @@ chained (``raise ... from exc``) so ``-v`` shows them.
     │   │   ├── HTTPStatusError (has ``status``)
     │   │   └── SourceGone     410: the source is disabled
     │   └── ParseError         the document is not a usable feed
+    ├── DeliveryError          SMTP refused or unreachable (has ``retryable``)
     ├── InputError             a bad file or argument given on the command line
     └── NotImplementedYet      a public command whose capability is not built yet
 """
@@ -74,6 +75,14 @@ class SourceGone(HTTPStatusError):
 
 class ParseError(SourceError):
     kind = "parse"
+
+
+class DeliveryError(AggregatorError):
+    """A digest could not be handed to the SMTP server. ``retryable``: try again later."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class InputError(AggregatorError):

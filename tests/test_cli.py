@@ -80,7 +80,7 @@ def test_first_run_on_fresh_sqlite_just_works(tmp_path: Path) -> None:
     assert (tmp_path / "newsdedup.sqlite").exists()
 
 
-@pytest.mark.parametrize("args", [["digest", "preview", "daily"], ["opml", "export"]])
+@pytest.mark.parametrize("args", [["export", "--format", "atom"], ["opml", "export"]])
 def test_unbuilt_commands_fail_honestly(tmp_path: Path, args: list[str]) -> None:
     proc = run(*args, db_url=f"sqlite:///{tmp_path / 'x.sqlite'}")
     assert proc.returncode == 1

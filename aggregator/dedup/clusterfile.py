@@ -15,27 +15,17 @@ from typing import Any
 from ..errors import InputError
 from ..normaliser import canonical_url, content_hash
 from .engine import DedupItem, Engine, Settings
+from .evaluate import read_jsonl
 
 FEED_KINDS = ("site", "google_news", "bing_news")
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    rows = []
-    with fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise InputError(f"{path}:{n}: expected an object with an 'id'")
-            rows.append(row)
+    """The input items; each line an object with an ``id`` (other fields may be missing)."""
+    rows = read_jsonl(path)
+    for n, row in enumerate(rows, 1):
+        if "id" not in row:
+            raise InputError(f"{path}: item {n} has no 'id'")
     return rows
 
 

@@ -282,6 +282,8 @@ class DigestRun(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'sent', 'empty', 'failed')", name="status"),
+        # one run per digest and scheduled slot, however many daemons fire it
+        UniqueConstraint("digest_name", "period_end_at"),
     )
 
 

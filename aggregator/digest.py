@@ -1,0 +1,529 @@
+"""Digests: a row first, an email second.
+
+``plan_run`` selects the clusters new or grown since the digest's last successful run, and in
+one transaction records the run, its entries and the fully rendered message (with a
+deterministic Message-ID). ``deliver_pending`` leases recorded runs, sends their stored bytes
+and marks them sent once the SMTP server accepted them. So an SMTP outage only delays (retries
+back off), a crash between send and mark resends the very same message, and two daemons on one
+PostgreSQL never both send a run (one row per digest and slot; runs leased with
+``FOR UPDATE SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .config import Config, DigestConfig
+from .digest_view import DigestView, Entry, FollowUp, Outlet
+from .errors import DeliveryError
+from .store import Store
+from .store.models import ClusterMember, DigestEntry, DigestRun, Item, Source
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 300.0
+MAX_ATTEMPTS = 12
+SUMMARY_CHARS = 320
+AGGREGATOR_TYPES = ("google_news", "bing_news")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    run_id: int
+    digest: str
+    result: str  # sent | retry | failed
+    error: str | None = None
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def trigger(digest: DigestConfig) -> CronTrigger:
+    return CronTrigger.from_crontab(digest.schedule, timezone=digest.timezone)
+
+
+def last_slot(digest: DigestConfig, now: datetime) -> datetime | None:
+    """The most recent scheduled time at or before ``now`` (within five weeks)."""
+    trig = trigger(digest)
+    t = trig.get_next_fire_time(None, now - timedelta(days=35))
+    last = None
+    while t is not None and t <= now:
+        last = t
+        t = trig.get_next_fire_time(t, t + timedelta(seconds=1))
+    return last.astimezone(UTC) if last else None
+
+
+# ---------------------------------------------------------------- selection
+
+
+@dataclass
+class _Member:
+    item: Item
+    source: Source
+    joined_at: datetime
+
+
+def _last_success(s: Session, name: str) -> datetime | None:
+    return s.scalar(
+        select(DigestRun.period_end_at)
+        .where(DigestRun.digest_name == name, DigestRun.status.in_(("sent", "empty")))
+        .order_by(DigestRun.period_end_at.desc())
+        .limit(1)
+    )
+
+
+def _matches(digest: DigestConfig, members: list[_Member]) -> bool:
+    if digest.sources and not any(m.source.name in digest.sources for m in members):
+        return False
+    if digest.keywords:
+        words = [k.casefold() for k in digest.keywords]
+        text = " ".join(f"{m.item.title} {m.item.summary}" for m in members).casefold()
+        return any(w in text for w in words)
+    return True
+
+
+def build_view(
+    s: Session,
+    cfg: Config,
+    digest: DigestConfig,
+    *,
+    period_start_at: datetime | None,
+    period_end_at: datetime,
+) -> tuple[DigestView, list[tuple[int, list[int], list[int]]]]:
+    """The digest's content for a period, and per entry (cluster, item ids, new item ids)."""
+    level = digest.level
+    changed = select(ClusterMember.cluster_id).where(
+        ClusterMember.level == level, ClusterMember.joined_at <= period_end_at
+    )
+    if period_start_at is not None:
+        changed = changed.where(ClusterMember.joined_at > period_start_at)
+    cluster_ids = set(s.scalars(changed.distinct()))
+    if not cluster_ids:
+        return _view(cfg, digest, period_start_at, period_end_at, []), []
+
+    members: dict[int, list[_Member]] = defaultdict(list)
+    rows = s.execute(
+        select(ClusterMember.cluster_id, ClusterMember.joined_at, Item, Source)
+        .join(Item, Item.id == ClusterMember.item_id)
+        .join(Source, Source.id == Item.source_id)
+        .where(
+            ClusterMember.level == level,
+            ClusterMember.cluster_id.in_(cluster_ids),
+            ClusterMember.joined_at <= period_end_at,
+        )
+    )
+    for cid, joined_at, item, source in rows:
+        members[cid].append(_Member(item, source, joined_at))
+    mailed = _mailed_items(s, digest.name, cluster_ids)
+
+    entries: list[tuple[Entry, list[int], list[int]]] = []
+    for cid, group in members.items():
+        if not _matches(digest, group):
+            continue
+        new = [m for m in group if period_start_at is None or m.joined_at > period_start_at]
+        new_ids = {m.item.id for m in new}
+        was_mailed = mailed.get(cid, set())
+        if was_mailed and not (new_ids - was_mailed):
+            continue
+        entry = _entry(s, cfg, cid, group, new_ids, bool(was_mailed), period_start_at, level)
+        entries.append((entry, sorted(m.item.id for m in group), sorted(new_ids)))
+    entries.sort(key=lambda e: (-(len(e[0].outlets) + 1), -e[0].published_at.timestamp()))
+    entries = entries[: digest.max_entries]
+    view = _view(cfg, digest, period_start_at, period_end_at, [e[0] for e in entries])
+    return view, [(e[0].cluster_id, e[1], e[2]) for e in entries]
+
+
+def _mailed_items(s: Session, name: str, cluster_ids: set[int]) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = defaultdict(set)
+    rows = s.execute(
+        select(DigestEntry.cluster_id, DigestEntry.item_ids)
+        .join(DigestRun, DigestRun.id == DigestEntry.run_id)
+        .where(
+            DigestRun.digest_name == name,
+            DigestRun.status == "sent",
+            DigestEntry.cluster_id.in_(cluster_ids),
+        )
+    )
+    for cid, item_ids in rows:
+        out[cid].update(item_ids or ())
+    return out
+
+
+def _link(item: Item, source: Source) -> str | None:
+    """The article's own URL; a Google News redirect only when nothing better is known."""
+    if item.canonical_url:
+        return item.canonical_url
+    if source.type == "google_news":
+        return None
+    return item.url
+
+
+def _rank(m: _Member) -> tuple[int, int, datetime]:
+    full = 0 if m.source.type not in AGGREGATOR_TYPES else 1
+    return (-m.source.priority, full, m.item.published_at)
+
+
+def _entry(
+    s: Session,
+    cfg: Config,
+    cid: int,
+    group: list[_Member],
+    new_ids: set[int],
+    is_update: bool,
+    since: datetime | None,
+    level: str,
+) -> Entry:
+    group = sorted(group, key=_rank)
+    best = group[0]
+    link = _link(best.item, best.source) or next(
+        (_link(m.item, m.source) for m in group if _link(m.item, m.source)), None
+    )
+    publisher = best.item.publisher or best.source.name
+    outlets: dict[str, Outlet] = {}
+    for m in group[1:]:
+        name = m.item.publisher or m.source.name
+        if name == publisher:
+            continue
+        known = outlets.get(name)
+        own = _link(m.item, m.source) or m.item.url
+        if known is None or (known.link is None and own):
+            outlets[name] = Outlet(
+                name=name, link=own, title=m.item.title, is_new=is_update and m.item.id in new_ids
+            )
+    article_ids = [m.item.id for m in group if m.source.type not in AGGREGATOR_TYPES]
+    comments = 0
+    if article_ids:
+        stmt = select(Item.id).where(Item.kind == "comment", Item.parent_item_id.in_(article_ids))
+        if since is not None:
+            stmt = stmt.where(Item.fetched_at > since)
+        comments = len(s.scalars(stmt).all())
+    summary = " ".join((best.item.summary or "").split())
+    if len(summary) > SUMMARY_CHARS:
+        summary = summary[: SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + " …"
+    return Entry(
+        cluster_id=cid,
+        headline=best.item.title,
+        link=link,
+        publisher=publisher,
+        summary=summary,
+        published_at=min(m.item.published_at for m in group),
+        outlets=tuple(sorted(outlets.values(), key=lambda o: o.name.casefold())),
+        new_comments=comments,
+        follow_up_to=_follow_up(s, group, level) if level == "story" else None,
+        is_update=is_update,
+    )
+
+
+def _follow_up(s: Session, group: list[_Member], level: str) -> FollowUp | None:
+    """The latest earlier story of the same thread, if the story continues one."""
+    ids = [m.item.id for m in group]
+    thread = s.scalar(
+        select(ClusterMember.cluster_id)
+        .where(ClusterMember.level == "thread", ClusterMember.item_id.in_(ids))
+        .limit(1)
+    )
+    if thread is None:
+        return None
+    first = min(m.item.published_at for m in group)
+    row = s.execute(
+        select(Item, Source)
+        .join(
+            ClusterMember, and_(ClusterMember.item_id == Item.id, ClusterMember.level == "thread")
+        )
+        .join(Source, Source.id == Item.source_id)
+        .where(ClusterMember.cluster_id == thread, Item.id.not_in(ids), Item.published_at < first)
+        .order_by(Source.type.in_(AGGREGATOR_TYPES), Item.published_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    item, source = row
+    return FollowUp(title=item.title, link=_link(item, source), published_at=item.published_at)
+
+
+def _view(
+    cfg: Config, digest: DigestConfig, start: datetime | None, end: datetime, entries: list[Entry]
+) -> DigestView:
+    local = end.astimezone(trigger(digest).timezone)
+    subject = (
+        digest.subject
+        or f"newsdedup {digest.name}: {len(entries)} "
+        + ("story" if len(entries) == 1 else "stories")
+        + f" – {local:%d.%m.%Y}"
+    )
+    return DigestView(
+        name=digest.name,
+        subject=subject,
+        period_start_at=start,
+        period_end_at=end,
+        timezone=digest.timezone,
+        entries=tuple(entries),
+        unsubscribe=digest.list_unsubscribe,
+    )
+
+
+# ---------------------------------------------------------------- recording
+
+
+def message_id(run_id: int, digest: DigestConfig, period_end_at: datetime, sender: str) -> str:
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "newsdedup.invalid"
+    return f"<digest.{digest.name}.{run_id}.{int(period_end_at.timestamp())}@{domain}>"
+
+
+def plan_run(
+    store: Store,
+    cfg: Config,
+    digest: DigestConfig,
+    *,
+    period_end_at: datetime,
+    now: datetime | None = None,
+) -> int:
+    """Record the run for this slot (idempotent) with its rendered message; returns its id."""
+    from .render import build_message, render
+
+    now = now or datetime.now(UTC)
+    try:
+        with store.session() as s:
+            existing = s.scalar(
+                select(DigestRun.id).where(
+                    DigestRun.digest_name == digest.name, DigestRun.period_end_at == period_end_at
+                )
+            )
+            if existing is not None:
+                return existing
+            # An unsent run goes first: a newer run now would mail the same stories again,
+            # in a second, different message. The next slot after it covers the gap.
+            pending = s.scalar(
+                select(DigestRun.id).where(
+                    DigestRun.digest_name == digest.name, DigestRun.status == "pending"
+                )
+            )
+            if pending is not None:
+                log.info("digest %s: run %d is still unsent; it goes first", digest.name, pending)
+                return pending
+            start = _last_success(s, digest.name)
+            view, entries = build_view(
+                s, cfg, digest, period_start_at=start, period_end_at=period_end_at
+            )
+            empty = not entries and not digest.send_empty
+            run = DigestRun(
+                digest_name=digest.name,
+                period_start_at=start,
+                period_end_at=period_end_at,
+                created_at=now,
+                status="empty" if empty else "pending",
+                attempts=0,
+                next_attempt_at=None,
+            )
+            s.add(run)
+            s.flush()
+            for pos, (cid, item_ids, new_ids) in enumerate(entries):
+                s.add(
+                    DigestEntry(
+                        run_id=run.id,
+                        position=pos,
+                        cluster_id=cid,
+                        level=digest.level,
+                        item_ids=item_ids,
+                        new_item_ids=new_ids,
+                    )
+                )
+            if not empty:
+                subject, html, text = render(view)
+                mid = message_id(run.id, digest, period_end_at, cfg.smtp.sender)
+                run.subject, run.message_id = subject, mid
+                run.message = build_message(
+                    view,
+                    subject=subject,
+                    html=html,
+                    text=text,
+                    sender=cfg.smtp.sender,
+                    recipients=list(digest.recipients),
+                    message_id=mid,
+                    date=period_end_at,
+                    list_unsubscribe=digest.list_unsubscribe,
+                )
+            run_id = run.id
+        log.info(
+            "digest %s: recorded run %d with %d entries%s",
+            digest.name,
+            run_id,
+            len(entries),
+            " (nothing new: not sent)" if empty else "",
+        )
+        return run_id
+    except IntegrityError:  # another daemon recorded this slot first
+        with store.session() as s:
+            return s.scalars(
+                select(DigestRun.id).where(
+                    DigestRun.digest_name == digest.name, DigestRun.period_end_at == period_end_at
+                )
+            ).one()
+
+
+# ---------------------------------------------------------------- delivery
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def _lease_is_dead(owner: str | None) -> bool:
+    """A lease held by a process on this host that no longer exists can be taken over."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _claim(store: Store, now: datetime, owner: str, name: str | None) -> list[int]:
+    """Lease the due, unsent runs. Each lease is one conditional UPDATE, so of two workers
+    (threads or daemons, SQLite or PostgreSQL) exactly one wins a run."""
+    with store.session() as s:
+        stmt = select(DigestRun.id, DigestRun.lease_owner, DigestRun.lease_until).where(
+            DigestRun.status == "pending",
+            or_(DigestRun.next_attempt_at.is_(None), DigestRun.next_attempt_at <= now),
+        )
+        if name:
+            stmt = stmt.where(DigestRun.digest_name == name)
+        candidates = s.execute(stmt.order_by(DigestRun.id)).all()
+    claimed = []
+    for run_id, lease_owner, lease_until in candidates:
+        free = lease_until is None or lease_until < now
+        if not free and not _lease_is_dead(lease_owner):
+            continue
+        with store.session() as s:
+            cond = (
+                or_(DigestRun.lease_until.is_(None), DigestRun.lease_until < now)
+                if free
+                else DigestRun.lease_owner == lease_owner
+            )
+            won = s.execute(
+                update(DigestRun)
+                .where(DigestRun.id == run_id, DigestRun.status == "pending", cond)
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_S))
+            ).rowcount
+        if won == 1:
+            claimed.append(run_id)
+    return claimed
+
+
+def deliver_pending(
+    store: Store,
+    cfg: Config,
+    *,
+    name: str | None = None,
+    now: datetime | None = None,
+    owner: str | None = None,
+) -> list[Delivery]:
+    """Send every recorded, unsent run that is due; mark each sent once accepted."""
+    from .mailer import send_message
+
+    now = now or datetime.now(UTC)
+    owner = owner or owner_id()
+    results = []
+    for run_id in _claim(store, now, owner, name):
+        with store.session() as s:
+            run = s.get_one(DigestRun, run_id)
+            message, digest_name = run.message, run.digest_name
+        try:
+            digest = cfg.digest(digest_name)
+            recipients = list(digest.recipients)
+            send_message(
+                cfg.smtp,
+                sender=parseaddr(cfg.smtp.sender)[1] or cfg.smtp.sender,
+                recipients=recipients,
+                message=message or b"",
+            )
+        except DeliveryError as exc:
+            results.append(_failed(store, run_id, digest_name, exc, now))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a config change removed the digest, etc.
+            results.append(
+                _failed(store, run_id, digest_name, DeliveryError(str(exc), retryable=False), now)
+            )
+            continue
+        with store.session() as s:
+            run = s.get_one(DigestRun, run_id)
+            run.status, run.sent_at = "sent", datetime.now(UTC)
+            run.attempts += 1
+            run.last_error, run.lease_owner, run.lease_until = None, None, None
+        log.info("digest %s: run %d sent to %d recipients", digest_name, run_id, len(recipients))
+        results.append(Delivery(run_id, digest_name, "sent"))
+    return results
+
+
+def _failed(store: Store, run_id: int, name: str, exc: DeliveryError, now: datetime) -> Delivery:
+    with store.session() as s:
+        run = s.get_one(DigestRun, run_id)
+        run.attempts += 1
+        run.last_error = " ".join(str(exc).split())[:500]
+        run.lease_owner, run.lease_until = None, None
+        if exc.retryable and run.attempts < MAX_ATTEMPTS:
+            wait_s = min(60.0 * 2 ** (run.attempts - 1), 3600.0)
+            run.next_attempt_at = now + timedelta(seconds=wait_s)
+            result = "retry"
+        else:
+            run.status = "failed"
+            result = "failed"
+        attempts, nxt = run.attempts, run.next_attempt_at
+    if result == "retry":
+        log.warning(
+            "digest %s: run %d not sent (attempt %d), retry at %s: %s",
+            name,
+            run_id,
+            attempts,
+            nxt.strftime("%H:%M:%SZ") if nxt else "-",
+            exc,
+        )
+    else:
+        log.error(
+            "digest %s: run %d failed for good after %d attempts: %s", name, run_id, attempts, exc
+        )
+    return Delivery(run_id, name, result, str(exc))
+
+
+def run_digest(store: Store, cfg: Config, name: str, *, period_end_at: datetime) -> list[Delivery]:
+    """What the scheduler (and ``digest send``) does: record the slot, then deliver."""
+    plan_run(store, cfg, cfg.digest(name), period_end_at=period_end_at)
+    return deliver_pending(store, cfg, name=name)
+
+
+def digest_status(s: Session) -> list[dict[str, object]]:
+    rows = s.execute(select(DigestRun).order_by(DigestRun.id.desc()).limit(20)).scalars()
+    return [
+        {
+            "digest": r.digest_name,
+            "run": r.id,
+            "status": r.status,
+            "period_end_at": r.period_end_at.isoformat(),
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+        }
+        for r in rows
+    ]
+
+
+__all__ = ["deliver_pending", "last_slot", "plan_run", "run_digest", "trigger"]

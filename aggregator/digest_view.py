@@ -1,0 +1,51 @@
+"""What a digest shows, as plain frozen data: built by :mod:`.digest`, rendered by
+:mod:`.render`. Nothing here touches the database or the network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outlet:
+    """One source of a story: an outlet that covered it, with its own link."""
+
+    name: str
+    link: str | None  # http(s) only; None when only an aggregator redirect is known
+    title: str
+    is_new: bool  # joined since this digest last mailed the cluster
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """The older story of the same thread this one follows."""
+
+    title: str
+    link: str | None
+    published_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    cluster_id: int
+    headline: str
+    link: str | None
+    publisher: str
+    summary: str  # plain text, already shortened
+    published_at: datetime
+    outlets: tuple[Outlet, ...]  # the other outlets ("also covered by N outlets")
+    new_comments: int  # comments on the site articles of this story since the last digest
+    follow_up_to: FollowUp | None
+    is_update: bool  # mailed before; only the outlets marked is_new are new
+
+
+@dataclass(frozen=True, slots=True)
+class DigestView:
+    name: str
+    subject: str
+    period_start_at: datetime | None
+    period_end_at: datetime
+    timezone: str  # IANA name: times are shown in it
+    entries: tuple[Entry, ...]
+    unsubscribe: str | None = None  # URL or mailto: for List-Unsubscribe and the footer

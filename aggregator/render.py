@@ -1,0 +1,190 @@
+"""Render a :class:`DigestView` to a subject, an HTML part and a plain-text part, and build
+the MIME message. Deterministic: the same inputs give byte-identical output (the multipart
+boundary is derived from the content, not random), so a stored message and its retry are the
+same mail.
+
+Everything from feeds is untrusted. The HTML template is autoescaped, every printed value goes
+through :func:`clean_text` (no control characters, bidi overrides or lone surrogates), and
+only absolute http(s) URLs ever become links (:func:`safe_link`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import textwrap
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from .digest_view import DigestView
+
+log = logging.getLogger(__name__)
+
+TEXT_WIDTH = 78
+TIME_FORMAT = "%d.%m.%Y %H:%M"
+
+# C0/C1 controls except tab and newline, bidi embeddings/overrides/isolates, lone surrogates.
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def clean_text(value: Any) -> Any:
+    """Drop characters that have no business in a mail (applied to every ``{{ }}`` output)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _UNSAFE_CHARS.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    return value
+
+
+def safe_link(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) URL that is safe to put in an ``href``, else None.
+
+    Rejected: any other scheme (``javascript:``, ``data:``, ``mailto:``, relative links),
+    URLs with whitespace, double quotes, backticks, angle brackets, backslashes or control characters, and
+    URLs carrying credentials (``https://user@host``, a classic phishing disguise).
+    """
+    if not isinstance(url, str) or not url or len(url) > 4096:
+        return None
+    if any(ord(c) <= 32 or ord(c) == 127 or c in '"<>`\\' for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if "@" in parts.netloc:
+        return None
+    return url
+
+
+def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
+    """Collapse whitespace and wrap; never breaks words or URLs (long ones overflow)."""
+    words = " ".join(str(clean_text(value)).split())
+    if not words:
+        return ""
+    return "\n".join(
+        textwrap.wrap(
+            words,
+            width=width,
+            initial_indent=indent if first is None else first,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    )
+
+
+def _is_html(name: str | None) -> bool:
+    return bool(name) and str(name).endswith((".html.j2", ".html"))
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("aggregator", "templates"),
+        autoescape=_is_html,  # the .txt template must not be HTML-escaped
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=clean_text,
+    )
+    env.filters["safe_link"] = safe_link
+    env.filters["wrap"] = _wrap
+    return env
+
+
+_ENV = _env()
+
+
+def _aware(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def render(view: DigestView) -> tuple[str, str, str]:
+    """``(subject, html, text)`` for one digest. Pure: no clock, no randomness, no I/O."""
+    tz = ZoneInfo(view.timezone)
+
+    def local(at: datetime) -> str:
+        return _aware(at).astimezone(tz).strftime(TIME_FORMAT)
+
+    subject = " ".join(str(clean_text(view.subject)).split()) or f"newsdedup {view.name}"
+    context = {
+        "view": view,
+        "subject": subject,
+        "local": local,
+        "since": local(view.period_start_at) if view.period_start_at else None,
+        "until": local(view.period_end_at),
+        "tzname": view.timezone,
+        "unsubscribe": _unsubscribe_target(view.unsubscribe),
+        "width": TEXT_WIDTH,
+    }
+    html = _ENV.get_template("digest.html.j2").render(context)
+    text = _ENV.get_template("digest.txt.j2").render(context)
+    return subject, html, text
+
+
+def _unsubscribe_target(value: str | None, *, warn: bool = False) -> str | None:
+    """The List-Unsubscribe URI when it is an http(s) or mailto: URI, else None (logged)."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if safe_link(value) or (
+        value.lower().startswith("mailto:") and not _UNSAFE_CHARS.search(value) and " " not in value
+    ):
+        return value
+    if warn:
+        log.warning("ignoring list_unsubscribe %r: not an http(s) or mailto: URI", value)
+    return None
+
+
+def build_message(
+    view: DigestView,
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    sender: str,
+    recipients: list[str],
+    message_id: str,
+    date: datetime,
+    list_unsubscribe: str | None,
+) -> bytes:
+    """The complete RFC 5322 message (CRLF line ends) as bytes, ready for ``sendmail``.
+
+    multipart/alternative: text/plain, then text/html, both UTF-8 in quoted-printable (7-bit
+    clean, so no relay needs 8BITMIME). Headers with non-ASCII text (subject, display names)
+    are RFC 2047 encoded by :mod:`email`. ``List-Unsubscribe`` only when configured, plus
+    ``List-Unsubscribe-Post`` (RFC 8058 one-click) when it is an https URL.
+    """
+    msg = EmailMessage(policy=SMTP)
+    msg["Subject"] = " ".join(subject.split())
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = format_datetime(_aware(date))
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    unsubscribe = _unsubscribe_target(list_unsubscribe, warn=True)
+    if unsubscribe:
+        msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+        if unsubscribe.lower().startswith("https://"):
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # A content-derived boundary instead of email's random one. "=_" can never occur in a
+    # quoted-printable body ("=" is always followed by hex digits or a line break there).
+    digest = hashlib.sha256(
+        "\0".join((subject, sender, *recipients, message_id, text, html)).encode(
+            "utf-8", "surrogatepass"
+        )
+    ).hexdigest()
+    msg.set_boundary(f"=_newsdedup_{digest[:32]}")
+    return msg.as_bytes()
