@@ -187,8 +187,11 @@ def _entry(
 ) -> Entry:
     group = sorted(group, key=_rank)
     best = group[0]
-    link = _link(best.item, best.source) or next(
-        (_link(m.item, m.source) for m in group if _link(m.item, m.source)), None
+    # the article's own URL, from any member that knows it; else the aggregator's link
+    link = (
+        _link(best.item, best.source)
+        or next((_link(m.item, m.source) for m in group if _link(m.item, m.source)), None)
+        or best.item.url
     )
     publisher = best.item.publisher or best.source.name
     outlets: dict[str, Outlet] = {}

@@ -43,6 +43,15 @@ def clean_text(value: Any) -> Any:
     return value
 
 
+def direct_link(url: str | None) -> str | None:
+    """A safe link that is the article itself: Google News redirects are long and opaque, so
+    the plain-text part names those outlets without their URL (the HTML part links them)."""
+    link = safe_link(url)
+    if link and urlsplit(link).hostname == "news.google.com":
+        return None
+    return link
+
+
 def safe_link(url: str | None) -> str | None:
     """``url`` if it is an absolute http(s) URL that is safe to put in an ``href``, else None.
 
@@ -98,6 +107,7 @@ def _env() -> Environment:
         finalize=clean_text,
     )
     env.filters["safe_link"] = safe_link
+    env.filters["direct_link"] = direct_link
     env.filters["wrap"] = _wrap
     return env
 

@@ -646,7 +646,12 @@ class Engine:
             seen_stories.add(other_story)
             if self.thread_of_story.get(other_story) == self.thread_of_story[story_id]:
                 continue
-            score = self.cosine(centroid, self.centroid(other_story))
+            other_centroid = self.centroid(other_story)
+            # Two headline-only stories share little beyond the words of the search that
+            # found them: too thin to call one topic.
+            if max(len(centroid), len(other_centroid)) < self.settings.short_terms:
+                continue
+            score = self.cosine(centroid, other_centroid)
             if score >= self.settings.thread_threshold:
                 thread = self._merge(
                     "thread", self.thread_of_story[story_id], self.thread_of_story[other_story], out
