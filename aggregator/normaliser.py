@@ -26,6 +26,7 @@ __all__ = [
     "is_google_news_link",
     "normalise_entry",
     "normalise_feed",
+    "strip_controls",
     "strip_publisher_suffix",
     "strip_wordpress_trailer",
     "unwrap_bing",
@@ -193,6 +194,22 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
+# C0/C1 control characters. They never belong in stored text, and PostgreSQL refuses NUL
+# in a text column outright (one NUL in a malformed feed used to abort the whole insert).
+# The ones str.split() treats as whitespace become a space, the rest vanish; tab, newline
+# and carriage return are left to the whitespace handling of each field.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_MAP = {
+    c: (" " if chr(c) in "\x0b\x0c\x1c\x1d\x1e\x1f\x85" else None)
+    for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0))
+}
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without C0/C1 control characters (tab, newline and CR are kept)."""
+    return text.translate(_CONTROL_MAP) if _CONTROL_RE.search(text) else text
+
+
 def strip_publisher_suffix(title: str, publisher: str | None) -> str:
     """Remove exactly one trailing ``" - Publisher"`` (Google News appends it).
 
@@ -250,6 +267,9 @@ _CELL_TAGS = frozenset({"td", "th"})
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "svg"})
 _INVISIBLE = str.maketrans("", "", "\u200b\ufeff\u00ad")
 _TAG_RE = re.compile(r"<[a-zA-Z/!?]")
+# A tag cut off at the end (length caps cut descriptions anywhere): html.parser would emit
+# it as text ("<di"), so a fragment of markup would be stored as if it were prose.
+_CUT_TAG_RE = re.compile(r"<[a-zA-Z/!?][^<>]*$")
 
 
 class _TextExtractor(HTMLParser):
@@ -292,7 +312,7 @@ def _source_breaks(text: str) -> str:
 
 
 def _tidy_lines(text: str) -> str:
-    text = unicodedata.normalize("NFC", text.translate(_INVISIBLE))
+    text = unicodedata.normalize("NFC", strip_controls(text).translate(_INVISIBLE))
     lines = (_squash(line) for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
@@ -309,7 +329,7 @@ def html_to_text(html: str | None) -> str:
         return _tidy_lines(_source_breaks(html))
     parser = _TextExtractor()
     try:
-        parser.feed(html)
+        parser.feed(_CUT_TAG_RE.sub("", html))
         parser.close()
     except Exception:  # pragma: no cover - html.parser is lenient; last-ditch fallback
         return _tidy_lines(re.sub(r"<[^>]*>", " ", html))
@@ -500,6 +520,7 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 def _clean_title(title: str) -> str:
+    title = strip_controls(title)
     if "&" in title or _TAG_RE.search(title):
         title = html_to_text(title)
     return _squash(title)
@@ -523,7 +544,8 @@ def normalise_entry(
 ) -> NewItem:
     """Apply the per-source-type rules (see DESIGN.md) to one parsed entry."""
     fetched_at = _as_utc(fetched_at)
-    publisher = _squash(entry.publisher) if entry.publisher else None
+    # A publisher name is a title too: markup in it is text-ified, not stored.
+    publisher = (_clean_title(entry.publisher) or None) if entry.publisher else None
     publisher_url = entry.publisher_url
     url = entry.url
     title = _clean_title(entry.title)

@@ -27,7 +27,7 @@ import feedparser
 
 from aggregator.domain import ParsedEntry, ParsedFeed
 from aggregator.errors import ParseError
-from aggregator.normaliser import is_google_news_link
+from aggregator.normaliser import html_to_text, is_google_news_link, strip_controls
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "detect_source_type", "parse_feed"]
 
@@ -111,7 +111,7 @@ _IGNORED_BOZO = frozenset({"NonXMLContentType"})  # about the HTTP header, not t
 
 
 def _one_line(text: object, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
+    line = " ".join(strip_controls(str(text)).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -130,20 +130,30 @@ def _why_not_a_feed(body: bytes, result) -> str:
 def _text(value: object, limit: int) -> str:
     if not isinstance(value, str):
         return ""
-    return value if len(value) <= limit else value[:limit]
+    # controls are stripped here, at the boundary: a NUL must never reach the database
+    return strip_controls(value if len(value) <= limit else value[:limit])
+
+
+def _feed_title(value: object) -> str:
+    """The feed's title is its items' publisher name: markup in it becomes text, as in
+    item titles (``<title>Feed &lt;b onmouseover=…&gt;</title>`` -> ``Feed``)."""
+    title = " ".join(_text(value, MAX_TITLE_CHARS * 2).split())
+    if "&" in title or "<" in title:
+        title = " ".join(html_to_text(title).split())
+    return title[:MAX_TITLE_CHARS]
 
 
 def _short(value: object) -> str | None:
     if not isinstance(value, str):
         return None
-    value = " ".join(value.split())
+    value = " ".join(strip_controls(value).split())
     return value[:MAX_SHORT_CHARS] or None
 
 
 def _absolute(value: object, base: str) -> str | None:
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = strip_controls(value).strip()
     if not value or len(value) > MAX_URL_CHARS:
         return None
     try:
@@ -156,7 +166,7 @@ def _guid(value: object, base: str) -> str | None:
     """Guids are opaque, except root-relative ones from static WordPress exports."""
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = strip_controls(value).strip()
     if not value or len(value) > MAX_URL_CHARS:
         return None
     if value.startswith(("/", "?", "./", "../")):
@@ -341,7 +351,7 @@ def parse_feed(
 
     return ParsedFeed(
         version=version,
-        title=" ".join(_text(meta.get("title"), MAX_TITLE_CHARS * 2).split())[:MAX_TITLE_CHARS],
+        title=_feed_title(meta.get("title")),
         link=_absolute(meta.get("link"), base),
         self_url=_absolute(self_url, base),
         language=_short(meta.get("language")),
