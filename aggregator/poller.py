@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,13 +91,22 @@ def fetch_settings(cfg: Config) -> FetchSettings:
 def claim_due_feeds(
     store: Store, *, now: datetime, owner: str, limit: int = 100, all_feeds: bool = False
 ) -> list[FeedJob]:
-    """Lease the due feeds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: workers never collide)."""
+    """Lease the due feeds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: workers never collide).
+
+    A lease is free once it expires, and at once when it is ``owner``'s own (a round of this
+    process that failed on the database; rounds never overlap) or held by a process on this
+    host that no longer exists (killed): a restarted daemon does not wait out ``LEASE_S``.
+    """
     with store.session() as s:
+        free = [Feed.lease_until.is_(None), Feed.lease_until < now, Feed.lease_owner == owner]
+        dead = _dead_local_owners(s, now)
+        if dead:
+            free.append(Feed.lease_owner.in_(dead))
         stmt = (
             select(Feed.id)
             .join(Source, Source.id == Feed.source_id)
             .where(Feed.enabled.is_(True), Source.enabled.is_(True))
-            .where(or_(Feed.lease_until.is_(None), Feed.lease_until < now))
+            .where(or_(*free))
             .order_by(Feed.next_check_at, Feed.id)
             .limit(limit)
         )
@@ -116,6 +127,33 @@ def claim_due_feeds(
         ).all()
         jobs = {f.id: _job(f, src) for f, src in rows}
     return [jobs[i] for i in ids]
+
+
+def _dead_local_owners(s: Session, now: datetime) -> list[str]:
+    """Owners (``host:pid``, see ``daemon.worker_id``) of live leases whose process on this
+    host has died."""
+    host = socket.gethostname()
+    owners = s.scalars(
+        select(Feed.lease_owner)
+        .where(Feed.lease_until >= now, Feed.lease_owner.is_not(None))
+        .distinct()
+    )
+    dead = []
+    for owner in owners:
+        name, _, pid = owner.rpartition(":")
+        if name == host and pid.isdigit() and int(pid) > 0 and not _alive(int(pid)):
+            dead.append(owner)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _job(f: Feed, src: Source) -> FeedJob:

@@ -1,0 +1,613 @@
+"""Faults, nothing lost: real processes killed with SIGKILL, database connections terminated,
+a locked SQLite file, a full database, and secrets that must never be printed.
+
+Every subprocess test waits for a condition it reads from the database (with a deadline),
+never for a fixed time, so a slow machine makes the test slower, not flaky.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import FEEDS
+from pytest_httpserver import HTTPServer
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from werkzeug import Request, Response
+
+from aggregator.config import Config
+from aggregator.daemon import Daemon, worker_id
+from aggregator.errors import StoreError
+from aggregator.fetcher import Fetcher
+from aggregator.poller import fetch_settings, poll_round
+from aggregator.store import Store, repo
+from aggregator.store import db as store_db
+
+AGGREGATOR = [sys.executable, "-m", "aggregator"]
+IMPORT_FILES = [str(p) for p in sorted(FEEDS.glob("*.xml"))]
+
+# ten feeds of every kind (no comment feeds: those would add feeds while the test runs)
+POLLED = [
+    ("atom-de-heise-developer.xml", "atom"),
+    ("atom-en-h-online.xml", "atom"),
+    ("bing-news-en-us-search-2.xml", "bing_news"),
+    ("golem-de-rss2-iso-8859-1.xml", "rss"),
+    ("google-news-en-gb-search-trimmed.xml", "google_news"),
+    ("google-news-en-us-topstories-2019.xml", "google_news"),
+    ("rss090-rdf-de-heise.xml", "rss"),
+    ("rss10-rdf-de-laut-iso-8859-1.xml", "rss"),
+    ("rss10-rdf-en-slashdot.xml", "rss"),
+    ("wordpress-de-anime2you-news.xml", "wordpress"),
+]
+FEED_DELAY_S = 0.25  # per response while `slow` is set: a round takes ~2.5 s (one server thread)
+
+Snapshot = dict[str, tuple[bool, list[str]]]  # source -> (poll state advanced, stored guids)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    return env | extra
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AGGREGATOR, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*AGGREGATOR, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def reader(url: str):  # type: ignore[no-untyped-def]
+    """A plain engine for the test's own reads (no pool: terminated backends don't linger)."""
+    return create_engine(url, poolclass=NullPool)
+
+
+def scalar(engine, sql: str, default: int = 0) -> int:  # type: ignore[no-untyped-def]
+    """One number from the database; 0 while the schema does not exist yet."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar() or default
+    except Exception:  # noqa: BLE001 - the file or the tables are still being created
+        return default
+
+
+def stored_pairs(engine) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return [
+            (src, guid)
+            for src, guid in conn.execute(
+                text("SELECT s.name, i.guid FROM items i JOIN sources s ON s.id = i.source_id")
+            )
+        ]
+
+
+def snapshot(engine) -> Snapshot:  # type: ignore[no-untyped-def]
+    """Per configured source: has its poll state moved (body hash or ETag stored), and the
+    guids stored for it -- read in one transaction, so both halves belong together."""
+    with engine.connect() as conn, conn.begin():
+        state = {
+            name: advanced
+            for name, advanced in conn.execute(
+                text(
+                    "SELECT s.name, (f.body_hash IS NOT NULL OR f.etag IS NOT NULL) "
+                    "FROM feeds f JOIN sources s ON s.id = f.source_id WHERE f.kind = 'main'"
+                )
+            )
+        }
+        guids: dict[str, list[str]] = {name: [] for name in state}
+        for name, guid in conn.execute(
+            text("SELECT s.name, i.guid FROM items i JOIN sources s ON s.id = i.source_id")
+        ):
+            guids.setdefault(name, []).append(guid)
+    return {name: (bool(state.get(name)), g) for name, g in guids.items()}
+
+
+def assert_never_ahead(snap: Snapshot, expected: dict[str, set[str]]) -> None:
+    """A feed's poll state moves only together with all of its items; nothing half-stored,
+    nothing stored twice."""
+    for name, (advanced, guids) in snap.items():
+        assert len(guids) == len(set(guids)), f"{name}: a guid stored twice"
+        if advanced:
+            assert set(guids) == expected[name], f"{name}: poll state ahead of its items"
+        else:
+            assert guids == [], f"{name}: items stored without the poll state"
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def kill9(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the process ended before it was killed"
+
+
+def serve_feeds(httpserver: HTTPServer) -> threading.Event:
+    """Serve the POLLED fixtures; while the returned event is set every response is slow."""
+    slow = threading.Event()
+
+    def handler(name: str) -> Callable[[Request], Response]:
+        body = (FEEDS / name).read_bytes()
+
+        def respond(_request: Request) -> Response:
+            if slow.is_set():
+                time.sleep(FEED_DELAY_S)
+            return Response(body, content_type="application/xml")
+
+        return respond
+
+    for name, _ in POLLED:
+        httpserver.expect_request(f"/{name}").respond_with_handler(handler(name))
+    return slow
+
+
+def polled_sources(httpserver: HTTPServer) -> list[dict[str, str]]:
+    return [
+        {"name": Path(name).stem, "type": kind, "url": httpserver.url_for(f"/{name}")}
+        for name, kind in POLLED
+    ]
+
+
+def write_config(path: Path, httpserver: HTTPServer, extra: str = "") -> Path:
+    lines = [
+        "polling:",
+        "  tick: 1s",
+        "  min_interval: 1s",
+        "  aggregator_min_interval: 1s",
+        "  read_timeout: 5s",
+        "  total_timeout: 10s",
+        "sources:",
+    ]
+    for s in polled_sources(httpserver):
+        lines.append(f"  - {{name: {s['name']}, type: {s['type']}, url: '{s['url']}'}}")
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+def make_config(httpserver: HTTPServer, **polling: object) -> Config:
+    return Config.model_validate(
+        {
+            "polling": {"min_interval": "1s", "aggregator_min_interval": "1s", **polling},
+            "sources": polled_sources(httpserver),
+        }
+    )
+
+
+def new_store(url: str) -> Store:
+    engine = store_db.make_engine(url)
+    store_db.upgrade(engine)
+    return Store(engine)
+
+
+def sync(store: Store, cfg: Config) -> None:
+    with store.session() as s:
+        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
+
+
+def poll_all(store: Store, cfg: Config) -> None:
+    with Fetcher(fetch_settings(cfg)) as fetcher:
+        outcomes = poll_round(store, cfg, fetcher, owner=worker_id(), all_feeds=True)
+    assert [o.error for o in outcomes if o.failed] == []
+
+
+@pytest.fixture
+def expected_polled(tmp_path: Path, httpserver: HTTPServer) -> dict[str, set[str]]:
+    """What one clean poll of the POLLED feeds stores, per source (the reference)."""
+    cfg = make_config(httpserver)
+    store = new_store(f"sqlite:///{tmp_path / 'reference.sqlite'}")
+    try:
+        sync(store, cfg)
+        serve_feeds(httpserver)
+        poll_all(store, cfg)
+        engine = reader(str(store.engine.url))
+        snap = snapshot(engine)
+        engine.dispose()
+    finally:
+        store.close()
+    httpserver.clear()
+    assert all(advanced and guids for advanced, guids in snap.values())
+    return {name: set(guids) for name, (_, guids) in snap.items()}
+
+
+def upgrade_if_postgres(url: str) -> None:
+    if not url.startswith("sqlite"):
+        done = cli("db", "upgrade", env=clean_env(AGGREGATOR_DATABASE_URL=url))
+        assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------- 1a: import, kill -9
+
+
+def test_import_killed_repeatedly_then_rerun_stores_every_entry_once(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    db_url = sqlite_url
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("sources: []\n", encoding="utf-8")
+    cmd = ("-q", "--config", str(cfg), "import", *IMPORT_FILES)
+
+    reference_url = f"sqlite:///{tmp_path / 'reference.sqlite'}"
+    clean = cli(*cmd, env=clean_env(AGGREGATOR_DATABASE_URL=reference_url))
+    assert clean.returncode == 0, clean.stderr
+    ref = reader(reference_url)
+    expected = stored_pairs(ref)
+    ref.dispose()
+    assert len(expected) > 400
+
+    env = clean_env(AGGREGATOR_DATABASE_URL=db_url)
+    engine = reader(db_url)
+    items = "SELECT count(*) FROM items"
+    done = "SELECT count(*) FROM items WHERE dedup_state = 'done'"
+    # kill points, read from the database: while files are being stored; after the import,
+    # before clustering committed anything; in the middle of clustering (it commits per batch)
+    kill_points: list[tuple[str, Callable[[], bool]]] = [
+        ("storing files", lambda: scalar(engine, items) > 0),
+        ("clustering not started", lambda: scalar(engine, items) == len(expected)),
+        ("clustering half done", lambda: scalar(engine, done) > 0),
+    ]
+    try:
+        for what, cond in kill_points:
+            proc = spawn(*cmd, env=env)
+            try:
+                wait_for(cond, 60, what)
+            finally:
+                kill9(proc)
+            pairs = stored_pairs(engine)
+            assert len(pairs) == len(set(pairs)), f"duplicates after a kill while {what}"
+            assert set(pairs) <= set(expected)
+        assert scalar(engine, done) < len(expected), "no kill interrupted the clustering"
+
+        rerun = cli(*cmd, env=env)
+        assert rerun.returncode == 0, rerun.stderr
+        pairs = stored_pairs(engine)
+        assert len(pairs) == len(set(pairs))
+        assert sorted(pairs) == sorted(expected)
+        assert scalar(engine, "SELECT count(*) FROM items WHERE dedup_state <> 'done'") == 0
+        articles = scalar(engine, "SELECT count(*) FROM items WHERE kind = 'article'")
+        assert articles > 400
+        per_article = (
+            "SELECT count(*) FROM items i WHERE i.kind = 'article' AND "
+            "(SELECT count(*) FROM cluster_members m WHERE m.item_id = i.id) <> 3"
+        )
+        assert scalar(engine, per_article) == 0
+        assert scalar(engine, "SELECT count(*) FROM cluster_members") == 3 * articles
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- 1b: daemon, kill -9
+
+
+def test_daemon_killed_mid_round_loses_nothing_and_never_runs_ahead(
+    tmp_path: Path, httpserver: HTTPServer, expected_polled: dict[str, set[str]], db_url: str
+) -> None:
+    slow = serve_feeds(httpserver)
+    slow.set()
+    cfg = write_config(tmp_path / "config.yaml", httpserver)
+    upgrade_if_postgres(db_url)
+    env = clean_env(AGGREGATOR_DATABASE_URL=db_url)
+    engine = reader(db_url)
+    total = len(POLLED)
+    polled = "SELECT count(*) FROM feeds WHERE body_hash IS NOT NULL"
+    try:
+        for at_least in (2, 6):  # kill -9 with this many feeds polled, the rest pending
+            proc = spawn("--config", str(cfg), "run", env=env)
+            try:
+                wait_for(lambda n=at_least: scalar(engine, polled) >= n, 60, f"{at_least} feeds")
+            finally:
+                kill9(proc)
+            assert_never_ahead(snapshot(engine), expected_polled)
+        assert scalar(engine, polled) < total, "the kills came too late to interrupt a round"
+
+        proc = subprocess.Popen(
+            [*AGGREGATOR, "--config", str(cfg), "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(
+                lambda: (
+                    scalar(engine, polled) == total
+                    and scalar(engine, "SELECT count(*) FROM items WHERE dedup_state = 'pending'")
+                    == 0
+                ),
+                60,
+                "every feed polled and clustered after the restart",
+            )
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        snap = snapshot(engine)
+        assert_never_ahead(snap, expected_polled)
+        assert {name: set(guids) for name, (_, guids) in snap.items()} == expected_polled
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- 2a: PostgreSQL backends killed
+
+
+LOG_LINE = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+
+
+@pytest.mark.postgres
+def test_daemon_rides_out_terminated_postgres_connections(
+    tmp_path: Path, httpserver: HTTPServer, expected_polled: dict[str, set[str]], pg_url: str
+) -> None:
+    """The test holds a lock on ``items`` so the daemon's insert transactions wait; each time
+    one waits, every backend of the database but the test's lock holder is terminated."""
+    import re
+
+    serve_feeds(httpserver)
+    cfg = write_config(tmp_path / "config.yaml", httpserver)
+    upgrade_if_postgres(pg_url)
+    env = clean_env(AGGREGATOR_DATABASE_URL=pg_url)
+    engine = reader(pg_url)
+    log_path = tmp_path / "daemon.log"
+    unavailable = "database unavailable, will retry next round"
+    rounds = 2
+    locker = engine.connect()
+    log_file = log_path.open("w")
+    proc = None
+    try:
+        locker.begin()
+        locker.execute(text("LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE"))
+        locker_pid = locker.execute(text("SELECT pg_backend_pid()")).scalar()
+        proc = subprocess.Popen(
+            [*AGGREGATOR, "--config", str(cfg), "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            text=True,
+        )
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND wait_event_type = 'Lock' AND pid <> {locker_pid}"
+        )
+        terminate = text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> :locker"
+        )
+        # A round goes on with its other feeds after one fails and reports the failure at
+        # its end: keep terminating whichever backend waits until `rounds` rounds failed.
+        killed = 0
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count(unavailable) < rounds:
+            assert time.monotonic() < deadline, "the daemon never reported the lost connections"
+            assert proc.poll() is None, "the daemon died with its database connection"
+            if scalar(engine, waiting) > 0:
+                with engine.connect() as conn:
+                    killed += conn.execute(terminate, {"locker": locker_pid}).scalar() or 0
+            time.sleep(0.02)
+        assert killed >= rounds
+        assert proc.poll() is None
+        assert scalar(engine, "SELECT count(*) FROM feeds WHERE body_hash IS NOT NULL") == 0
+        locker.rollback()  # the lock goes: the next round must store everything
+
+        wait_for(
+            lambda: (
+                scalar(engine, "SELECT count(*) FROM feeds WHERE body_hash IS NOT NULL")
+                == len(POLLED)
+            ),
+            60,
+            "every feed stored after the database came back",
+        )
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert proc.returncode == 0
+        snap = snapshot(engine)
+        assert_never_ahead(snap, expected_polled)
+        assert {name: set(guids) for name, (_, guids) in snap.items()} == expected_polled
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+        locker.close()
+        engine.dispose()
+    log = log_path.read_text()
+    assert "Traceback" not in log, log
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) >= rounds
+    # psycopg words it "terminating connection due to administrator command" or "server
+    # closed the connection unexpectedly", depending on where the backend was
+    assert all(unavailable in line and "connection" in line for line in errors), log
+    # one line per event: every line of the log is a log record, none a continuation
+    assert all(re.match(LOG_LINE, line) for line in log.splitlines()), log
+
+
+# ---------------------------------------------------------------- 2b: SQLite busy
+
+
+def test_poll_waits_for_another_sqlite_writer_then_succeeds(
+    tmp_path: Path, httpserver: HTTPServer, expected_polled: dict[str, set[str]]
+) -> None:
+    serve_feeds(httpserver)
+    cfg = write_config(tmp_path / "config.yaml", httpserver)
+    db = tmp_path / "newsdedup.sqlite"
+    created = cli("--config", str(cfg), "status", env=clean_env())
+    assert created.returncode == 0, created.stderr
+    holder = sqlite3.connect(db, isolation_level=None, timeout=0)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+        holder.execute("UPDATE sources SET priority = priority")
+        proc = subprocess.Popen(
+            [*AGGREGATOR, "--config", str(cfg), "poll", "--once", "--all"],
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # without a busy timeout it fails within a second
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        holder.execute("COMMIT")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+    assert proc.returncode == 0, err
+    assert "locked" not in err
+    assert len(out.splitlines()) == len(POLLED)
+    engine = reader(f"sqlite:///{db}")
+    try:
+        snap = snapshot(engine)
+    finally:
+        engine.dispose()
+    assert {name: set(guids) for name, (_, guids) in snap.items()} == expected_polled
+
+
+# ---------------------------------------------------------------- 2c: database full
+
+
+def test_full_database_fails_the_round_cleanly_and_the_next_poll_stores_everything(
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    expected_polled: dict[str, set[str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    serve_feeds(httpserver)
+    cfg = make_config(httpserver, workers=1)  # one worker: the feeds are stored in order
+    url = f"sqlite:///{tmp_path / 'full.sqlite'}"
+    setup = new_store(url)
+    sync(setup, cfg)
+    setup.close()
+    with sqlite3.connect(tmp_path / "full.sqlite") as conn:
+        empty_pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    with sqlite3.connect(tmp_path / "reference.sqlite") as conn:
+        full_pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    limit = empty_pages + (full_pages - empty_pages) // 3  # room for about a third
+
+    engine = store_db.make_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _cap(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.execute(f"PRAGMA max_page_count = {limit}")
+
+    limited = Store(engine)
+    try:
+        with Fetcher(fetch_settings(cfg)) as fetcher:
+            with pytest.raises(StoreError) as failure:
+                poll_round(limited, cfg, fetcher, owner=worker_id(), all_feeds=True)
+            message = str(failure.value)
+            assert "\n" not in message and "full" in message, message
+
+            check = reader(url)
+            snap = snapshot(check)
+            check.dispose()
+            assert_never_ahead(snap, expected_polled)
+            advanced = [name for name, (adv, _) in snap.items() if adv]
+            assert 0 < len(advanced) < len(POLLED), "the limit should stop the round midway"
+
+            # the daemon's tick: the same failure is one logged line, no exception, no traceback
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                Daemon(limited, cfg, fetcher=fetcher).poll_tick()
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1, [r.getMessage() for r in caplog.records]
+            assert "full" in errors[0].getMessage() and "\n" not in errors[0].getMessage()
+            assert errors[0].exc_info is None
+    finally:
+        limited.close()
+
+    store = Store(store_db.make_engine(url))  # room again
+    try:
+        poll_all(store, cfg)
+    finally:
+        store.close()
+    check = reader(url)
+    snap = snapshot(check)
+    check.dispose()
+    assert_never_ahead(snap, expected_polled)
+    assert {name: set(guids) for name, (_, guids) in snap.items()} == expected_polled
+
+
+# ---------------------------------------------------------------- 3: secrets
+
+
+@pytest.mark.postgres
+def test_passwords_never_appear_in_output_logs_or_status(
+    tmp_path: Path, httpserver: HTTPServer, pg_url: str
+) -> None:
+    import json
+
+    smtp_password, db_password = "Pa55-hunter2", "dbhunter2"
+    httpserver.expect_request("/broken").respond_with_data("down", status=500)
+    closed = socket.socket()  # bound, never listening: connections are refused
+    closed.bind(("127.0.0.1", 0))
+    smtp_port = closed.getsockname()[1]
+    db_url = make_url(pg_url).set(password=db_password).render_as_string(hide_password=False)
+    assert db_password in db_url
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "smtp: {timeout: 5s}\n"
+        "polling: {min_interval: 1s, total_timeout: 5s}\n"
+        "sources:\n"
+        f"  - {{name: broken, type: rss, url: '{httpserver.url_for('/broken')}'}}\n"
+        "digests:\n"
+        "  - {name: daily, schedule: '0 7 * * *', recipients: [reader@example.org], "
+        "send_empty: true}\n",
+        encoding="utf-8",
+    )
+    env = clean_env(
+        AGGREGATOR_DATABASE_URL=db_url,
+        AGGREGATOR_SMTP_URL=f"smtp://bot:{smtp_password}@127.0.0.1:{smtp_port}",
+    )
+    runs = [
+        (("db", "upgrade"), 0),
+        (("status",), 0),
+        (("poll", "--once", "--all"), 1),
+        (("digest", "send", "daily", "--now"), 1),
+        (("-v", "digest", "send", "daily", "--now"), None),  # 1, or 0: retry backs off
+        (("-v", "status"), 0),
+        (("--log-format", "json", "status", "--json"), 0),
+    ]
+    try:
+        results = [(args, rc, cli("--config", str(cfg), *args, env=env)) for args, rc in runs]
+    finally:
+        closed.close()
+    for args, rc, result in results:
+        shown = result.stdout + result.stderr
+        assert rc is None or result.returncode == rc, (args, shown)
+        assert smtp_password not in shown, args
+        assert db_password not in shown, args
+    digest_err = results[4][2].stderr
+    assert "digest daily" in digest_err  # it did try, and failed, to send
+    status = json.loads(results[-1][2].stdout)
+    assert "***" in status["database"]
+    assert [s["last_error"] for s in status["sources"] if s["source"] == "broken"][0]
+    assert status["digest_runs"] and status["digest_runs"][0]["last_error"]
