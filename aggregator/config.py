@@ -173,6 +173,7 @@ class DedupConfig(_Strict):
     duplicate_threshold: float = Field(default=0.6, gt=0, le=1)
     story_threshold: float = Field(default=0.3, gt=0, le=1)
     thread_threshold: float = Field(default=0.18, gt=0, le=1)
+    duplicate_window: Duration = 14 * 86400.0
     story_window: Duration = 2 * 86400.0
     thread_window: Duration = 21 * 86400.0
 

@@ -150,6 +150,9 @@ def main() -> int:
     ap.add_argument("--feeds", type=int, default=12)
     ap.add_argument("--round-s", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--window", default=None, help="dedup windows (e.g. 2m), so retention is reached in the run"
+    )
     args = ap.parse_args()
 
     feeds = Feeds(args.feeds, args.seed)
@@ -163,7 +166,13 @@ def main() -> int:
     )
     (work / "config.yaml").write_text(
         "polling: {tick: 1s, min_interval: 2s, max_interval: 10s, workers: 4}\n"
-        f"sources:\n{sources}",
+        + (
+            f"dedup: {{duplicate_window: {args.window}, story_window: {args.window}, "
+            f"thread_window: {args.window}}}\n"
+            if args.window
+            else ""
+        )
+        + f"sources:\n{sources}",
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}

@@ -221,3 +221,39 @@ def test_cluster_file_rejects_bad_input(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert f"{bad}:2: invalid JSON" in proc.stderr
+
+
+SYLLABLES = ["ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "vu", "we", "xa", "ye", "zo", "bi", "ce", "da", "fu", "ge", "hi", "jo"]
+
+
+def test_engine_forgets_items_outside_every_window() -> None:
+    """A long-running engine holds one retention window, not its whole history; what it
+    forgets could not have matched anything new, so the clusters of recent items are intact."""
+    from aggregator.dedup import engine as engine_mod
+    from aggregator.dedup.engine import Settings
+
+    settings = Settings(story_window_s=86400, thread_window_s=2 * 86400, duplicate_window_s=86400)
+    engine = Engine(settings)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    n = 3 * engine_mod.PRUNE_EVERY
+    for i in range(n):
+        at = start + timedelta(hours=2 * i)  # ~125 days
+        words = " ".join(
+            SYLLABLES[(i * 7 + k) % 20] + SYLLABLES[(i + k * 3) % 20] for k in range(60)
+        )  # letters only: line keys mask digits
+        text = f"{words[:40]}\n{words}\nImpressum und Datenschutz der Testseite"
+        engine.add(site_item(1000 + i, f"Meldung Nummer {i} aus der Stadt", text, at), text=text)
+    held = set(engine.records)
+    assert len(held) < 2 * engine_mod.PRUNE_EVERY  # far fewer than the items seen
+    assert max(held) == 1000 + n - 1
+    for table in engine.lsh.values():
+        assert all(set(bucket) <= held for bucket in table.values())
+    for level in ("duplicate", "story", "thread"):
+        assert set(engine.cluster_of[level]) == held
+        assert set().union(*engine.members[level].values()) == held
+    # the site's boilerplate model keeps its chrome but not every article's lines
+    model = engine.boilerplate.sources["IT BOLTWISE"]
+    assert engine.boilerplate.is_boilerplate(
+        "IT BOLTWISE", next(k for k, c in model.counts.items() if c >= 2)
+    )
+    assert len(model.counts) < n

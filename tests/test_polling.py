@@ -415,3 +415,70 @@ def test_fetch_failure_does_not_advance_validators(
     with store.session() as s:
         after = s.scalars(select(Feed)).one()
         assert (after.etag, after.body_hash) == (etag, body_hash)
+
+
+class ResettingServer:
+    """Accepts, reads the request, sends half a header, then resets the connection (RST)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            try:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+                conn.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_connection_reset_fails_alone(store: Store, httpserver: HTTPServer) -> None:
+    reset = ResettingServer()
+    try:
+        httpserver.expect_request("/ok").respond_with_data(
+            (FEEDS / "rss10-rdf-en-slashdot.xml").read_bytes()
+        )
+        cfg = make_config(
+            [
+                {"name": "reset", "type": "rss", "url": f"http://127.0.0.1:{reset.port}/feed"},
+                {"name": "ok", "type": "rss", "url": httpserver.url_for("/ok")},
+            ]
+        )
+        sync(store, cfg)
+        outcomes = {o.source: o for o in poll(store, cfg)}
+    finally:
+        reset.close()
+    assert outcomes["reset"].result == "fetch" and outcomes["reset"].error
+    assert outcomes["ok"].result == "ok" and outcomes["ok"].items_new == 15
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "text/plain", "application/octet-stream"])
+def test_wrong_content_type_still_parses_a_real_feed(
+    store: Store, httpserver: HTTPServer, content_type: str
+) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        (FEEDS / "atom-en-h-online.xml").read_bytes(), content_type=content_type
+    )
+    cfg = make_config([{"name": "f", "type": "atom", "url": httpserver.url_for("/feed")}])
+    sync(store, cfg)
+    o = poll(store, cfg)[0]
+    assert o.result == "ok" and o.items_new == 60

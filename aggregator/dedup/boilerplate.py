@@ -41,6 +41,7 @@ def line_key(line: str, title: str) -> int:
 class SourceModel:
     counts: Counter[int] = field(default_factory=Counter)
     docs: int = 0
+    last_doc: dict[int, int] = field(default_factory=dict)  # when each line was last seen
 
 
 @dataclass
@@ -51,6 +52,8 @@ class BoilerplateModel:
     )
     sources: dict[str, SourceModel] = field(default_factory=dict)
     dirty: dict[str, set[int]] = field(default_factory=dict)  # counts not yet persisted
+    dropped: dict[str, set[int]] = field(default_factory=dict)  # forgotten, not yet deleted
+    window_docs: int = 300  # a line seen once and not again within this many items is dropped
 
     def source(self, name: str) -> SourceModel:
         return self.sources.setdefault(name, SourceModel())
@@ -70,15 +73,36 @@ class BoilerplateModel:
         self.dirty.setdefault(source, set()).update(keys)
         crossed = []
         for k in keys:
+            model.last_doc[k] = model.docs
             model.counts[k] += 1
             if model.counts[k] == self.min_docs:
                 crossed.append(k)
+        if model.docs % 100 == 0:
+            self._forget_rare(source, model)
         return crossed
+
+    def _forget_rare(self, source: str, model: SourceModel) -> None:
+        """Bound the model: a body line seen in one item only, long ago, will not become
+        chrome; keeping it would grow the model with every article ever read."""
+        horizon = model.docs - self.window_docs
+        stale = [
+            k
+            for k, n in model.counts.items()
+            if n < self.min_docs and model.last_doc.get(k, model.docs) < horizon
+        ]
+        for k in stale:
+            del model.counts[k]
+            model.last_doc.pop(k, None)
+        if stale:
+            self.dropped.setdefault(source, set()).update(stale)
+            self.dirty.get(source, set()).difference_update(stale)
 
     def load(self, source: str, rows: Iterable[tuple[int, int]], docs: int) -> None:
         model = self.source(source)
         model.counts.update(dict(rows))
         model.docs = max(model.docs, docs)
+        for k in model.counts:
+            model.last_doc.setdefault(k, model.docs)
 
     def is_boilerplate(self, source: str, key: int) -> bool:
         model = self.sources.get(source)

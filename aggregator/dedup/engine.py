@@ -36,6 +36,7 @@ LEVELS = ("duplicate", "story", "thread")
 AGGREGATOR_KINDS = ("google_news", "bing_news")
 SEED = 1
 WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is learned
+PRUNE_EVERY = 500  # items between checks for items that left every window
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +206,7 @@ class Engine:
         self._shingle_cache: dict[int, frozenset[int]] = {}
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
+        self.newest_at: datetime | None = None
 
     # ------------------------------------------------------------ features
 
@@ -289,6 +291,8 @@ class Engine:
             bucket = table.get(key)
             if bucket and item_id in bucket:
                 bucket.remove(item_id)
+                if not bucket:
+                    del table[key]
 
     def _candidates(self, sig: np.ndarray | None, level: str) -> dict[int, list[int]]:
         """Candidate item ids with the band numbers they share with ``sig``."""
@@ -412,6 +416,8 @@ class Engine:
         """Place a new item. Re-adding a known item changes nothing."""
         if item.id in self.records:
             return Outcome(item.id)
+        if self.n_docs and self.n_docs % PRUNE_EVERY == 0:
+            self.forget_before(self.horizon())  # before placing: this item's state stays whole
         if text is not None:
             self._texts[item.id] = text
         out = Outcome(item.id)
@@ -430,7 +436,60 @@ class Engine:
         self.n_docs += 1
         self.df.update(rec.terms.keys())
         self._place(rec, out)
+        if self.newest_at is None or item.published_at > self.newest_at:
+            self.newest_at = item.published_at
         return out
+
+    def horizon(self) -> datetime | None:
+        """Items published before this can no longer match anything new: every window
+        (duplicate, story, thread) has closed on them, measured back from the newest item
+        (with a 10% margin for items that arrive out of order)."""
+        if self.newest_at is None:
+            return None
+        s = self.settings
+        reach_s = 1.1 * max(s.duplicate_window_s, s.story_window_s, s.thread_window_s)
+        return self.newest_at - timedelta(seconds=reach_s)
+
+    def forget_before(self, horizon: datetime | None) -> int:
+        """Drop items older than ``horizon`` from memory (they stay in the database), so a
+        long-running engine holds one retention window, not its whole history."""
+        if horizon is None:
+            return 0
+        old = [i for i, r in self.records.items() if r.item.published_at < horizon]
+        for item_id in old:
+            rec = self.records.pop(item_id)
+            item = rec.item
+            self._unindex(item_id, rec.dup_sig, "duplicate")
+            self._unindex(item_id, rec.story_sig, "story")
+            for index, key in (
+                (self.by_source, item.source),
+                (self.by_title, rec.title_key),
+                (self.by_publisher, rec.publisher_key),
+            ):
+                ids = index.get(key)  # type: ignore[call-overload]
+                if ids and item_id in ids:
+                    ids.remove(item_id)
+                    if not ids:
+                        del index[key]  # type: ignore[arg-type]
+            if item.canonical_url and self.by_url.get(item.canonical_url) == item_id:
+                del self.by_url[item.canonical_url]
+            if item.content_hash and self.by_hash.get(item.content_hash) == item_id:
+                del self.by_hash[item.content_hash]
+            self._shingle_cache.pop(item_id, None)
+            self._texts.pop(item_id, None)
+            for level in LEVELS:
+                cid = self.cluster_of[level].pop(item_id, None)
+                members = self.members[level].get(cid) if cid is not None else None
+                if members is None:
+                    continue
+                members.discard(item_id)
+                if level == "story":
+                    self._centroids.pop(cid, None)  # type: ignore[arg-type]
+                if not members:
+                    del self.members[level][cid]  # type: ignore[arg-type]
+                    if level == "story":
+                        self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
+        return len(old)
 
     def _reindex_source(self, source: str, out: Outcome) -> None:
         """The source's chrome model changed while it is young: recompute its earlier items'

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..config import DedupConfig
@@ -52,6 +52,7 @@ def settings_from(cfg: DedupConfig) -> Settings:
         duplicate_threshold=cfg.duplicate_threshold,
         story_threshold=cfg.story_threshold,
         thread_threshold=cfg.thread_threshold,
+        duplicate_window_s=cfg.duplicate_window,
         story_window_s=cfg.story_window,
         thread_window_s=cfg.thread_window,
     )
@@ -106,12 +107,21 @@ class DedupService:
             members = s.execute(
                 select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
             ).all()
+            newest = s.scalar(
+                select(func.max(Item.published_at)).where(
+                    Item.dedup_state == "done", Item.kind == "article"
+                )
+            )
+            eng.newest_at = newest
+            horizon = eng.horizon()
             stmt = (
                 select(Item, Source)
                 .join(Source, Source.id == Item.source_id)
                 .where(Item.dedup_state == "done", Item.kind == "article")
                 .order_by(Item.published_at, Item.id)
             )
+            if horizon is not None:  # older items left every window: they stay on disk only
+                stmt = stmt.where(Item.published_at >= horizon)
             for item, source in s.execute(stmt):
                 self._load_record(_dedup_item(item, source), sigs)
         for item_id, level, cluster_id in members:
@@ -261,10 +271,20 @@ class DedupService:
             s.execute(stmt.on_conflict_do_update(index_elements=["item_id", "level"], set_=values))
 
     def _persist_boilerplate(self, s: Session) -> None:
-        dirty = self.engine.boilerplate.dirty
-        if not dirty:
+        model = self.engine.boilerplate
+        dirty, dropped = model.dirty, model.dropped
+        if not dirty and not dropped:
             return
         ids = dict(s.execute(select(Source.name, Source.id)).all())
+        for source, keys in dropped.items():
+            for chunk in _chunks(sorted(keys), 500):
+                s.execute(
+                    delete(BoilerplateLine).where(
+                        BoilerplateLine.source_id == ids[source],
+                        BoilerplateLine.line_hash.in_(chunk),
+                    )
+                )
+        dropped.clear()
         now = datetime.now(UTC)
         for source, keys in dirty.items():
             model = self.engine.boilerplate.sources[source]
