@@ -45,10 +45,15 @@ class Context:
     def store(self, *, sync: bool = True) -> Store:
         """Open the store (schema checked) and mirror config sources into it."""
         if self._store is None:
-            self._store = open_store(self.config.database.url)
-            if sync:
-                with self._store.session() as s:
-                    repo.sync_sources(s, self.config.sources, datetime.now(UTC))
+            store = open_store(self.config.database.url)
+            try:
+                if sync:
+                    with store.session() as s:
+                        repo.sync_sources(s, self.config.sources, datetime.now(UTC))
+            except BaseException:
+                store.close()
+                raise
+            self._store = store
         return self._store
 
     def close(self) -> None:
@@ -199,9 +204,31 @@ def cmd_clusters(ctx: Context) -> int:
 
 
 def cmd_run(ctx: Context) -> int:
-    from .daemon import Daemon
+    import signal
+    import threading
 
-    daemon = Daemon(ctx.store(), ctx.config)
+    from .daemon import Daemon
+    from .errors import SchemaError, StoreError
+
+    # A daemon waits for its database instead of dying (and being restarted in a loop):
+    # one line per attempt, backing off to a minute. A wrong schema is not worth waiting for.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    wait_s = 2.0
+    while True:
+        try:
+            store = ctx.store()
+            break
+        except SchemaError:
+            raise
+        except StoreError as exc:
+            log.error("%s; retrying in %.0f s", exc, wait_s)
+            if stop.wait(wait_s):
+                return 0
+            wait_s = min(wait_s * 2, 60.0)
+    daemon = Daemon(store, ctx.config)
+    daemon.stopping = stop  # a signal during the wait above still counts
     daemon.run_forever()
     return 0
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -208,10 +208,12 @@ def _entry(
     article_ids = [m.item.id for m in group if m.source.type not in AGGREGATOR_TYPES]
     comments = 0
     if article_ids:
-        stmt = select(Item.id).where(Item.kind == "comment", Item.parent_item_id.in_(article_ids))
+        stmt = select(func.count()).where(
+            Item.kind == "comment", Item.parent_item_id.in_(article_ids)
+        )
         if since is not None:
             stmt = stmt.where(Item.fetched_at > since)
-        comments = len(s.scalars(stmt).all())
+        comments = s.scalar(stmt) or 0
     summary = " ".join((best.item.summary or "").split())
     if len(summary) > SUMMARY_CHARS:
         summary = summary[: SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + " …"

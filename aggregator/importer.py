@@ -62,13 +62,8 @@ def import_file(
     src_cfg = cfg.source(source_name) if source_name else None
     base = src_cfg.feed_url() if src_cfg else path.resolve().as_uri()
     try:
+        # a file: URL as base lets the parser resolve links against the feed's own links
         feed = parse_feed(body, url=base)
-        if (
-            src_cfg is None
-            and _http(feed.self_url or feed.link)
-            and (feed.self_url or feed.link) != base
-        ):
-            feed = parse_feed(body, url=feed.self_url or feed.link or base)
     except SourceError as exc:
         return ImportOutcome(str(path), source_name, error=f"{path}: {exc}")
 

@@ -223,7 +223,7 @@ def test_cluster_file_rejects_bad_input(tmp_path: Path) -> None:
     assert f"{bad}:2: invalid JSON" in proc.stderr
 
 
-SYLLABLES = ["ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "vu", "we", "xa", "ye", "zo", "bi", "ce", "da", "fu", "ge", "hi", "jo"]
+SYLLABLES = "ka lo mi nu pe ra si to vu we xa ye zo bi ce da fu ge hi jo".split()  # noqa: SIM905
 
 
 def test_engine_forgets_items_outside_every_window() -> None:

@@ -7,8 +7,10 @@ never for a fixed time, so a slow machine makes the test slower, not flaky.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -611,3 +613,131 @@ def test_passwords_never_appear_in_output_logs_or_status(
     assert "***" in status["database"]
     assert [s["last_error"] for s in status["sources"] if s["source"] == "broken"][0]
     assert status["digest_runs"] and status["digest_runs"][0]["last_error"]
+
+
+# ---------------------------------------------------------------- 2d: PostgreSQL unreachable
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to PostgreSQL that can be taken down (connections refused,
+    open ones cut) and brought back on the same port: the database "unreachable for a while"."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.conns: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        with self.lock:
+            if self.listener is not None:
+                # shutdown first: a bare close() leaves accept() blocked, still listening
+                with contextlib.suppress(OSError):
+                    self.listener.shutdown(socket.SHUT_RDWR)
+                self.listener.close()
+                self.listener = None
+            for conn in self.conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_daemon_waits_out_an_unreachable_postgres_and_recovers(
+    tmp_path: Path, httpserver: HTTPServer, expected_polled: dict[str, set[str]], pg_url: str
+) -> None:
+    """The database is down when the daemon starts, comes up, goes away again mid-run and
+    comes back: one log line per failed attempt, no crash, every item stored once."""
+    url = make_url(pg_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    upgrade_if_postgres(pg_url)
+    slow = serve_feeds(httpserver)
+    slow.set()  # a round takes a few seconds: the outage lands in the middle of one
+    cfg = write_config(tmp_path / "config.yaml", httpserver)
+    engine = reader(pg_url)
+    log_path = tmp_path / "daemon.log"
+    log_file = log_path.open("w")
+    proc = subprocess.Popen(
+        [*AGGREGATOR, "--config", str(cfg), "run"],
+        env=clean_env(AGGREGATOR_DATABASE_URL=proxied),
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+        text=True,
+    )
+    try:
+        wait_for(lambda: "retrying in" in log_path.read_text(), 30, "the start-up retry line")
+        assert proc.poll() is None, "the daemon gave up while the database was down"
+        proxy.up()
+        stored = "SELECT count(*) FROM feeds WHERE body_hash IS NOT NULL"
+        wait_for(lambda: scalar(engine, stored) >= 2, 60, "the first feeds stored")
+        proxy.down()
+        wait_for(
+            lambda: "unavailable" in log_path.read_text().split("retrying in")[-1],
+            60,
+            "the daemon noticing the outage",
+        )
+        time.sleep(2)
+        assert proc.poll() is None, "the daemon died with its database"
+        slow.clear()
+        proxy.up()
+        wait_for(
+            lambda: scalar(engine, stored) == len(POLLED),
+            90,
+            "every feed stored after the database came back",
+        )
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert proc.returncode == 0
+        snap = snapshot(engine)
+        assert {name: set(guids) for name, (_, guids) in snap.items()} == expected_polled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proxy.down()
+        log_file.close()
+        engine.dispose()
+    log = log_path.read_text()
+    assert "Traceback" not in log, log
+    assert all(re.match(LOG_LINE, line) for line in log.splitlines()), log
