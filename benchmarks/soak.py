@@ -237,6 +237,8 @@ def main() -> int:
         f"resident memory     {first[1] / 1024:.1f} MiB at {first[0]:.0f}s -> "
         f"{last[1] / 1024:.1f} MiB at {last[0]:.0f}s (peak {peak / 1024:.1f} MiB)"
     )
+    timeline = " ".join(f"{s[1] / 1024:.0f}" for s in samples[::6])
+    print(f"memory every minute {timeline} MiB")
     print(f"open files          {first[2]} -> {last[2]}")
     print(f"threads             {first[3]} -> {last[3]}")
     print(f"daemon exit code    {code}")
