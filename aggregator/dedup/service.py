@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -311,7 +310,3 @@ class DedupService:
 def _chunks(seq: list[int], n: int) -> Iterable[list[int]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
-
-
-def explain_rows(out: Outcome) -> list[dict[str, Any]]:
-    return [asdict(ev) | {"item_id": item_id} for (item_id, _), ev in out.evidence.items()]

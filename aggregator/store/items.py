@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, or_, select, update
+from sqlalchemy import Insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -163,10 +163,4 @@ def recent_item_times(session: Session, feed_id: int, limit: int = 10) -> list[d
             .order_by(Item.published_at.desc())
             .limit(limit)
         )
-    )
-
-
-def release_lease(session: Session, feed_id: int) -> None:
-    session.execute(
-        update(Feed).where(Feed.id == feed_id).values(lease_owner=None, lease_until=None)
     )
