@@ -563,6 +563,11 @@ def setup_logging(verbose: int, quiet: bool, fmt: str | None) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    # A round longer than the tick makes APScheduler skip ticks with a warning each time:
+    # that is the coalescing we asked for, not news.
+    logging.getLogger("apscheduler.scheduler").setLevel(
+        logging.DEBUG if verbose > 1 else logging.ERROR
+    )
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
