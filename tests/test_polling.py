@@ -225,8 +225,9 @@ def test_hostile_feeds_each_fail_alone(store: Store, httpserver: HTTPServer) -> 
     assert passwd == 0
 
 
-class TrickleServer:
-    """Sends headers, then one byte every 0.3 s, forever (until stopped)."""
+class RawServer:
+    """A loopback TCP server that misbehaves at the HTTP level: each connection gets its own
+    thread running ``respond(conn)``; ``close()`` stops it."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -243,23 +244,33 @@ class TrickleServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
-    def _drip(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket) -> None:
         try:
             conn.recv(4096)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n\r\n<rss")
-            while not self.stop.is_set():
-                conn.sendall(b" ")
-                time.sleep(0.3)
+            self.respond(conn)
         except OSError:
             pass
         finally:
             conn.close()
 
+    def respond(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
         self.stop.set()
         self.sock.close()
+
+
+class TrickleServer(RawServer):
+    """Sends headers, then one byte every 0.3 s, forever (until stopped)."""
+
+    def respond(self, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n\r\n<rss")
+        while not self.stop.is_set():
+            conn.sendall(b" ")
+            time.sleep(0.3)
 
 
 def test_trickling_server_times_out_and_others_go_on(store: Store, httpserver: HTTPServer) -> None:
@@ -417,38 +428,12 @@ def test_fetch_failure_does_not_advance_validators(
         assert (after.etag, after.body_hash) == (etag, body_hash)
 
 
-class ResettingServer:
-    """Accepts, reads the request, sends half a header, then resets the connection (RST)."""
+class ResettingServer(RawServer):
+    """Sends half a header, then resets the connection (RST, via SO_LINGER 0)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(5)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            try:
-                conn.recv(4096)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
-                conn.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                )
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
+    def respond(self, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
 def test_connection_reset_fails_alone(store: Store, httpserver: HTTPServer) -> None:
