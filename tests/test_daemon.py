@@ -32,6 +32,16 @@ def env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
 
 
+def start_daemon(cfg: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(cfg), "run"],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def count_items(db: Path) -> int:
     if not db.exists():
         return 0
@@ -54,13 +64,7 @@ def test_sigterm_finishes_the_fetch_in_flight_then_exits(
 
     httpserver.expect_request("/slow").respond_with_handler(slow)
     cfg = write_config(tmp_path, httpserver.url_for("/slow"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(cfg), "run"],
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_daemon(cfg)
     try:
         assert in_flight.wait(30), "daemon never fetched"
         proc.send_signal(signal.SIGTERM)
@@ -87,13 +91,7 @@ def test_daemon_keeps_polling_when_one_source_is_hostile(
         f"  - {{name: good, type: rss, url: '{httpserver.url_for('/good')}'}}\n",
         encoding="utf-8",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(cfg), "run"],
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_daemon(cfg)
     try:
         deadline = time.monotonic() + 30
         while count_items(tmp_path / "newsdedup.sqlite") < 15 and time.monotonic() < deadline:

@@ -139,6 +139,17 @@ def _cfg(port: int, **kw) -> SmtpConfig:
     return SmtpConfig(host="127.0.0.1", port=port, timeout=10, **kw)
 
 
+def _failure(handler: Keep, **send_kw) -> DeliveryError:
+    """Send to a server running ``handler`` and return the DeliveryError that must follow."""
+    controller = _start(handler)
+    try:
+        with pytest.raises(DeliveryError) as info:
+            _send(_cfg(controller.port), **send_kw)
+    finally:
+        controller.stop()
+    return info.value
+
+
 def _send(cfg: SmtpConfig, message: bytes = MESSAGE, **kw) -> None:
     kw.setdefault("recipients", ["b@example.org"])
     send_message(cfg, sender="a@example.org", message=message, **kw)
@@ -268,38 +279,23 @@ def test_starttls_not_offered_is_final(server) -> None:
 
 def test_all_recipients_rejected_permanently() -> None:
     handler = Keep(rcpt_replies={"b@example.org": "550 5.1.1 no such user"})
-    controller = _start(handler)
-    try:
-        with pytest.raises(DeliveryError) as info:
-            _send(_cfg(controller.port))
-    finally:
-        controller.stop()
-    assert info.value.retryable is False
-    assert "550" in str(info.value) and "no such user" in str(info.value)
+    error = _failure(handler)
+    assert error.retryable is False
+    assert "550" in str(error) and "no such user" in str(error)
 
 
 def test_partial_rejection_is_final_to_avoid_duplicates() -> None:
     handler = Keep(rcpt_replies={"x@example.org": "550 5.1.1 no such user"})
-    controller = _start(handler)
-    try:
-        with pytest.raises(DeliveryError) as info:
-            _send(_cfg(controller.port), recipients=["b@example.org", "x@example.org"])
-    finally:
-        controller.stop()
-    assert info.value.retryable is False
-    assert "accepted for 1 of 2" in str(info.value) and "x@example.org (550)" in str(info.value)
+    error = _failure(handler, recipients=["b@example.org", "x@example.org"])
+    assert error.retryable is False
+    assert "accepted for 1 of 2" in str(error) and "x@example.org (550)" in str(error)
     assert handler.received == [MESSAGE]  # b@ got it: a retry would mail b@ twice
 
 
 def test_data_rejected_permanently() -> None:
-    controller = _start(Keep(data_reply="554 5.7.1 message looks like spam"))
-    try:
-        with pytest.raises(DeliveryError) as info:
-            _send(_cfg(controller.port))
-    finally:
-        controller.stop()
-    assert info.value.retryable is False
-    assert "554" in str(info.value)
+    error = _failure(Keep(data_reply="554 5.7.1 message looks like spam"))
+    assert error.retryable is False
+    assert "554" in str(error)
 
 
 def test_no_recipients_is_final() -> None:
@@ -321,25 +317,15 @@ def test_connection_refused_is_retryable() -> None:
 
 
 def test_temporary_recipient_rejection_is_retryable() -> None:
-    controller = _start(Keep(rcpt_replies={"b@example.org": "451 4.7.1 greylisted, come back"}))
-    try:
-        with pytest.raises(DeliveryError) as info:
-            _send(_cfg(controller.port))
-    finally:
-        controller.stop()
-    assert info.value.retryable is True
-    assert "451" in str(info.value)
+    error = _failure(Keep(rcpt_replies={"b@example.org": "451 4.7.1 greylisted, come back"}))
+    assert error.retryable is True
+    assert "451" in str(error)
 
 
 def test_temporary_data_rejection_is_retryable() -> None:
-    controller = _start(Keep(data_reply="452 4.3.1 insufficient system storage"))
-    try:
-        with pytest.raises(DeliveryError) as info:
-            _send(_cfg(controller.port))
-    finally:
-        controller.stop()
-    assert info.value.retryable is True
-    assert "452" in str(info.value)
+    error = _failure(Keep(data_reply="452 4.3.1 insufficient system storage"))
+    assert error.retryable is True
+    assert "452" in str(error)
 
 
 class _RawServer:
