@@ -77,11 +77,14 @@ class Source(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # distinct items the boilerplate model has learned from (see dedup.boilerplate)
     boilerplate_docs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # 'config': mirrors config.yaml (retired when removed there); 'opml': added by `opml import`
+    origin: Mapped[str] = mapped_column(String(10), default="config", server_default="config")
 
     __table_args__ = (
         CheckConstraint(
             "type IN ('wordpress', 'google_news', 'bing_news', 'rss', 'atom')", name="type"
         ),
+        CheckConstraint("origin IN ('config', 'opml')", name="origin"),
     )
 
 
@@ -298,3 +301,37 @@ class DigestEntry(Base):
     level: Mapped[str] = mapped_column(String(10))
     item_ids: Mapped[Any] = mapped_column(JSON)
     new_item_ids: Mapped[Any] = mapped_column(JSON)
+
+
+class Correction(Base):
+    """A manual split or merge (``aggregator split``/``merge``). An active split is a
+    cannot-link between ``item_id`` and ``other_item_id`` at ``level`` that the engine keeps;
+    a later merge that joins them deactivates it."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # split | merge
+    level: Mapped[str] = mapped_column(String(10))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    other_item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    cluster_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    other_cluster_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('split', 'merge')", name="kind"),
+        CheckConstraint("level IN ('duplicate', 'story', 'thread')", name="level"),
+    )
+
+
+class DedupEpoch(Base):
+    """One row. Every writer of cluster state locks it first (serialising clustering across
+    processes) and bumps ``epoch`` when it changed state behind the others' backs."""
+
+    __tablename__ = "dedup_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

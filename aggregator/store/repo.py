@@ -17,6 +17,8 @@ def sync_sources(session: Session, sources: Sequence[SourceConfig], now: datetim
     """Mirror config.yaml into ``sources``/``feeds``: add new, update changed, retire removed.
 
     Rows of sources removed from the config stay (their items do), marked ``in_config=False``.
+    Sources added by ``opml import`` (``origin='opml'``) are left alone; a config source of
+    the same name takes such a row over.
     """
     existing = {s.name: s for s in session.scalars(select(Source))}
     wanted = {s.name for s in sources}
@@ -28,6 +30,7 @@ def sync_sources(session: Session, sources: Sequence[SourceConfig], now: datetim
             session.add(row)
         row.type, row.url, row.comments = cfg.type, url, cfg.comments
         row.priority, row.enabled, row.in_config = cfg.priority, cfg.enabled, True
+        row.origin = "config"
         session.flush()
         main = session.scalar(select(Feed).where(Feed.source_id == row.id, Feed.kind == "main"))
         if main is None:
@@ -47,7 +50,7 @@ def sync_sources(session: Session, sources: Sequence[SourceConfig], now: datetim
         elif main.disabled_reason is None:
             main.enabled = cfg.enabled
     for name, row in existing.items():
-        if name not in wanted and row.in_config:
+        if name not in wanted and row.in_config and row.origin == "config":
             row.in_config = False
             session.execute(update(Feed).where(Feed.source_id == row.id).values(enabled=False))
 
