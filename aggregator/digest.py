@@ -21,22 +21,21 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .config import Config, DigestConfig
-from .digest_view import DigestView, Entry, FollowUp, Outlet
+from .digest_view import DigestView, Entry
 from .errors import DeliveryError
 from .store import Store
-from .store.models import ClusterMember, DigestEntry, DigestRun, Item, Source
+from .store.models import ClusterMember, DigestEntry, DigestRun
+from .stories import Member, load_members, story_entry
 
 log = logging.getLogger(__name__)
 
 LEASE_S = 300.0
 MAX_ATTEMPTS = 12
-SUMMARY_CHARS = 320
-AGGREGATOR_TYPES = ("google_news", "bing_news")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +67,6 @@ def last_slot(digest: DigestConfig, now: datetime) -> datetime | None:
 # ---------------------------------------------------------------- selection
 
 
-@dataclass
-class _Member:
-    item: Item
-    source: Source
-    joined_at: datetime
-
-
 def _last_success(s: Session, name: str) -> datetime | None:
     return s.scalar(
         select(DigestRun.period_end_at)
@@ -84,7 +76,7 @@ def _last_success(s: Session, name: str) -> datetime | None:
     )
 
 
-def _matches(digest: DigestConfig, members: list[_Member]) -> bool:
+def _matches(digest: DigestConfig, members: list[Member]) -> bool:
     if digest.sources and not any(m.source.name in digest.sources for m in members):
         return False
     if digest.keywords:
@@ -113,19 +105,7 @@ def build_view(
     if not cluster_ids:
         return _view(cfg, digest, period_start_at, period_end_at, []), []
 
-    members: dict[int, list[_Member]] = defaultdict(list)
-    rows = s.execute(
-        select(ClusterMember.cluster_id, ClusterMember.joined_at, Item, Source)
-        .join(Item, Item.id == ClusterMember.item_id)
-        .join(Source, Source.id == Item.source_id)
-        .where(
-            ClusterMember.level == level,
-            ClusterMember.cluster_id.in_(cluster_ids),
-            ClusterMember.joined_at <= period_end_at,
-        )
-    )
-    for cid, joined_at, item, source in rows:
-        members[cid].append(_Member(item, source, joined_at))
+    members = load_members(s, level, cluster_ids, until=period_end_at)
     mailed = _mailed_items(s, digest.name, cluster_ids)
 
     entries: list[tuple[Entry, list[int], list[int]]] = []
@@ -137,7 +117,7 @@ def build_view(
         was_mailed = mailed.get(cid, set())
         if was_mailed and not (new_ids - was_mailed):
             continue
-        entry = _entry(s, cfg, cid, group, new_ids, bool(was_mailed), period_start_at, level)
+        entry = story_entry(s, cid, group, new_ids, bool(was_mailed), period_start_at, level)
         entries.append((entry, sorted(m.item.id for m in group), sorted(new_ids)))
     entries.sort(key=lambda e: (-(len(e[0].outlets) + 1), -e[0].published_at.timestamp()))
     entries = entries[: digest.max_entries]
@@ -159,103 +139,6 @@ def _mailed_items(s: Session, name: str, cluster_ids: set[int]) -> dict[int, set
     for cid, item_ids in rows:
         out[cid].update(item_ids or ())
     return out
-
-
-def _link(item: Item, source: Source) -> str | None:
-    """The article's own URL; a Google News redirect only when nothing better is known."""
-    if item.canonical_url:
-        return item.canonical_url
-    if source.type == "google_news":
-        return None
-    return item.url
-
-
-def _rank(m: _Member) -> tuple[int, int, datetime]:
-    full = 0 if m.source.type not in AGGREGATOR_TYPES else 1
-    return (-m.source.priority, full, m.item.published_at)
-
-
-def _entry(
-    s: Session,
-    cfg: Config,
-    cid: int,
-    group: list[_Member],
-    new_ids: set[int],
-    is_update: bool,
-    since: datetime | None,
-    level: str,
-) -> Entry:
-    group = sorted(group, key=_rank)
-    best = group[0]
-    # the article's own URL, from any member that knows it; else the aggregator's link
-    link = (
-        _link(best.item, best.source)
-        or next((_link(m.item, m.source) for m in group if _link(m.item, m.source)), None)
-        or best.item.url
-    )
-    publisher = best.item.publisher or best.source.name
-    outlets: dict[str, Outlet] = {}
-    for m in group[1:]:
-        name = m.item.publisher or m.source.name
-        if name == publisher:
-            continue
-        known = outlets.get(name)
-        own = _link(m.item, m.source) or m.item.url
-        if known is None or (known.link is None and own):
-            outlets[name] = Outlet(
-                name=name, link=own, title=m.item.title, is_new=is_update and m.item.id in new_ids
-            )
-    article_ids = [m.item.id for m in group if m.source.type not in AGGREGATOR_TYPES]
-    comments = 0
-    if article_ids:
-        stmt = select(func.count()).where(
-            Item.kind == "comment", Item.parent_item_id.in_(article_ids)
-        )
-        if since is not None:
-            stmt = stmt.where(Item.fetched_at > since)
-        comments = s.scalar(stmt) or 0
-    summary = " ".join((best.item.summary or "").split())
-    if len(summary) > SUMMARY_CHARS:
-        summary = summary[: SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + " …"
-    return Entry(
-        cluster_id=cid,
-        headline=best.item.title,
-        link=link,
-        publisher=publisher,
-        summary=summary,
-        published_at=min(m.item.published_at for m in group),
-        outlets=tuple(sorted(outlets.values(), key=lambda o: o.name.casefold())),
-        new_comments=comments,
-        follow_up_to=_follow_up(s, group, level) if level == "story" else None,
-        is_update=is_update,
-    )
-
-
-def _follow_up(s: Session, group: list[_Member], level: str) -> FollowUp | None:
-    """The latest earlier story of the same thread, if the story continues one."""
-    ids = [m.item.id for m in group]
-    thread = s.scalar(
-        select(ClusterMember.cluster_id)
-        .where(ClusterMember.level == "thread", ClusterMember.item_id.in_(ids))
-        .limit(1)
-    )
-    if thread is None:
-        return None
-    first = min(m.item.published_at for m in group)
-    row = s.execute(
-        select(Item, Source)
-        .join(
-            ClusterMember, and_(ClusterMember.item_id == Item.id, ClusterMember.level == "thread")
-        )
-        .join(Source, Source.id == Item.source_id)
-        .where(ClusterMember.cluster_id == thread, Item.id.not_in(ids), Item.published_at < first)
-        .order_by(Source.type.in_(AGGREGATOR_TYPES), Item.published_at.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    item, source = row
-    return FollowUp(title=item.title, link=_link(item, source), published_at=item.published_at)
 
 
 def _view(
