@@ -233,7 +233,16 @@ class SmtpConfig(_Strict):
 class HttpConfig(_Strict):
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    base_url: str | None = None  # public URL of these pages, for links in exported feeds
+    feed_limit: int = Field(default=100, ge=1, le=10000)  # entries in /feed.atom, /feed.json
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v.rstrip("/") if v else v
 
 
 class Config(_Strict):

@@ -21,16 +21,31 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
 from .dedup.service import DedupService, settings_from
-from .errors import StoreError
+from .errors import AggregatorError, StoreError
 from .fetcher import Fetcher
 from .poller import fetch_settings, poll_round
 from .store import Store
+from .web import WebApp, WebServer
 
 log = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start_web(store: Store, cfg: Config, *, health: Callable[[], dict[str, object]]) -> WebServer:
+    """The HTTP listener, or a clear error naming the address (a taken port is a config
+    problem to fix, not something to run without)."""
+    host, port = cfg.http.host, cfg.http.port
+    try:
+        server = WebServer(WebApp(store, cfg, health=health), host, port)
+    except OSError as exc:
+        raise AggregatorError(
+            f"http: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    server.start()
+    return server
 
 
 class Daemon:
@@ -41,6 +56,8 @@ class Daemon:
         self.owner = worker_id()
         self.stopping = threading.Event()
         self.rounds = 0
+        self.last_round_at: datetime | None = None
+        self.web: WebServer | None = None
         self.dedup = self._new_dedup()
         self._dedup_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
@@ -68,6 +85,7 @@ class Daemon:
             log.exception("poll round failed")
             return
         self.rounds += 1
+        self.last_round_at = datetime.now(UTC)
         self.dedup_tick()
         if outcomes:
             new = sum(o.items_new for o in outcomes)
@@ -117,8 +135,20 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001
             log.error("digest delivery: %s", exc)
 
+    def health(self) -> dict[str, object]:
+        running = self.scheduler.running and not self.stopping.is_set()
+        return {
+            "status": "ok" if running else "stopping",
+            "worker": self.owner,
+            "poll_rounds": self.rounds,
+            "last_round_at": self.last_round_at.isoformat() if self.last_round_at else None,
+        }
+
     def start(self) -> None:
         from .digest import trigger
+
+        if self.cfg.http.enabled:
+            self.web = start_web(self.store, self.cfg, health=self.health)
 
         for digest in self.cfg.digests:
             self.scheduler.add_job(
@@ -143,6 +173,8 @@ class Daemon:
         """Finish the fetches in flight, start no new ones, then stop the scheduler."""
         self.stopping.set()
         self.scheduler.shutdown(wait=True)
+        if self.web is not None:
+            self.web.stop()
         self.fetcher.close()
         log.info("daemon %s stopped after %d rounds", self.owner, self.rounds)
 

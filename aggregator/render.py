@@ -198,3 +198,9 @@ def build_message(
     ).hexdigest()
     msg.set_boundary(f"=_newsdedup_{digest[:32]}")
     return msg.as_bytes()
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render one of the package templates with the digest's escaping and link rules
+    (used for feed entry content and the web pages)."""
+    return _ENV.get_template(name).render(**context)

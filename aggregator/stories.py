@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from .digest_view import Entry, FollowUp, Outlet
-from .store.models import ClusterMember, Item, Source
+from .store.models import Cluster, ClusterMember, Item, Source
 
 SUMMARY_CHARS = 320
 AGGREGATOR_TYPES = ("google_news", "bing_news")
@@ -143,3 +143,69 @@ def follow_up(s: Session, group: list[Member], level: str) -> FollowUp | None:
         return None
     item, source = row
     return FollowUp(title=item.title, link=link_of(item, source), published_at=item.published_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """A live cluster for listings and feeds: the digest's entry plus what feeds need."""
+
+    entry: Entry
+    level: str
+    created_at: datetime
+    updated_at: datetime  # the last time an item joined: feeds mark the entry updated
+    size: int
+    thread_id: int | None  # the story's thread, for thread links (level 'story' only)
+
+
+def recent_stories(
+    s: Session,
+    *,
+    level: str = "story",
+    since_at: datetime | None = None,
+    limit: int = 50,
+    comments_since_at: datetime | None = None,
+) -> list[Story]:
+    """Live clusters changed since ``since_at``, most recently changed first."""
+    stmt = (
+        select(Cluster)
+        .where(Cluster.level == level, Cluster.merged_into_id.is_(None), Cluster.size > 0)
+        .order_by(Cluster.updated_at.desc(), Cluster.id.desc())
+        .limit(limit)
+    )
+    if since_at is not None:
+        stmt = stmt.where(Cluster.updated_at >= since_at)
+    clusters = list(s.scalars(stmt))
+    members = load_members(s, level, [c.id for c in clusters])
+    threads = thread_of(s, [c.id for c in clusters]) if level == "story" else {}
+    out = []
+    for c in clusters:
+        group = members.get(c.id)
+        if not group:
+            continue
+        entry = story_entry(s, c.id, group, set(), False, comments_since_at, level)
+        out.append(
+            Story(
+                entry=entry,
+                level=level,
+                created_at=c.created_at,
+                updated_at=max(m.joined_at for m in group),
+                size=len(group),
+                thread_id=threads.get(c.id),
+            )
+        )
+    return out
+
+
+def thread_of(s: Session, story_ids: Collection[int]) -> dict[int, int]:
+    """Each story cluster's thread cluster (one member's is every member's)."""
+    if not story_ids:
+        return {}
+    story = ClusterMember.__table__.alias("story")
+    thread = ClusterMember.__table__.alias("thread")
+    rows = s.execute(
+        select(story.c.cluster_id, thread.c.cluster_id)
+        .join(thread, and_(thread.c.item_id == story.c.item_id, thread.c.level == "thread"))
+        .where(story.c.level == "story", story.c.cluster_id.in_(list(story_ids)))
+        .distinct()
+    )
+    return {sid: tid for sid, tid in rows}

@@ -1,0 +1,382 @@
+"""The daemon's HTTP listener: today's stories, one page per cluster, feeds, metrics, health.
+
+Read-only and server-side rendered (the digest's template engine, autoescaped; no
+JavaScript), so it is safe to leave on loopback, its default. Pages are built per request
+from the database, which any number of daemons share. ``route`` is a plain function from a
+request to a :class:`Response`; the standard library's threaded server only carries bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import func, or_, select, text
+
+from . import __version__
+from .config import Config, parse_duration_s
+from .errors import AggregatorError
+from .export import CONTENT_TYPES, FeedMeta
+from .export import render as render_feed
+from .render import render_template
+from .store import Store
+from .store.models import Cluster, ClusterMember, Correction, Item, Source
+from .stories import AGGREGATOR_TYPES, link_of, recent_stories, thread_of
+
+log = logging.getLogger(__name__)
+
+HTML = "text/html; charset=utf-8"
+SECURITY_HEADERS = {
+    # no scripts, no remote anything: feed text cannot turn into active content
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+DEFAULT_SINCE_S = 48 * 3600.0
+PAGE_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _page(status: int, body: str) -> Response:
+    return Response(status, HTML, body.encode("utf-8"), dict(SECURITY_HEADERS))
+
+
+def _error(status: int, message: str) -> Response:
+    return _page(status, render_template("web_error.html.j2", status=status, message=message))
+
+
+class WebApp:
+    def __init__(
+        self, store: Store, cfg: Config, *, health: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.health = health or (lambda: {})
+
+    def route(self, method: str, target: str) -> Response:
+        if method not in ("GET", "HEAD"):
+            return Response(
+                405, "text/plain; charset=utf-8", b"method not allowed\n", {"Allow": "GET, HEAD"}
+            )
+        parts = urlsplit(target)
+        path, query = parts.path, parse_qs(parts.query)
+        try:
+            if path == "/":
+                return self.index(query)
+            if path.startswith("/cluster/"):
+                ident = path.removeprefix("/cluster/")
+                if not ident.isdigit():
+                    return _error(404, "no such cluster")
+                return self.cluster(int(ident))
+            if path == "/feed.atom":
+                return self.feed("atom", query)
+            if path == "/feed.json":
+                return self.feed("jsonfeed", query)
+            if path == "/metrics":
+                return self.metrics()
+            if path == "/healthz":
+                return self.healthz()
+            return _error(404, "not found")
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+
+    # ------------------------------------------------------------ pages
+
+    def index(self, query: dict[str, list[str]]) -> Response:
+        level = _level(query)
+        since_s = _since_s(query, DEFAULT_SINCE_S)
+        now = datetime.now(UTC)
+        since_at = now - timedelta(seconds=since_s)
+        with self.store.sessions() as s:
+            stories = recent_stories(
+                s, level=level, since_at=since_at, limit=PAGE_LIMIT, comments_since_at=since_at
+            )
+            n_items = s.scalar(select(func.count()).select_from(Item)) or 0
+            n_sources = s.scalar(select(func.count()).select_from(Source)) or 0
+        # as in the digests: the most widely covered first, then the newest
+        stories.sort(key=lambda st: (-len(st.entry.outlets), -st.entry.published_at.timestamp()))
+        body = render_template(
+            "web_index.html.j2",
+            stories=stories,
+            level=level,
+            since=_human(since_s),
+            generated_at=now,
+            n_items=n_items,
+            n_sources=n_sources,
+            version=__version__,
+        )
+        return _page(200, body)
+
+    def cluster(self, cluster_id: int) -> Response:
+        with self.store.sessions() as s:
+            cluster = s.get(Cluster, cluster_id)
+            if cluster is None:
+                return _error(404, f"no cluster {cluster_id}")
+            if cluster.merged_into_id is not None:
+                target = _survivor(s, cluster)
+                return Response(
+                    301, HTML, b"", {"Location": f"/cluster/{target}", **SECURITY_HEADERS}
+                )
+            view = _cluster_view(s, cluster)
+        return _page(200, render_template("web_cluster.html.j2", **view))
+
+    def feed(self, fmt: str, query: dict[str, list[str]]) -> Response:
+        level = _level(query)
+        since_s = _since_s(query, None)
+        now = datetime.now(UTC)
+        since_at = now - timedelta(seconds=since_s) if since_s is not None else None
+        with self.store.sessions() as s:
+            stories = recent_stories(
+                s, level=level, since_at=since_at, limit=self.cfg.http.feed_limit
+            )
+        base = self.cfg.http.base_url
+        path = "/feed.atom" if fmt == "atom" else "/feed.json"
+        meta = FeedMeta(
+            level=level, generated_at=now, base_url=base, self_url=f"{base}{path}" if base else None
+        )
+        return Response(200, CONTENT_TYPES[fmt], render_feed(fmt, stories, meta))
+
+    def metrics(self) -> Response:
+        from .metrics import CONTENT_TYPE, render_metrics
+
+        return Response(200, CONTENT_TYPE, render_metrics(self.store))
+
+    def healthz(self) -> Response:
+        """Liveness: 200 while the daemon's scheduler runs. The database's state is reported
+        but does not fail the check (a restart would not bring the database back)."""
+        import json
+
+        report: dict[str, Any] = {"status": "ok", "version": __version__}
+        report.update(self.health())
+        try:
+            with self.store.sessions() as s:
+                s.execute(text("SELECT 1"))
+            report["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            report["database"] = f"unavailable: {type(exc).__name__}"
+        status = 200 if report.get("status") == "ok" else 503
+        body = json.dumps(report, sort_keys=True).encode() + b"\n"
+        return Response(status, "application/json", body)
+
+
+class _BadRequest(AggregatorError):
+    pass
+
+
+def _level(query: dict[str, list[str]]) -> str:
+    level = (query.get("level") or ["story"])[-1]
+    if level not in ("duplicate", "story", "thread"):
+        raise _BadRequest("level must be duplicate, story or thread")
+    return level
+
+
+def _since_s(query: dict[str, list[str]], default: float | None) -> float | None:
+    raw = (query.get("since") or [None])[-1]
+    if raw is None:
+        return default
+    try:
+        return parse_duration_s(raw)
+    except ValueError as exc:
+        raise _BadRequest(f"since: {exc}") from None
+
+
+def _human(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours / 24:g} days" if hours >= 48 and hours % 24 == 0 else f"{hours:g} hours"
+
+
+def _survivor(s: Any, cluster: Cluster) -> int:
+    seen = {cluster.id}
+    while cluster.merged_into_id is not None and cluster.merged_into_id not in seen:
+        seen.add(cluster.merged_into_id)
+        nxt = s.get(Cluster, cluster.merged_into_id)
+        if nxt is None:
+            break
+        cluster = nxt
+    return cluster.id
+
+
+# ---------------------------------------------------------------- the cluster page
+
+_METHODS = {
+    "new": "started this cluster",
+    "url": "same canonical URL as",
+    "hash": "identical text to",
+    "title": "aggregator entry with the same publisher and title as",
+    "minhash": "near-identical text (shingle containment) to",
+    "duplicate": "a copy of an article already in this story:",
+    "terms": "reports the same event (weighted term similarity) as",
+    "story": "its story belongs to this thread, through",
+    "centroid": "its story's terms match (centroid cosine) the story of",
+    "manual": "put here by a manual correction",
+}
+_FINER = {"story": "duplicate", "thread": "story"}
+_COARSER = {"duplicate": "story", "story": "thread"}
+
+
+def _cluster_view(s: Any, cluster: Cluster) -> dict[str, Any]:
+    rows = s.execute(
+        select(ClusterMember, Item, Source)
+        .join(Item, Item.id == ClusterMember.item_id)
+        .join(Source, Source.id == Item.source_id)
+        .where(ClusterMember.level == cluster.level, ClusterMember.cluster_id == cluster.id)
+        .order_by(ClusterMember.joined_at, Item.published_at, Item.id)
+    ).all()
+    ids = [item.id for _, item, _ in rows]
+    titles = dict(
+        s.execute(
+            select(Item.id, Item.title).where(
+                Item.id.in_({m.matched_item_id for m, _, _ in rows if m.matched_item_id})
+            )
+        ).all()
+    )
+    groups: dict[str, dict[int, int]] = {}
+    for lv in filter(None, (_FINER.get(cluster.level), _COARSER.get(cluster.level))):
+        groups[lv] = dict(
+            s.execute(
+                select(ClusterMember.item_id, ClusterMember.cluster_id).where(
+                    ClusterMember.level == lv, ClusterMember.item_id.in_(ids)
+                )
+            ).all()
+        )
+    comments = dict(
+        s.execute(
+            select(Item.parent_item_id, func.count())
+            .where(Item.kind == "comment", Item.parent_item_id.in_(ids))
+            .group_by(Item.parent_item_id)
+        ).all()
+    )
+    members = []
+    for m, item, source in rows:
+        members.append(
+            {
+                "item": item,
+                "source": source.name,
+                "publisher": item.publisher or source.name,
+                "link": link_of(item, source) or item.url,
+                "aggregator": source.type in AGGREGATOR_TYPES,
+                "method": m.method,
+                "explanation": _METHODS.get(m.method, m.method),
+                "matched_item_id": m.matched_item_id,
+                "matched_title": titles.get(m.matched_item_id),
+                "score": m.score,
+                "estimated_score": m.estimated_score,
+                "bands": m.matched_bands or [],
+                "joined_at": m.joined_at,
+                "manual": m.manual,
+                "finer": groups.get(_FINER.get(cluster.level, ""), {}).get(item.id),
+                "comments": comments.get(item.id, 0),
+            }
+        )
+    coarser_level = _COARSER.get(cluster.level)
+    coarser = sorted(set(groups.get(coarser_level or "", {}).values()))
+    corrections = list(
+        s.scalars(
+            select(Correction)
+            .where(
+                Correction.level == cluster.level,
+                or_(Correction.item_id.in_(ids), Correction.other_item_id.in_(ids)),
+            )
+            .order_by(Correction.id)
+        )
+    )
+    stories: list[dict[str, Any]] = []
+    if cluster.level == "thread":
+        story_ids = sorted(set(groups.get("story", {}).values()))
+        by_story: dict[int, list[dict[str, Any]]] = {}
+        for member in members:
+            by_story.setdefault(member["finer"], []).append(member)
+        for sid in story_ids:
+            group = sorted(by_story.get(sid, []), key=lambda m: m["item"].published_at)
+            stories.append({"id": sid, "first": group[0] if group else None, "size": len(group)})
+    elif cluster.level == "story":
+        thread_ids = thread_of(s, [cluster.id])
+        coarser = [thread_ids[cluster.id]] if cluster.id in thread_ids else coarser
+    return {
+        "cluster": cluster,
+        "members": members,
+        "outlets": len({m["publisher"] for m in members}),
+        "coarser_level": coarser_level,
+        "coarser": coarser,
+        "finer_level": _FINER.get(cluster.level),
+        "stories": stories,
+        "corrections": corrections,
+        "generated_at": datetime.now(UTC),
+        "version": __version__,
+    }
+
+
+# ---------------------------------------------------------------- the server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    app: WebApp  # set on the subclass made per server
+    server_version = f"newsdedup/{__version__}"
+    sys_version = ""
+
+    def _serve(self, head: bool) -> None:
+        try:
+            resp = self.app.route(self.command, self.path)
+        except Exception:  # noqa: BLE001 - one request fails, the listener stays up
+            log.exception("web: %s %s failed", self.command, self.path)
+            resp = Response(503, "text/plain; charset=utf-8", b"temporarily unavailable\n")
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.send_header("Cache-Control", "no-cache")
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(resp.body)
+
+    def do_GET(self) -> None:  # noqa: N802 - the standard library's naming
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._serve(head=True)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve(head=False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("web: " + format, *args)
+
+
+class WebServer:
+    """The listener on its own thread; ``port`` is the bound one (config may say 0)."""
+
+    def __init__(self, app: WebApp, host: str, port: int) -> None:
+        handler = type("Handler", (_Handler,), {"app": app})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.host, self.port = host, self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("web pages, feeds and metrics on %s", self.url)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
