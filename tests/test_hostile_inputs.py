@@ -12,6 +12,7 @@ limits are relaxed for it).
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 import tracemalloc
@@ -534,6 +535,36 @@ def _assert_no_markup(value: str, where: str) -> None:
         assert needle not in low, (where, needle, value[:300])
 
 
+def _assert_inert_html(page: str, *, style_blocks: int) -> None:
+    """No active markup, no handler, no non-http(s) URL and no remote resource from the feed:
+    the only <style> blocks are the template's own, in <head>."""
+    parsed = _Tags()
+    parsed.feed(page)
+    parsed.close()
+    tags = [t for t, _ in parsed.tags]
+    forbidden = FORBIDDEN_TAGS - {"link"} if "head" in tags else FORBIDDEN_TAGS
+    assert not forbidden & set(tags), sorted(forbidden & set(tags))
+    assert tags.count("style") == style_blocks
+    if style_blocks:
+        assert tags.index("style") < tags.index("body")
+    style = "".join(parsed.style_text).lower()
+    assert "url(" not in style and "expression" not in style and "javascript" not in style
+    for tag, attrs in parsed.tags:
+        for name, value in attrs:
+            assert not name.lower().startswith("on"), (tag, name, value)
+            if name.lower() in ("href", "src", "action", "formaction", "xlink:href", "data"):
+                url = value or ""
+                if tag == "link":  # the page's own feed links in <head>
+                    assert url in ("/feed.atom", "/feed.json"), url
+                    continue
+                assert url.startswith(("http://", "https://", "/", "#")), (tag, url)
+                assert "tracker.example" not in url and "evil.example" not in url, url
+            if name.lower() == "style":
+                assert "url(" not in (value or "") and "expression" not in (value or "")
+    for needle in ("javascript:", "vbscript:", "data:text", "alert("):
+        assert needle not in _squashed(page), needle
+
+
 def test_untrusted_content_is_stored_as_text_and_rendered_safely(
     store: Store, httpserver: HTTPServer
 ) -> None:
@@ -590,27 +621,7 @@ def test_untrusted_content_is_stored_as_text_and_rendered_safely(
     assert "https://news.example/cranes?id=2" in text_part
 
     # ... but nothing active from it
-    parsed = _Tags()
-    parsed.feed(html_part)
-    parsed.close()
-    tags = [t for t, _ in parsed.tags]
-    assert not FORBIDDEN_TAGS & set(tags), sorted(FORBIDDEN_TAGS & set(tags))
-    assert tags.count("style") == 1  # the template's own dark-mode block, in <head>
-    assert tags.index("style") < tags.index("body")
-    style = "".join(parsed.style_text).lower()
-    assert "url(" not in style and "expression" not in style and "javascript" not in style
-    hrefs = []
-    for tag, attrs in parsed.tags:
-        for name, value in attrs:
-            assert not name.lower().startswith("on"), (tag, name, value)
-            if name.lower() in ("href", "src", "action", "formaction", "xlink:href", "data"):
-                hrefs.append(value or "")
-            if name.lower() == "style":
-                assert "url(" not in (value or "") and "expression" not in (value or "")
-    assert hrefs and all(h.startswith(("http://", "https://")) for h in hrefs), hrefs
-    assert not any("tracker.example" in h or "evil.example" in h for h in hrefs), hrefs
-    for needle in ("javascript:", "vbscript:", "data:text", "alert("):
-        assert needle not in _squashed(html_part), needle
+    _assert_inert_html(html_part, style_blocks=1)
     # the plain-text part: no markup from the feed at all (the template has no angle brackets)
     assert "<" not in text_part and ">" not in text_part
     for needle in ("javascript:", "data:text", "alert(", "tracker.example", "evil.example"):
@@ -660,3 +671,52 @@ def test_double_escaped_markup_is_text_and_rendered_escaped(
     assert not any(n.startswith("on") for _, attrs in parsed.tags for n, _ in attrs)
     assert "&lt;marquee onclick=x&gt;" in html_part
     assert "<marquee onclick=x>" in text_part  # text/plain: it is just text there
+
+
+def test_untrusted_content_stays_inert_in_exports_and_web_pages(
+    store: Store, httpserver: HTTPServer
+) -> None:
+    from xml.etree import ElementTree as ET
+
+    import feedparser
+
+    from aggregator.export import FeedMeta, atom, json_feed
+    from aggregator.stories import recent_stories
+    from aggregator.web import WebApp
+
+    body = rss(ATTACK_ITEMS, title="Attack Feed &lt;b onmouseover=alert(26)&gt;")
+    outcome, _, _ = poll_feed(store, httpserver, body)
+    assert outcome.items_new == 3
+    DedupService(store).process_pending()
+    with store.session() as s:
+        stories = recent_stories(s, level="story")
+    assert len(stories) == 3
+    meta = FeedMeta(level="story", generated_at=datetime.now(UTC))
+
+    doc = atom(stories, meta)
+    assert not feedparser.parse(doc).bozo
+    a = "{http://www.w3.org/2005/Atom}"
+    entries = ET.fromstring(doc).findall(f"{a}entry")
+    assert "Harbour cranes were moved overnight" in doc.decode()
+    for entry in entries:
+        _assert_inert_html(entry.find(f"{a}content").text or "", style_blocks=0)
+        for el in entry.iter():
+            for key, value in el.attrib.items():
+                if key == "href":
+                    assert value.startswith(("http://", "https://")), value
+            _assert_no_markup(el.text or "" if el.tag != f"{a}content" else "", el.tag)
+    data = json.loads(json_feed(stories, meta))
+    for item in data["items"]:
+        _assert_inert_html(item["content_html"], style_blocks=0)
+        for key in ("title", "content_text", "summary"):
+            _assert_no_markup(item.get(key, ""), key)
+        assert item.get("url", "https://").startswith(("http://", "https://"))
+
+    app = WebApp(store, make_config([]))
+    page = app.route("GET", "/").body.decode()
+    assert "Harbour cranes were moved overnight" in page
+    _assert_inert_html(page, style_blocks=1)
+    for story in stories:
+        page = app.route("GET", f"/cluster/{story.entry.cluster_id}").body.decode()
+        assert html.escape(story.entry.headline, quote=False) in page
+        _assert_inert_html(page, style_blocks=1)
