@@ -189,9 +189,7 @@ def test_jsonfeed_valid_with_the_same_entries(store: Store) -> None:
 
 def test_entry_id_is_stable_and_updated_moves_when_the_cluster_grows(store: Store) -> None:
     fill(store, [BEARS_EARS])
-    before = {
-        e["id"]: e for e in check_jsonfeed(json_feed(stories(store), meta()))["items"]
-    }
+    before = {e["id"]: e for e in check_jsonfeed(json_feed(stories(store), meta()))["items"]}
     time.sleep(1.1)  # updated has one-second resolution
     fill(store, [SUWA])
     after = {e["id"]: e for e in check_jsonfeed(json_feed(stories(store), meta()))["items"]}
@@ -205,9 +203,7 @@ def test_entry_id_is_stable_and_updated_moves_when_the_cluster_grows(store: Stor
         assert after[ident]["date_modified"] > before[ident]["date_modified"]
         assert after[ident]["date_published"] <= before[ident]["date_published"]
     # the grown story now leads with the publisher's own article
-    assert any(
-        after[i]["authors"][0]["name"] == "Southern Utah Wilderness Alliance" for i in grown
-    )
+    assert any(after[i]["authors"][0]["name"] == "Southern Utah Wilderness Alliance" for i in grown)
     # untouched stories keep their id and their date
     same = [i for i in before if i in after and i not in grown]
     assert same and all(after[i]["date_modified"] == before[i]["date_modified"] for i in same)
