@@ -1,0 +1,306 @@
+"""The daemon's HTTP listener over a real socket: the story page, cluster pages with the
+stored evidence of every merge, feeds, metrics and health, on both databases; the page in
+headless Chromium with screenshots kept in ``artifacts/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import feedparser
+import pytest
+from conftest import FEEDS
+from sqlalchemy import select
+
+from aggregator.config import Config
+from aggregator.daemon import Daemon
+from aggregator.dedup.service import DedupService
+from aggregator.errors import AggregatorError
+from aggregator.importer import import_file
+from aggregator.store import Store
+from aggregator.store.models import Cluster, ClusterMember
+from aggregator.stories import recent_stories
+from aggregator.web import WebApp, WebServer
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+FIXTURES = ["google-news-en-us-search-1.xml", "wordpress-en-suwa-org-podcast.xml"]
+
+
+def config(**http: object) -> Config:
+    return Config.model_validate({"http": {"enabled": True, "port": 0, **http}})
+
+
+@pytest.fixture
+def site(store: Store):
+    cfg = config(base_url="http://news.example.org")
+    for name in FIXTURES:
+        assert import_file(store, cfg, FEEDS / name).error is None
+    DedupService(store).process_pending()
+    server = WebServer(WebApp(store, cfg), "127.0.0.1", 0)
+    server.start()
+    try:
+        yield store, server.url
+    finally:
+        server.stop()
+
+
+def get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+class Page(HTMLParser):
+    """The parts of a page the tests look at: story cards, member rows, links, scripts."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stories: dict[int, list[str]] = {}
+        self.rows: dict[int, list[str]] = {}
+        self.tags: list[str] = []
+        self.hrefs: list[str] = []
+        self._story: int | None = None
+        self._row: int | None = None
+        self._depth = 0
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):  # type: ignore[no-untyped-def]
+        a = dict(attrs)
+        self.tags.append(tag)
+        if "href" in a:
+            self.hrefs.append(a["href"] or "")
+        if tag == "article" and a.get("data-cluster"):
+            self._story = int(a["data-cluster"])
+            self.stories[self._story] = []
+        if tag == "tr" and a.get("data-item"):
+            self._row = int(a["data-item"])
+            self.rows[self._row] = []
+
+    def handle_endtag(self, tag):  # type: ignore[no-untyped-def]
+        if tag == "article":
+            self._story = None
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):  # type: ignore[no-untyped-def]
+        if self._story is not None:
+            self.stories[self._story].append(data)
+        if self._row is not None:
+            self.rows[self._row].append(data)
+
+    def text_of_story(self, cid: int) -> str:
+        return " ".join(" ".join(self.stories[cid]).split())
+
+    def text_of_row(self, item: int) -> str:
+        return " ".join(" ".join(self.rows[item]).split())
+
+
+def test_index_lists_each_recent_story_once(site) -> None:
+    store, url = site
+    status, headers, body = get(url + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'none'
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    page = Page(body.decode())
+    with store.session() as s:
+        expected = recent_stories(s, level="story", limit=100)
+    assert sorted(page.stories) == sorted(st.entry.cluster_id for st in expected)
+    for st in expected:
+        text = page.text_of_story(st.entry.cluster_id)
+        assert st.entry.headline.split()[0] in text
+        if st.entry.outlets:
+            assert f"covered by {len(st.entry.outlets) + 1} outlets" in text
+            for outlet in st.entry.outlets:
+                assert outlet.name in text
+        if st.thread_id:
+            assert f"/cluster/{st.thread_id}" in page.hrefs
+    assert "script" not in page.tags
+    assert all(h.startswith(("http://", "https://", "/", "#")) for h in page.hrefs)
+    # the widest-covered story comes first
+    first = next(iter(page.stories))
+    assert first == max(expected, key=lambda st: len(st.entry.outlets)).entry.cluster_id
+
+
+def test_cluster_page_explains_every_member_from_stored_evidence(site) -> None:
+    store, url = site
+    with store.session() as s:
+        cid = max(
+            (c for c in s.scalars(select(Cluster).where(Cluster.level == "story"))),
+            key=lambda c: c.size,
+        ).id
+        members = list(
+            s.scalars(
+                select(ClusterMember).where(
+                    ClusterMember.level == "story", ClusterMember.cluster_id == cid
+                )
+            )
+        )
+    assert len(members) > 10
+    status, _, body = get(f"{url}/cluster/{cid}")
+    assert status == 200
+    page = Page(body.decode())
+    assert sorted(page.rows) == sorted(m.item_id for m in members)
+    for m in members:
+        row = page.text_of_row(m.item_id)
+        if m.score is not None:
+            assert f"{m.score:.3f}" in row
+        if m.estimated_score is not None:
+            assert f"{m.estimated_score:.3f}" in row
+        if m.matched_item_id is not None:
+            assert f"#{m.matched_item_id}" in row
+        if m.matched_bands:
+            assert ", ".join(str(b) for b in m.matched_bands) in row
+    assert any("weighted term similarity" in page.text_of_row(m.item_id) for m in members)
+
+
+def test_thread_page_lists_its_stories_and_merged_clusters_redirect(site) -> None:
+    store, url = site
+    with store.session() as s:
+        thread = max(
+            s.scalars(
+                select(Cluster).where(Cluster.level == "thread", Cluster.merged_into_id.is_(None))
+            ),
+            key=lambda c: c.size,
+        )
+        stories = set(
+            s.scalars(
+                select(ClusterMember.cluster_id)
+                .where(ClusterMember.level == "story")
+                .where(
+                    ClusterMember.item_id.in_(
+                        select(ClusterMember.item_id).where(
+                            ClusterMember.level == "thread", ClusterMember.cluster_id == thread.id
+                        )
+                    )
+                )
+            )
+        )
+        merged = s.scalars(select(Cluster).where(Cluster.merged_into_id.is_not(None))).first()
+    _, _, body = get(f"{url}/cluster/{thread.id}")
+    page = Page(body.decode())
+    assert {f"/cluster/{sid}" for sid in stories} <= set(page.hrefs)
+    assert merged is not None, "the fixtures make the engine merge clusters"
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        opener.open(f"{url}/cluster/{merged.id}", timeout=30)
+    assert info.value.code == 301
+    location = info.value.headers["Location"]
+    status, _, _ = get(url + location)
+    assert status == 200 and location != f"/cluster/{merged.id}"
+
+
+def test_feeds_health_and_errors_over_http(site) -> None:
+    store, url = site
+    status, headers, body = get(url + "/feed.atom")
+    assert status == 200 and headers["Content-Type"].startswith("application/atom+xml")
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo and len(parsed.entries) > 10
+    assert parsed.feed.links[0].href == "http://news.example.org/feed.atom"  # rel=self
+    status, headers, body = get(url + "/feed.json?level=thread")
+    assert status == 200 and headers["Content-Type"].startswith("application/feed+json")
+    data = json.loads(body)
+    assert data["feed_url"] == "http://news.example.org/feed.json"
+    assert {i["_newsdedup"]["level"] for i in data["items"]} == {"thread"}
+
+    status, headers, body = get(url + "/healthz")
+    assert status == 200 and json.loads(body)["database"] == "ok"
+
+    status, _, body = get(url + "/metrics")
+    assert status == 200 and b"newsdedup_up 1" in body
+
+    assert get(url + "/cluster/999999")[0] == 404
+    assert get(url + "/cluster/abc")[0] == 404
+    assert get(url + "/nothing-here")[0] == 404
+    assert get(url + "/?level=bogus")[0] == 400
+    assert get(url + "/?since=whenever")[0] == 400
+    status, headers, body = get(url + "/", method="POST")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"
+    status, headers, body = get(url + "/", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
+
+
+def test_daemon_serves_when_enabled_and_reports_a_taken_port(store: Store) -> None:
+    cfg = config()
+    daemon = Daemon(store, cfg)
+    daemon.start()
+    try:
+        assert daemon.web is not None
+        status, _, body = get(daemon.web.url + "/healthz")
+        report = json.loads(body)
+        assert status == 200 and report["status"] == "ok" and report["worker"] == daemon.owner
+        taken = config(port=daemon.web.port)
+        with pytest.raises(AggregatorError, match=r"http: cannot listen on 127\.0\.0\.1:\d+"):
+            Daemon(store, taken).start()
+    finally:
+        daemon.stop()
+    with pytest.raises(OSError):
+        get(daemon.web.url + "/healthz")
+
+
+# ---------------------------------------------------------------- a real browser
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, timeout=90, check=False)
+
+
+def test_page_in_headless_chromium(site, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        if os.environ.get("NEWSDEDUP_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"{CHROMIUM} is missing but NEWSDEDUP_REQUIRE_CHROMIUM=1")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    store, url = site
+    with store.session() as s:
+        expected = recent_stories(s, level="story", limit=100)
+    # the DOM as the browser built it: loaded, and listing the expected stories
+    proc = _chromium("--dump-dom", url + "/", profile=tmp_path / "p1")
+    dom = proc.stdout.decode("utf-8", "replace")
+    assert proc.returncode == 0 and "</html>" in dom, proc.stderr.decode()[-2000:]
+    page = Page(dom)
+    assert sorted(page.stories) == sorted(st.entry.cluster_id for st in expected)
+    out = REPO / "artifacts"
+    out.mkdir(exist_ok=True)
+    big = max(expected, key=lambda st: len(st.entry.outlets))
+    for name, path in (
+        ("web-index.png", "/"),
+        ("web-cluster.png", f"/cluster/{big.entry.cluster_id}"),
+    ):
+        shot = tmp_path / name
+        proc = _chromium(
+            f"--screenshot={shot}",
+            "--window-size=1000,1400",
+            url + path,
+            profile=tmp_path / f"profile-{name}",
+        )
+        assert shot.exists(), proc.stderr.decode(errors="replace")[-2000:]
+        data = shot.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20 * 1024
+        shutil.copyfile(shot, out / name)
