@@ -11,13 +11,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from . import __version__
 from .config import Config, load_config
 from .digest import digest_status
-from .errors import AggregatorError, InputError, NotImplementedYet
+from .errors import AggregatorError, InputError
 from .store import Store, open_store, redact_url, repo
 from .store import db as store_db
 
@@ -152,7 +152,7 @@ def cmd_status(ctx: Context) -> int:
 
 
 def _state(s: dict[str, Any]) -> str:
-    if not s["in_config"]:
+    if not s["in_config"] and s.get("origin") != "opml":
         return "removed"
     if not s["enabled"]:
         return "disabled" + (f" ({s['disabled_reason']})" if s["disabled_reason"] else "")
@@ -303,6 +303,24 @@ def cmd_why(ctx: Context) -> int:
     return 0
 
 
+def cmd_split(ctx: Context) -> int:
+    from .dedup.corrections import split
+
+    with ctx.store().session() as s:
+        result = split(s, ctx.args.cluster, ctx.args.item, datetime.now(UTC))
+    print(result.describe(), file=ctx.out)
+    return 0
+
+
+def cmd_merge(ctx: Context) -> int:
+    from .dedup.corrections import merge
+
+    with ctx.store().session() as s:
+        result = merge(s, ctx.args.cluster_a, ctx.args.cluster_b, datetime.now(UTC))
+    print(result.describe(), file=ctx.out)
+    return 0
+
+
 def cmd_cluster_file(ctx: Context) -> int:
     from pathlib import Path
 
@@ -395,15 +413,113 @@ def cmd_digest_preview(ctx: Context) -> int:
     return 0
 
 
+def cmd_export(ctx: Context) -> int:
+    from .config import parse_duration_s
+    from .export import FeedMeta, render
+    from .stories import recent_stories
+
+    args = ctx.args
+    now = datetime.now(UTC)
+    since_at = None
+    if args.since:
+        try:
+            since_at = now - timedelta(seconds=parse_duration_s(args.since))
+        except ValueError as exc:
+            raise InputError(f"--since: {exc}") from None
+    if args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    with ctx.store().session() as s:
+        stories = recent_stories(s, level=args.level, since_at=since_at, limit=args.limit)
+    meta = FeedMeta(level=args.level, generated_at=now, base_url=ctx.config.http.base_url)
+    data = render(args.format, stories, meta)
+    if args.output:
+        _write_atomically(args.output, data)
+        print(f"{len(stories)} {args.level} clusters -> {args.output}", file=sys.stderr)
+    else:
+        ctx.out.write(data.decode("utf-8"))
+    return 0
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Readers of the file (a web server, a cron job) never see half a document."""
+    from pathlib import Path
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def cmd_opml_import(ctx: Context) -> int:
+    from pathlib import Path
+
+    from .opml import import_feeds, read_opml
+
+    path = Path(ctx.args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        doc = read_opml(data)  # before the store: a bad file changes nothing
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    store = ctx.store()
+    with store.session() as s:
+        report = import_feeds(s, doc.feeds, datetime.now(UTC))
+    for o in report.outcomes:
+        if o.action == "added":
+            note = f"\trenamed: {o.feed.name!r} is taken" if o.renamed else ""
+            print(f"added\t{o.name}\t{o.feed.type}\t{o.feed.url}{note}", file=ctx.out)
+        else:
+            print(
+                f"skipped\t{o.feed.name}\t{o.feed.type}\t{o.feed.url}"
+                f"\talready present as {o.name!r}",
+                file=ctx.out,
+            )
+    for sk in doc.skipped:
+        print(f"skipped\t{sk.name}\t-\t{sk.url}\t{sk.reason}", file=ctx.out)
+    renamed = f" ({len(report.renamed)} renamed)" if report.renamed else ""
+    print(
+        f"{path}: {len(report.added)} added{renamed}, {len(report.present)} already present, "
+        f"{len(doc.skipped)} skipped",
+        file=ctx.out,
+    )
+    return 0
+
+
+def cmd_opml_export(ctx: Context) -> int:
+    from pathlib import Path
+
+    from .opml import export_sources, render_opml
+
+    store = ctx.store()
+    with store.session() as s:
+        sources = export_sources(s)
+    data = render_opml(sources, now=datetime.now(UTC))
+    if ctx.args.output:
+        try:
+            Path(ctx.args.output).write_bytes(data)
+        except OSError as exc:
+            raise InputError(f"cannot write {ctx.args.output}: {exc.strerror or exc}") from exc
+        print(f"{len(sources)} sources -> {ctx.args.output}", file=ctx.out)
+        return 0
+    binary = getattr(ctx.out, "buffer", None)  # the bytes as rendered, whatever the locale
+    if binary is None:
+        ctx.out.write(data.decode("utf-8"))
+    else:
+        ctx.out.flush()
+        binary.write(data)
+        binary.flush()
+    return 0
+
+
 class PartialFailure(AggregatorError):
     """Some of the work failed; each failure was already reported."""
-
-
-def _not_yet(name: str, issue: str) -> Callable[[Context], int]:
-    def run(ctx: Context) -> int:
-        raise NotImplementedYet(f"`{name}` is not implemented yet ({issue})")
-
-    return run
 
 
 # ---------------------------------------------------------------- output helpers
@@ -493,6 +609,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("item_b", metavar="ITEM", type=int)
     sp.add_argument("--json", action="store_true")
     sp = add(
+        "split",
+        cmd_split,
+        "move an item (with its copies) into a cluster of its own, kept apart from now on",
+    )
+    sp.add_argument("cluster", metavar="CLUSTER", type=int)
+    sp.add_argument("item", metavar="ITEM", type=int)
+    sp = add(
+        "merge",
+        cmd_merge,
+        "merge two clusters of one level (and the coarser clusters they lie in)",
+    )
+    sp.add_argument("cluster_a", metavar="A", type=int)
+    sp.add_argument("cluster_b", metavar="B", type=int)
+    sp = add(
         "cluster-file",
         cmd_cluster_file,
         "cluster a JSONL file of items offline with the daemon's engine",
@@ -521,19 +651,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--text", action="store_true", help="the plain-text part instead of HTML")
     sp.add_argument("-o", "--output", metavar="FILE", help="write the HTML here (default stdout)")
 
-    sp = add("export", _not_yet("export", "issue #9: outputs"), "write a deduplicated feed")
+    sp = add("export", cmd_export, "write a deduplicated feed: one entry per cluster")
     sp.add_argument("--format", choices=["atom", "jsonfeed"], required=True)
     sp.add_argument("--level", choices=["duplicate", "story", "thread"], default="story")
-    sp.add_argument("--since", metavar="DURATION")
-    sp.add_argument("-o", "--output", metavar="FILE")
+    sp.add_argument(
+        "--since", metavar="DURATION", help="clusters changed within this time (e.g. 24h)"
+    )
+    sp.add_argument("--limit", type=int, default=100, help="at most this many entries")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
 
     opml = sub.add_parser("opml", help="OPML import/export of sources")
     osub = opml.add_subparsers(dest="opml_command", metavar="SUBCOMMAND", required=True)
     sp = osub.add_parser("import", help="add the feeds of an OPML file")
-    sp.set_defaults(func=_not_yet("opml import", "issue #9: outputs"))
+    sp.set_defaults(func=cmd_opml_import)
     sp.add_argument("file", metavar="FILE")
     sp = osub.add_parser("export", help="write the sources as OPML")
-    sp.set_defaults(func=_not_yet("opml export", "issue #9: outputs"))
+    sp.set_defaults(func=cmd_opml_export)
+    sp.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     return p
 
 

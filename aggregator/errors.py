@@ -16,8 +16,7 @@ chained (``raise ... from exc``) so ``-v`` shows them.
     │   │   └── SourceGone     410: the source is disabled
     │   └── ParseError         the document is not a usable feed
     ├── DeliveryError          SMTP refused or unreachable (has ``retryable``)
-    ├── InputError             a bad file or argument given on the command line
-    └── NotImplementedYet      a public command whose capability is not built yet
+    └── InputError             a bad file or argument given on the command line
 """
 
 from __future__ import annotations
@@ -86,8 +85,4 @@ class DeliveryError(AggregatorError):
 
 
 class InputError(AggregatorError):
-    pass
-
-
-class NotImplementedYet(AggregatorError):
     pass

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -78,13 +76,6 @@ def test_first_run_on_fresh_sqlite_just_works(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert (tmp_path / "newsdedup.sqlite").exists()
-
-
-@pytest.mark.parametrize("args", [["export", "--format", "atom"], ["opml", "export"]])
-def test_unbuilt_commands_fail_honestly(tmp_path: Path, args: list[str]) -> None:
-    proc = run(*args, db_url=f"sqlite:///{tmp_path / 'x.sqlite'}")
-    assert proc.returncode == 1
-    assert "not implemented yet" in proc.stderr
 
 
 def test_verbose_shows_traceback_quiet_does_not(tmp_path: Path) -> None:

@@ -10,9 +10,11 @@
                ``thread_window``; never items directly.
 
 Nesting holds by construction: joining a duplicate cluster joins its story, joining a story
-joins its thread. Clusters only ever merge. Every decision returns :class:`Evidence` (method,
-matched item, verified and estimated similarity, matching LSH bands) so it can be stored and
-explained. The engine is pure in-memory logic; :mod:`.service` loads and persists its state.
+joins its thread. Clusters only ever merge; a manual split (made in the database, see
+:mod:`.corrections`) reaches the engine as a cannot-link in ``apart`` that refuses the merges
+that would undo it. Every decision returns :class:`Evidence` (method, matched item, verified
+and estimated similarity, matching LSH bands) so it can be stored and explained. The engine is
+pure in-memory logic; :mod:`.service` loads and persists its state.
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ class Engine:
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
         self.newest_at: datetime | None = None
+        # Manual splits (level, item, other item): cannot-links that no merge may undo.
+        self.apart: list[tuple[str, int, int]] = []
 
     # ------------------------------------------------------------ features
 
@@ -241,7 +245,9 @@ class Engine:
         t = self._template
         m = MinHash(num_perm=t.num_perm, seed=SEED, permutations=t.permutations, scheme=t.scheme)
         m.update_batch([v.encode() for v in values])
-        return m.hashvalues.copy()
+        # uint64 whatever datasketch uses (2.x: uint32): the stored format, so LSH band keys
+        # of signatures loaded after a restart equal those computed now
+        return m.hashvalues.astype(np.uint64)
 
     def _features(self, rec: Rec) -> None:
         item = rec.item
@@ -385,6 +391,42 @@ class Engine:
         self.cluster_of[level][item_id] = cid
         if level == "story":
             self._centroids.pop(cid, None)
+
+    def add_constraint(self, level: str, x: int, y: int) -> None:
+        """Keep items x and y in different clusters at ``level`` (and so at every finer
+        level) from now on: a manual split the automatic decisions must respect."""
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}")
+        self.apart.append((level, x, y))
+
+    def _coarser(self, level: str, cid: int, coarse: str) -> int | None:
+        """The ``coarse`` cluster a ``level`` cluster lies in (nesting: any member tells);
+        None while none of its members is placed at that level yet."""
+        if coarse == level:
+            return cid
+        for member in self.members[level].get(cid, ()):
+            found = self.cluster_of[coarse].get(member)
+            if found is not None:
+                return found
+        return None
+
+    def _can_merge(self, level: str, a: int, b: int) -> bool:
+        """Whether merging ``level`` clusters a and b keeps every manual split. Merging at a
+        finer level unites the coarser clusters too (nesting), so a split at this level or
+        any coarser one whose two items sit in the two clusters being united forbids it."""
+        if a == b or not self.apart:
+            return True
+        rank = LEVELS.index(level)
+        for c_level, x, y in self.apart:
+            if LEVELS.index(c_level) < rank:
+                continue
+            cx, cy = self.cluster_of[c_level].get(x), self.cluster_of[c_level].get(y)
+            if cx is None or cy is None or cx == cy:
+                continue  # forgotten, not placed yet, or already together (nothing to keep)
+            ca, cb = self._coarser(level, a, c_level), self._coarser(level, b, c_level)
+            if ca is not None and cb is not None and ca != cb and {cx, cy} == {ca, cb}:
+                return False
+        return True
 
     def _merge(self, level: str, a: int, b: int, out: Outcome) -> int:
         """Merge clusters a and b (the older id survives); returns the survivor."""
@@ -607,13 +649,14 @@ class Engine:
         target = self.cluster_of[level][best.matched_item_id]  # type: ignore[index]
         for ev in matches[1:]:
             other_cluster = self.cluster_of[level][ev.matched_item_id]  # type: ignore[index]
-            target = self._merge(level, target, other_cluster, out)
+            if self._can_merge(level, target, other_cluster):
+                target = self._merge(level, target, other_cluster, out)
         if current is None:
             self._join(level, item_id, target)
-        elif current != target:
+        elif current != target and self._can_merge(level, current, target):
             target = self._merge(level, current, target, out)
         else:
-            return Evidence(level, target, "kept")
+            return Evidence(level, current, "kept")
         ev = Evidence(
             level,
             target,
@@ -711,10 +754,9 @@ class Engine:
             if max(len(centroid), len(other_centroid)) < self.settings.short_terms:
                 continue
             score = self.cosine(centroid, other_centroid)
-            if score >= self.settings.thread_threshold:
-                thread = self._merge(
-                    "thread", self.thread_of_story[story_id], self.thread_of_story[other_story], out
-                )
+            mine, theirs = self.thread_of_story[story_id], self.thread_of_story[other_story]
+            if score >= self.settings.thread_threshold and self._can_merge("thread", mine, theirs):
+                thread = self._merge("thread", mine, theirs, out)
                 ev = Evidence(
                     "thread",
                     thread,

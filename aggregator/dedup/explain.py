@@ -10,9 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..errors import InputError
-from ..store.models import ClusterMember, Item
+from ..store.models import ClusterMember, Correction, Item
 from .engine import LEVELS
 from .service import DedupService
 
@@ -36,6 +37,7 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
             (m.item_id, m.level): m
             for m in s.scalars(select(ClusterMember).where(ClusterMember.item_id.in_([a, b])))
         }
+        splits = _splits_between(s, members, a, b)
     ra, rb = eng.records[a], eng.records[b]
     dt = abs(ra.item.published_at - rb.item.published_at)
     story_score, story_threshold = eng.story_similarity(ra, rb)
@@ -74,6 +76,7 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
             "clusters": [ca, cb],
             "recorded": [_member(members.get((n, level))) for n in (a, b)],
             "now": computed[level],
+            "manual_splits": splits.get(level, []),
         }
     return {
         "items": [
@@ -88,6 +91,47 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
         "hours_apart": round(dt.total_seconds() / 3600, 1),
         "levels": levels,
     }
+
+
+def _splits_between(
+    s: Session, members: dict[tuple[int, str], ClusterMember], a: int, b: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Active manual splits whose two items are in A's and B's clusters (by level): what
+    keeps the two apart whatever their similarity."""
+    splits = list(
+        s.scalars(
+            select(Correction)
+            .where(Correction.kind == "split", Correction.active.is_(True))
+            .order_by(Correction.id)
+        )
+    )
+    if not splits:
+        return {}
+    ids = {c.item_id for c in splits} | {c.other_item_id for c in splits}
+    where = {
+        (item_id, level): cid
+        for item_id, level, cid in s.execute(
+            select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id).where(
+                ClusterMember.item_id.in_(sorted(ids))
+            )
+        )
+    }
+    found: dict[str, list[dict[str, Any]]] = {}
+    for c in splits:
+        ma, mb = members.get((a, c.level)), members.get((b, c.level))
+        if ma is None or mb is None or ma.cluster_id == mb.cluster_id:
+            continue
+        pair = {where.get((c.item_id, c.level)), where.get((c.other_item_id, c.level))}
+        if pair == {ma.cluster_id, mb.cluster_id}:
+            found.setdefault(c.level, []).append(
+                {
+                    "correction": c.id,
+                    "item": c.item_id,
+                    "other_item": c.other_item_id,
+                    "created_at": c.created_at.isoformat(),
+                }
+            )
+    return found
 
 
 def _member(m: ClusterMember | None) -> dict[str, Any] | None:
@@ -128,6 +172,11 @@ def render(report: dict[str, Any]) -> str:
             if rec["bands"]:
                 how += f", {len(rec['bands'])} LSH bands matched"
             lines.append(f"  {name} joined by {how}")
+        for c in info.get("manual_splits", ()):
+            lines.append(
+                f"  kept apart by manual split #{c['correction']} (item {c['item']} split from "
+                f"item {c['other_item']}, {c['created_at'][:16]}); merge the clusters to lift it"
+            )
         now = info["now"]
         sim = now.get("similarity")
         parts = [

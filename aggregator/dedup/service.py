@@ -4,6 +4,10 @@ Stored per item: MinHash signatures (bytes) and salient terms, so a restart relo
 instead of recomputing; per membership the cluster, the matched item, the method, the
 verified and estimated similarity and the matching LSH bands (what ``why`` explains); per
 source the learned boilerplate line counts. Comments are never clustered.
+
+Several processes may cluster (the daemon, ``import``, ``why``) and ``split``/``merge`` correct
+by hand, so each batch locks the dedup epoch row first and reloads the engine when the epoch
+moved since this service last loaded or wrote (see :mod:`.corrections`).
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from ..store.models import (
     BoilerplateLine,
     Cluster,
     ClusterMember,
+    Correction,
     Item,
     Signature,
     Source,
 )
+from .corrections import bump_epoch, lock_epoch, read_epoch
 from .engine import (
     SEED,
     DedupItem,
@@ -82,6 +88,7 @@ class DedupService:
         self.store = store
         self.engine = Engine(settings, text_of=self._text_of)
         self.loaded = False
+        self.epoch: int | None = None  # the epoch the engine's state corresponds to
 
     def _text_of(self, item_id: int) -> str:
         with self.store.sessions() as s:
@@ -89,10 +96,35 @@ class DedupService:
 
     # ------------------------------------------------------------ loading
 
+    def reload(self) -> None:
+        """Drop the in-memory state and load it again from the database."""
+        self.engine = Engine(self.engine.settings, text_of=self._text_of)
+        self.loaded = False
+        self.load()
+
     def load(self) -> None:
-        """Rebuild the engine from stored signatures, terms, memberships and boilerplate."""
+        """Rebuild the engine from stored signatures, terms, memberships, boilerplate and
+        active manual splits."""
         eng = self.engine
         with self.store.sessions() as s:
+            # First: a change committed while loading then leaves the epoch behind, and the
+            # next batch reloads again rather than trusting a mixed state.
+            epoch = read_epoch(s)
+            eng.apart = [
+                (level, x, y)
+                for level, x, y in s.execute(
+                    select(Correction.level, Correction.item_id, Correction.other_item_id)
+                    .where(Correction.kind == "split", Correction.active.is_(True))
+                    .order_by(Correction.id)
+                )
+            ]
+            merged_into = dict(
+                s.execute(
+                    select(Cluster.id, Cluster.merged_into_id).where(
+                        Cluster.merged_into_id.is_not(None)
+                    )
+                ).all()
+            )
             for src in s.scalars(select(Source)):
                 rows = s.execute(
                     select(BoilerplateLine.line_hash, BoilerplateLine.count).where(
@@ -126,6 +158,7 @@ class DedupService:
         for item_id, level, cluster_id in members:
             if item_id not in eng.records:
                 continue
+            cluster_id = _survivor(cluster_id, merged_into)
             eng.cluster_of[level][item_id] = cluster_id
             eng.members[level].setdefault(cluster_id, set()).add(item_id)
         for item_id, story in eng.cluster_of["story"].items():
@@ -135,6 +168,7 @@ class DedupService:
         with self.store.sessions() as s:
             top = s.scalar(select(func.max(Cluster.id))) or 0
         eng.next_cluster_id = top + 1
+        self.epoch = epoch
         self.loaded = True
         log.debug("dedup state loaded: %d items, %d clusters", len(eng.records), top)
 
@@ -179,6 +213,22 @@ class DedupService:
         done = 0
         while limit is None or done < limit:
             with self.store.session() as s:
+                now = datetime.now(UTC)
+                # Wait for any other writer of cluster state, then make sure the engine is
+                # not older than the database (a correction, another process's batch). The
+                # reload reads through other connections: PostgreSQL's row lock does not
+                # block readers, nor does SQLite's write lock in WAL mode.
+                epoch = lock_epoch(s, now)
+                if epoch != self.epoch:
+                    log.info(
+                        "cluster state changed elsewhere (epoch %s -> %d): reloading",
+                        self.epoch,
+                        epoch,
+                    )
+                    self.reload()
+                # Until this batch commits the engine may be ahead of the database: should it
+                # fail, the next call reloads.
+                self.epoch = None
                 rows = s.execute(
                     select(Item, Source)
                     .join(Source, Source.id == Item.source_id)
@@ -187,14 +237,20 @@ class DedupService:
                     .limit(BATCH)
                 ).all()
                 if not rows:
+                    self.epoch = epoch
                     break
+                placed = False
                 for item, source in rows:
                     if item.kind == "article":
                         out = self.engine.add(_dedup_item(item, source), text=item.text)
                         self._persist(s, out)
+                        placed = True
                     item.dedup_state = "done"
                     done += 1
                 self._persist_boilerplate(s)
+                if placed:  # other services reload before their next batch; this one is current
+                    epoch = bump_epoch(s, now)
+            self.epoch = epoch
             self.engine._texts.clear()
         return done
 
@@ -305,6 +361,17 @@ class DedupService:
                     )
                 )
         dirty.clear()
+
+
+def _survivor(cluster_id: int, merged_into: dict[int, int]) -> int:
+    """Where a merged-away cluster's members belong (a left-over of a race)."""
+    seen = {cluster_id}
+    while cluster_id in merged_into:
+        cluster_id = merged_into[cluster_id]
+        if cluster_id in seen:
+            break
+        seen.add(cluster_id)
+    return cluster_id
 
 
 def _chunks(seq: list[int], n: int) -> Iterable[list[int]]:

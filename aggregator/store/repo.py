@@ -90,6 +90,7 @@ def source_status(session: Session) -> list[dict[str, Any]]:
                 "type": src.type,
                 "url": src.url,
                 "in_config": src.in_config,
+                "origin": src.origin,
                 "enabled": bool(main.enabled) if main else src.enabled,
                 "disabled_reason": main.disabled_reason if main else None,
                 "last_poll_at": _iso(main.last_polled_at) if main else None,
