@@ -499,6 +499,28 @@ def test_can_merge_checks_the_constraint_level_and_every_coarser_one() -> None:
         e.add_constraint("topic", 1, 2)
 
 
+def test_a_split_outlives_its_item_leaving_memory() -> None:
+    """forget_before drops the split item first: a member of its cluster takes its place."""
+    e = Engine()
+    build(
+        e,
+        {
+            "duplicate": {10: [1], 11: [2], 12: [3]},
+            "story": {20: [1, 2], 21: [3]},
+            "thread": {30: [1, 2], 31: [3]},
+        },
+    )
+    for n, hours in ((1, 0), (2, 24 * 30), (3, 24 * 30)):
+        at = NOW + timedelta(hours=hours)
+        item = DedupItem(n, "s", "site", None, f"t{n}", "", "", None, None, at)
+        e.records[n] = Rec(item=item, title_key="", publisher_key=None)
+    e.add_constraint("story", 1, 3)
+    assert not e._can_merge("story", 20, 21)
+    e.forget_before(NOW + timedelta(hours=1))  # item 1 leaves, item 2 stays in story 20
+    assert 1 not in e.records and e.apart == [("story", 2, 3)]
+    assert not e._can_merge("story", 20, 21)
+
+
 def test_settle_keeps_an_item_where_it_is_when_the_merge_is_refused() -> None:
     e = Engine()
     build(

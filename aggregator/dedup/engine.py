@@ -498,6 +498,7 @@ class Engine:
         if horizon is None:
             return 0
         old = [i for i, r in self.records.items() if r.item.published_at < horizon]
+        self._restate_apart(set(old))
         for item_id in old:
             rec = self.records.pop(item_id)
             item = rec.item
@@ -532,6 +533,23 @@ class Engine:
                     if level == "story":
                         self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
         return len(old)
+
+    def _restate_apart(self, leaving: set[int]) -> None:
+        """Manual splits name items; when one leaves memory, a member of its cluster that
+        stays speaks for it (the split keeps clusters apart, not single items)."""
+        if not self.apart or not leaving:
+            return
+        restated = []
+        for level, x, y in self.apart:
+            pair = []
+            for item in (x, y):
+                if item in leaving:
+                    cid = self.cluster_of[level].get(item)
+                    staying = self.members[level].get(cid, set()) - leaving if cid else set()
+                    item = min(staying) if staying else item
+                pair.append(item)
+            restated.append((level, pair[0], pair[1]))
+        self.apart = restated
 
     def _reindex_source(self, source: str, out: Outcome) -> None:
         """The source's chrome model changed while it is young: recompute its earlier items'

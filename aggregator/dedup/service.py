@@ -155,12 +155,22 @@ class DedupService:
                 stmt = stmt.where(Item.published_at >= horizon)
             for item, source in s.execute(stmt):
                 self._load_record(_dedup_item(item, source), sigs)
+        stored_cluster: dict[tuple[int, str], int] = {}
         for item_id, level, cluster_id in members:
+            cluster_id = _survivor(cluster_id, merged_into)
+            stored_cluster[(item_id, level)] = cluster_id
             if item_id not in eng.records:
                 continue
-            cluster_id = _survivor(cluster_id, merged_into)
             eng.cluster_of[level][item_id] = cluster_id
             eng.members[level].setdefault(cluster_id, set()).add(item_id)
+        eng.apart = [
+            (
+                level,
+                _stand_in(eng, stored_cluster, x, level),
+                _stand_in(eng, stored_cluster, y, level),
+            )
+            for level, x, y in eng.apart
+        ]
         for item_id, story in eng.cluster_of["story"].items():
             thread = eng.cluster_of["thread"].get(item_id)
             if thread is not None:
@@ -361,6 +371,16 @@ class DedupService:
                     )
                 )
         dirty.clear()
+
+
+def _stand_in(eng: Engine, stored: dict[tuple[int, str], int], item_id: int, level: str) -> int:
+    """The item if it is in memory, else a member of its cluster that is: a split keeps two
+    clusters apart, and any member speaks for its cluster."""
+    if item_id in eng.records:
+        return item_id
+    cid = stored.get((item_id, level))
+    present = eng.members[level].get(cid) if cid is not None else None
+    return min(present) if present else item_id
 
 
 def _survivor(cluster_id: int, merged_into: dict[int, int]) -> int:
