@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..config import DedupConfig
@@ -39,6 +40,8 @@ from .engine import (
     SEED,
     DedupItem,
     Engine,
+    Evidence,
+    Merge,
     Outcome,
     Rec,
     Settings,
@@ -89,6 +92,8 @@ class DedupService:
         self.engine = Engine(settings, text_of=self._text_of)
         self.loaded = False
         self.epoch: int | None = None  # the epoch the engine's state corresponds to
+        self._pending = _Pending()
+        self._first_unsaved = 0  # cluster ids from here on were made by this engine
 
     def _text_of(self, item_id: int) -> str:
         with self.store.sessions() as s:
@@ -178,6 +183,8 @@ class DedupService:
         with self.store.sessions() as s:
             top = s.scalar(select(func.max(Cluster.id))) or 0
         eng.next_cluster_id = top + 1
+        self._first_unsaved = eng.next_cluster_id
+        self._pending = _Pending()
         self.epoch = epoch
         self.loaded = True
         log.debug("dedup state loaded: %d items, %d clusters", len(eng.records), top)
@@ -252,11 +259,11 @@ class DedupService:
                 placed = False
                 for item, source in rows:
                     if item.kind == "article":
-                        out = self.engine.add(_dedup_item(item, source), text=item.text)
-                        self._persist(s, out)
+                        self._persist(self.engine.add(_dedup_item(item, source), text=item.text))
                         placed = True
                     item.dedup_state = "done"
                     done += 1
+                self._flush(s, now)
                 self._persist_boilerplate(s)
                 if placed:  # other services reload before their next batch; this one is current
                     epoch = bump_epoch(s, now)
@@ -264,76 +271,101 @@ class DedupService:
             self.engine._texts.clear()
         return done
 
-    def _persist(self, s: Session, out: Outcome) -> None:
-        eng = self.engine
-        now = datetime.now(UTC)
-        for item_id in {out.item_id, *out.reindexed}:
-            self._save_signatures(s, eng.records[item_id])
-        for merge in out.merges:
+    def _persist(self, out: Outcome) -> None:
+        """Note what an outcome changed; :meth:`_flush` writes a batch's worth at once."""
+        p = self._pending
+        p.signatures.update((out.item_id, *out.reindexed))
+        p.merges.extend(out.merges)
+        p.evidence.update(out.evidence)
+
+    def _flush(self, s: Session, now: datetime) -> None:
+        """Write a batch's decisions in a few multi-row statements, in dependency order:
+        new clusters, merges (which move stored members), memberships, sizes, signatures.
+        Memberships carry the engine's final cluster for the batch, so a cluster merged away
+        later in the same batch is never pointed at."""
+        eng, p = self.engine, self._pending
+        levels: dict[int, str] = {}
+        members = []
+        for (item_id, level), ev in p.evidence.items():
+            cid = eng.cluster_of[level].get(item_id, ev.cluster_id)
+            levels[cid] = level
+            members.append(
+                dict(
+                    item_id=item_id,
+                    level=level,
+                    cluster_id=cid,
+                    matched_item_id=ev.matched_item_id,
+                    method=ev.method,
+                    score=ev.score,
+                    estimated_score=ev.estimated_score,
+                    matched_bands=list(ev.bands) or None,
+                    joined_at=now,
+                    manual=False,
+                )
+            )
+        for m in p.merges:
+            levels.setdefault(m.from_id, m.level)
+            levels.setdefault(m.into_id, m.level)
+        # ids below _first_unsaved are in the database (or were never used by any row)
+        fresh = [
+            dict(id=cid, level=lv, created_at=now, updated_at=now, size=0)
+            for cid, lv in sorted(levels.items())
+            if cid >= self._first_unsaved
+        ]
+        if fresh:
+            s.execute(insert(Cluster), fresh)
+        for m in p.merges:
             s.execute(
                 update(ClusterMember)
-                .where(
-                    ClusterMember.level == merge.level, ClusterMember.cluster_id == merge.from_id
-                )
-                .values(cluster_id=merge.into_id)
+                .where(ClusterMember.level == m.level, ClusterMember.cluster_id == m.from_id)
+                .values(cluster_id=m.into_id)
             )
             s.execute(
                 update(Cluster)
-                .where(Cluster.id == merge.from_id)
-                .values(merged_into_id=merge.into_id, size=0, updated_at=now)
+                .where(Cluster.id == m.from_id)
+                .values(merged_into_id=m.into_id, size=0, updated_at=now)
             )
-        touched: set[tuple[str, int]] = set()
-        for (item_id, level), ev in out.evidence.items():
-            # a cluster made and merged away within this outcome: record where it went
-            cid = eng.cluster_of[level][item_id]
-            if s.get(Cluster, cid) is None:
-                s.add(Cluster(id=cid, level=level, created_at=now, updated_at=now, size=0))
-                s.flush()
-            values = dict(
-                cluster_id=cid,
-                matched_item_id=ev.matched_item_id,
-                method=ev.method,
-                score=ev.score,
-                estimated_score=ev.estimated_score,
-                matched_bands=list(ev.bands) or None,
-                joined_at=now,
-                manual=False,
-            )
-            stmt = dialect_insert(s, ClusterMember).values(item_id=item_id, level=level, **values)
-            s.execute(stmt.on_conflict_do_update(index_elements=["item_id", "level"], set_=values))
-            touched.add((level, cid))
-        touched |= {(m.level, m.into_id) for m in out.merges if m.into_id in eng.members[m.level]}
-        for level, cid in touched:
+        if members:
+            stmt = dialect_insert(s, ClusterMember)
             s.execute(
-                update(Cluster)
-                .where(Cluster.id == cid)
-                .values(size=len(eng.members[level][cid]), updated_at=now)
+                stmt.on_conflict_do_update(
+                    index_elements=["item_id", "level"],
+                    set_={k: stmt.excluded[k] for k in members[0] if k not in ("item_id", "level")},
+                ),
+                members,
             )
-
-    def _save_signatures(self, s: Session, rec: Rec) -> None:
-        for level, sig, feats in (
-            ("duplicate", rec.dup_sig, None),
-            (
-                "story",
-                rec.story_sig,
-                {
-                    "terms": dict(rec.terms),
-                    "lead": dict(rec.lead),
-                    "short": rec.short,
-                    "body_len": rec.body_len,
-                },
-            ),
-        ):
-            if sig is None:
-                continue
-            values: dict[str, Any] = dict(
-                num_perm=len(sig),
-                seed=SEED,
-                hashvalues=sig.astype(np.uint64).tobytes(),
-                features=feats,
+        sizes = [
+            dict(b_id=cid, b_size=len(eng.members[lv][cid]), b_now=now)
+            for cid, lv in levels.items()
+            if cid in eng.members[lv]
+        ]
+        if sizes:
+            table = Cluster.__table__  # Core: an executemany UPDATE, not the ORM's by-key form
+            s.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(size=bindparam("b_size"), updated_at=bindparam("b_now")),
+                sizes,
             )
-            stmt = dialect_insert(s, Signature).values(item_id=rec.item.id, level=level, **values)
-            s.execute(stmt.on_conflict_do_update(index_elements=["item_id", "level"], set_=values))
+        signatures = [
+            row
+            for item_id in sorted(p.signatures)
+            if item_id in eng.records
+            for row in _signature_rows(eng.records[item_id])
+        ]
+        if signatures:
+            stmt = dialect_insert(s, Signature)
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["item_id", "level"],
+                    set_={
+                        k: stmt.excluded[k] for k in ("num_perm", "seed", "hashvalues", "features")
+                    },
+                ),
+                signatures,
+            )
+        self._first_unsaved = eng.next_cluster_id
+        self._pending = _Pending()
 
     def _persist_boilerplate(self, s: Session) -> None:
         model = self.engine.boilerplate
@@ -371,6 +403,45 @@ class DedupService:
                     )
                 )
         dirty.clear()
+
+
+def _signature_rows(rec: Rec) -> list[dict[str, Any]]:
+    """The stored form of an item's signatures: bytes, plus the story terms that verify."""
+    rows = []
+    for level, sig, feats in (
+        ("duplicate", rec.dup_sig, None),
+        (
+            "story",
+            rec.story_sig,
+            {
+                "terms": dict(rec.terms),
+                "lead": dict(rec.lead),
+                "short": rec.short,
+                "body_len": rec.body_len,
+            },
+        ),
+    ):
+        if sig is not None:
+            rows.append(
+                dict(
+                    item_id=rec.item.id,
+                    level=level,
+                    num_perm=len(sig),
+                    seed=SEED,
+                    hashvalues=sig.astype(np.uint64).tobytes(),
+                    features=feats,
+                )
+            )
+    return rows
+
+
+@dataclass
+class _Pending:
+    """A batch's decisions not yet written."""
+
+    signatures: set[int] = field(default_factory=set)
+    merges: list[Merge] = field(default_factory=list)
+    evidence: dict[tuple[int, str], Evidence] = field(default_factory=dict)
 
 
 def _stand_in(eng: Engine, stored: dict[tuple[int, str], int], item_id: int, level: str) -> int:
