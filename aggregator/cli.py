@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from sqlalchemy.exc import IntegrityError
+
 from . import __version__
 from .config import Config, load_config
 from .digest import digest_status
@@ -48,8 +50,7 @@ class Context:
             store = open_store(self.config.database.url)
             try:
                 if sync:
-                    with store.session() as s:
-                        repo.sync_sources(s, self.config.sources, datetime.now(UTC))
+                    _sync_sources(store, self.config)
             except BaseException:
                 store.close()
                 raise
@@ -59,6 +60,19 @@ class Context:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def _sync_sources(store: Store, config: Config, attempts: int = 3) -> None:
+    """Mirror the config into the database. Daemons started together race to add the same
+    new sources: the loser's transaction fails on the unique name, and a retry finds them."""
+    for attempt in range(attempts):
+        try:
+            with store.session() as s:
+                repo.sync_sources(s, config.sources, datetime.now(UTC))
+            return
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
 
 
 # ---------------------------------------------------------------- commands

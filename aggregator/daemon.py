@@ -97,7 +97,7 @@ class Daemon:
         database, so it is dropped and reloaded from the database next time."""
         try:
             with self._dedup_lock:  # the poll job and digest jobs share one engine
-                placed = self.dedup.process_pending()
+                placed = self.dedup.process_pending(wait=False)
         except StoreError as exc:
             log.error("database unavailable while clustering, will retry: %s", exc)
             self.dedup = self._new_dedup()

@@ -12,8 +12,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -89,7 +89,13 @@ def fetch_settings(cfg: Config) -> FetchSettings:
 
 
 def claim_due_feeds(
-    store: Store, *, now: datetime, owner: str, limit: int = 100, all_feeds: bool = False
+    store: Store,
+    *,
+    now: datetime,
+    owner: str,
+    limit: int = 100,
+    all_feeds: bool = False,
+    exclude: Collection[int] = (),
 ) -> list[FeedJob]:
     """Lease the due feeds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: workers never collide).
 
@@ -112,6 +118,8 @@ def claim_due_feeds(
         )
         if not all_feeds:
             stmt = stmt.where(Feed.next_check_at <= now)
+        if exclude:
+            stmt = stmt.where(Feed.id.not_in(list(exclude)))
         if store.dialect == "postgresql":
             stmt = stmt.with_for_update(of=Feed, skip_locked=True)
         ids = list(s.scalars(stmt))
@@ -454,35 +462,49 @@ def poll_round(
     should_stop: Callable[[], bool] = lambda: False,
     now: datetime | None = None,
 ) -> list[PollOutcome]:
-    """Claim the due feeds and refresh them on a small worker pool.
+    """Refresh the due feeds on a small worker pool, leasing them a few at a time.
 
-    ``should_stop`` is checked before each fetch starts: on shutdown the running fetches
-    finish and the rest are released (their leases cleared) for the next round.
+    Leasing only as many feeds as there are free fetch slots lets several daemons on one
+    database share a backlog instead of one of them taking it all. Each feed is refreshed at
+    most once per round. ``should_stop`` is checked before each lease: on shutdown the
+    running fetches finish and nothing more is taken.
     """
-    jobs = claim_due_feeds(
-        store,
-        now=now or datetime.now(UTC),
-        owner=owner,
-        limit=10_000 if all_feeds else 500,
-        all_feeds=all_feeds,
-    )
-    if not jobs:
-        return []
-
-    def work(job: FeedJob) -> PollOutcome | None:
-        if should_stop():
-            return None
-        return refresh_feed(store, fetcher, cfg, job)
-
+    if all_feeds:  # `poll --once --all`: everything, due or not, in one lease
+        jobs = claim_due_feeds(
+            store, now=now or datetime.now(UTC), owner=owner, limit=10_000, all_feeds=True
+        )
+    else:
+        jobs = []
+    slots = cfg.polling.workers
     outcomes: list[PollOutcome] = []
     skipped: list[int] = []
-    with ThreadPoolExecutor(max_workers=cfg.polling.workers, thread_name_prefix="poll") as pool:
-        for job, outcome in zip(jobs, pool.map(work, jobs), strict=True):
-            if outcome is None:
-                skipped.append(job.feed_id)
+    seen: set[int] = set()
+    with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="poll") as pool:
+        running: dict[Future[PollOutcome], FeedJob] = {}
+        while True:
+            if not should_stop():
+                if not all_feeds and len(running) < slots:
+                    jobs += claim_due_feeds(
+                        store,
+                        now=now or datetime.now(UTC),
+                        owner=owner,
+                        limit=slots - len(running),
+                        exclude=seen,
+                    )
+                while jobs and len(running) < slots:
+                    job = jobs.pop(0)
+                    seen.add(job.feed_id)
+                    running[pool.submit(refresh_feed, store, fetcher, cfg, job)] = job
             else:
-                outcomes.append(outcome)
-    if skipped:
+                skipped += [job.feed_id for job in jobs]
+                jobs = []
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                outcomes.append(future.result())
+    if skipped:  # stopping: leased but not started
         with store.session() as s:
             s.execute(
                 update(Feed).where(Feed.id.in_(skipped)).values(lease_owner=None, lease_until=None)

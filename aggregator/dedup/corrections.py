@@ -48,6 +48,18 @@ def lock_epoch(s: Session, now: datetime, *, bump: bool = False) -> int:
     return read_epoch(s)
 
 
+def try_lock_epoch(s: Session, now: datetime) -> int | None:
+    """Like :func:`lock_epoch`, but None at once if another transaction holds the row
+    (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so a daemon whose peer is clustering skips its
+    turn: the peer places every pending item, this daemon's included. SQLite waits."""
+    if s.get_bind().dialect.name != "postgresql":
+        return lock_epoch(s, now)
+    epoch = s.scalar(
+        select(DedupEpoch.epoch).where(DedupEpoch.id == EPOCH_ROW).with_for_update(skip_locked=True)
+    )
+    return None if epoch is None else int(epoch)
+
+
 def bump_epoch(s: Session, now: datetime) -> int:
     """Count a change of cluster state (the row is already locked by this transaction)."""
     return lock_epoch(s, now, bump=True)

@@ -35,7 +35,7 @@ from ..store.models import (
     Signature,
     Source,
 )
-from .corrections import bump_epoch, lock_epoch, read_epoch
+from .corrections import bump_epoch, lock_epoch, read_epoch, try_lock_epoch
 from .engine import (
     SEED,
     DedupItem,
@@ -223,8 +223,9 @@ class DedupService:
 
     # ------------------------------------------------------------ processing
 
-    def process_pending(self, *, limit: int | None = None) -> int:
-        """Place every pending item (in published order); returns how many were placed."""
+    def process_pending(self, *, limit: int | None = None, wait: bool = True) -> int:
+        """Place every pending item (in published order); returns how many were placed.
+        ``wait=False``: return 0 at once when another process is clustering (PostgreSQL)."""
         if not self.loaded:
             self.load()
         done = 0
@@ -235,7 +236,9 @@ class DedupService:
                 # not older than the database (a correction, another process's batch). The
                 # reload reads through other connections: PostgreSQL's row lock does not
                 # block readers, nor does SQLite's write lock in WAL mode.
-                epoch = lock_epoch(s, now)
+                epoch = lock_epoch(s, now) if wait else try_lock_epoch(s, now)
+                if epoch is None:
+                    break  # a peer is placing the pending items
                 if epoch != self.epoch:
                     log.info(
                         "cluster state changed elsewhere (epoch %s -> %d): reloading",
