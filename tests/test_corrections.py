@@ -413,20 +413,21 @@ def test_merge_at_duplicate_level_merges_story_and_thread(store: Store) -> None:
 
 def test_bad_corrections_are_clear_and_change_nothing(store: Store) -> None:
     service = clustered(store)
-    eng = service.engine
     sid, _, x, _ = pick_story(service)
-    other_story = next(
-        s for s in eng.members["story"] if s != sid and x not in eng.members["story"][s]
-    )
-    single = next(s for s, m in eng.members["story"].items() if len(m) == 1)
-    (lone,) = eng.members["story"][single]
+    stored = memberships(store)  # the whole clusters (older members have left memory)
+    groups: dict[str, dict[int, set[int]]] = {lv: {} for lv in LEVELS}
+    for (i, lv), c in stored.items():
+        groups[lv].setdefault(c, set()).add(i)
+    other_story = next(s for s in groups["story"] if s != sid and x not in groups["story"][s])
+    single = next(s for s, m in groups["story"].items() if len(m) == 1)
+    (lone,) = groups["story"][single]
     whole = next(
         t
-        for t, m in eng.members["thread"].items()
-        if len(m) > 1 and len({eng.cluster_of["story"][i] for i in m}) == 1
+        for t, m in groups["thread"].items()
+        if len(m) > 1 and len({stored[i, "story"] for i in m}) == 1
     )
-    in_whole = min(eng.members["thread"][whole])
-    thread_of_x = eng.cluster_of["thread"][x]
+    in_whole = min(groups["thread"][whole])
+    thread_of_x = stored[x, "thread"]
     cases = [
         (lambda s: split(s, 999999, x, NOW), "no cluster with id 999999"),
         (
@@ -514,6 +515,7 @@ def test_a_split_outlives_its_item_leaving_memory() -> None:
         at = NOW + timedelta(hours=hours)
         item = DedupItem(n, "s", "site", None, f"t{n}", "", "", None, None, at)
         e.records[n] = Rec(item=item, title_key="", publisher_key=None)
+        e.hold(item)
     e.add_constraint("story", 1, 3)
     assert not e._can_merge("story", 20, 21)
     e.forget_before(NOW + timedelta(hours=1))  # item 1 leaves, item 2 stays in story 20

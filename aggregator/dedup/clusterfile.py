@@ -86,14 +86,27 @@ def cluster_rows(
     rows: list[dict[str, Any]], path: Path, settings: Settings | None = None
 ) -> tuple[list[dict[str, str]], Engine]:
     engine = Engine(settings)
-    order = []
+    # Items leave the engine's memory once every window has closed on them, so each one's
+    # clusters are noted as it is placed and followed through later merges.
+    placed: dict[int, dict[str, int]] = {}
+    merged: dict[tuple[str, int], int] = {}
     for item, text in to_items(rows, path):
-        engine.add(item, text=text)
-        order.append(item.id)
-    out = []
+        out = engine.add(item, text=text)
+        for m in out.merges:
+            merged[(m.level, m.from_id)] = m.into_id
+        for item_id, level in out.evidence:
+            placed.setdefault(item_id, {})[level] = engine.cluster_of[level][item_id]
+        placed[item.id] = engine.clusters_of(item.id)
+
+    def final(level: str, cid: int) -> int:
+        while (level, cid) in merged:
+            cid = merged[(level, cid)]
+        return cid
+
+    out_rows = []
     for n, row in enumerate(rows):
-        c = engine.clusters_of(n)
-        out.append(
+        c = {level: final(level, cid) for level, cid in placed[n].items()}
+        out_rows.append(
             {
                 "id": str(row["id"]),
                 "duplicate": f"d{c['duplicate']}",
@@ -101,7 +114,7 @@ def cluster_rows(
                 "thread": f"t{c['thread']}",
             }
         )
-    return out, engine
+    return out_rows, engine
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:

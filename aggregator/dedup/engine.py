@@ -19,6 +19,7 @@ pure in-memory logic; :mod:`.service` loads and persists its state.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter, defaultdict
@@ -38,7 +39,6 @@ LEVELS = ("duplicate", "story", "thread")
 AGGREGATOR_KINDS = ("google_news", "bing_news")
 SEED = 1
 WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is learned
-PRUNE_EVERY = 500  # items between checks for items that left every window
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +209,7 @@ class Engine:
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
         self.newest_at: datetime | None = None
+        self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
         self.apart: list[tuple[str, int, int]] = []
 
@@ -458,8 +459,7 @@ class Engine:
         """Place a new item. Re-adding a known item changes nothing."""
         if item.id in self.records:
             return Outcome(item.id)
-        if self.n_docs and self.n_docs % PRUNE_EVERY == 0:
-            self.forget_before(self.horizon())  # before placing: this item's state stays whole
+        self.forget_before(self.horizon())  # before placing: this item's state stays whole
         if text is not None:
             self._texts[item.id] = text
         out = Outcome(item.id)
@@ -469,6 +469,7 @@ class Engine:
             publisher_key=publisher_key(item.publisher),
         )
         self.records[item.id] = rec
+        self.hold(item)
         if item.feed_kind not in AGGREGATOR_KINDS:
             crossed = self.boilerplate.observe(item.source, item.title, self.raw_text(item.id))
             if crossed:
@@ -481,6 +482,10 @@ class Engine:
         if self.newest_at is None or item.published_at > self.newest_at:
             self.newest_at = item.published_at
         return out
+
+    def hold(self, item: DedupItem) -> None:
+        """Remember when the item leaves every window (see :meth:`forget_before`)."""
+        heapq.heappush(self._by_time, (item.published_at, item.id))
 
     def horizon(self) -> datetime | None:
         """Items published before this can no longer match anything new: every window
@@ -497,7 +502,14 @@ class Engine:
         long-running engine holds one retention window, not its whole history."""
         if horizon is None:
             return 0
-        old = [i for i, r in self.records.items() if r.item.published_at < horizon]
+        old = []
+        by_time = self._by_time  # a heap: the check costs nothing while nobody is due
+        while by_time and by_time[0][0] < horizon:
+            _, item_id = heapq.heappop(by_time)
+            if item_id in self.records:
+                old.append(item_id)
+        if not old:
+            return 0
         self._restate_apart(set(old))
         for item_id in old:
             rec = self.records.pop(item_id)

@@ -21,6 +21,7 @@ from .service import DedupService
 def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
     if not service.loaded:
         service.load()
+    service.load_items((a, b))  # older items have left memory; their evidence is stored
     eng = service.engine
     with service.store.sessions() as s:
         items = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_([a, b])))}

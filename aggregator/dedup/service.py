@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..config import DedupConfig
@@ -189,6 +189,44 @@ class DedupService:
         self.loaded = True
         log.debug("dedup state loaded: %d items, %d clusters", len(eng.records), top)
 
+    def load_items(self, ids: Iterable[int]) -> None:
+        """Bring stored items that have left every window back into memory, with the rest of
+        their stories (for centroids), so ``why`` can explain any two clustered items."""
+        eng = self.engine
+        with self.store.sessions() as s:
+            wanted = {i for i in ids if i not in eng.records}
+            stories = select(ClusterMember.cluster_id).where(
+                ClusterMember.level == "story", ClusterMember.item_id.in_(wanted)
+            )
+            wanted |= set(
+                s.scalars(
+                    select(ClusterMember.item_id).where(
+                        ClusterMember.level == "story", ClusterMember.cluster_id.in_(stories)
+                    )
+                )
+            )
+            wanted -= set(eng.records)
+            if not wanted:
+                return
+            sigs = {
+                (sig.item_id, sig.level): sig
+                for sig in s.scalars(select(Signature).where(Signature.item_id.in_(wanted)))
+            }
+            rows = s.execute(
+                select(Item, Source)
+                .join(Source, Source.id == Item.source_id)
+                .where(Item.id.in_(wanted), Item.dedup_state == "done", Item.kind == "article")
+            ).all()
+            for item, source in rows:
+                self._load_record(_dedup_item(item, source), sigs)
+            for item_id, level, cluster_id in s.execute(
+                select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id).where(
+                    ClusterMember.item_id.in_(wanted)
+                )
+            ):
+                eng.cluster_of[level][item_id] = cluster_id
+                eng.members[level].setdefault(cluster_id, set()).add(item_id)
+
     def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Signature]) -> None:
         eng = self.engine
         rec = Rec(
@@ -207,6 +245,7 @@ class DedupService:
             rec.short = bool(feats.get("short", True))
             rec.body_len = int(feats.get("body_len", 0))
         eng.records[item.id] = rec
+        eng.hold(item)
         eng.by_source[item.source].append(item.id)
         eng.n_docs += 1
         eng.df.update(rec.terms.keys())
@@ -276,8 +315,10 @@ class DedupService:
 
     def _persist(self, out: Outcome) -> None:
         """Note what an outcome changed; :meth:`_flush` writes a batch's worth at once."""
-        p = self._pending
-        p.signatures.update((out.item_id, *out.reindexed))
+        p, records = self._pending, self.engine.records
+        for item_id in (out.item_id, *out.reindexed):  # now: the item may be forgotten by flush
+            for row in _signature_rows(records[item_id]):
+                p.signatures[(item_id, row["level"])] = row
         p.merges.extend(out.merges)
         p.evidence.update(out.evidence)
 
@@ -289,8 +330,13 @@ class DedupService:
         eng, p = self.engine, self._pending
         levels: dict[int, str] = {}
         members = []
+        moved = {(m.level, m.from_id): m.into_id for m in p.merges}
         for (item_id, level), ev in p.evidence.items():
-            cid = eng.cluster_of[level].get(item_id, ev.cluster_id)
+            cid = eng.cluster_of[level].get(item_id)
+            if cid is None:  # placed, then forgotten within the batch: follow the merges
+                cid = ev.cluster_id
+                while (level, cid) in moved:
+                    cid = moved[(level, cid)]
             levels[cid] = level
             members.append(
                 dict(
@@ -337,25 +383,18 @@ class DedupService:
                 ),
                 members,
             )
-        sizes = [
-            dict(b_id=cid, b_size=len(eng.members[lv][cid]), b_now=now)
-            for cid, lv in levels.items()
-            if cid in eng.members[lv]
-        ]
-        if sizes:
-            table = Cluster.__table__  # Core: an executemany UPDATE, not the ORM's by-key form
-            s.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(size=bindparam("b_size"), updated_at=bindparam("b_now")),
-                sizes,
+        if levels:  # counted in the database: members that left memory count too
+            counted = (
+                select(func.count()).where(ClusterMember.cluster_id == Cluster.id).scalar_subquery()
             )
-        signatures = [
-            row
-            for item_id in sorted(p.signatures)
-            if item_id in eng.records
-            for row in _signature_rows(eng.records[item_id])
-        ]
+            for chunk in _chunks(sorted(levels), 500):
+                s.execute(
+                    update(Cluster)
+                    .where(Cluster.id.in_(chunk), Cluster.merged_into_id.is_(None))
+                    .values(size=counted, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        signatures = [p.signatures[key] for key in sorted(p.signatures)]
         if signatures:
             stmt = dialect_insert(s, Signature)
             s.execute(
@@ -442,7 +481,7 @@ def _signature_rows(rec: Rec) -> list[dict[str, Any]]:
 class _Pending:
     """A batch's decisions not yet written."""
 
-    signatures: set[int] = field(default_factory=set)
+    signatures: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     merges: list[Merge] = field(default_factory=list)
     evidence: dict[tuple[int, str], Evidence] = field(default_factory=dict)
 
