@@ -699,9 +699,18 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (it may have been replaced
+    since start-up, e.g. by a test harness), never to a stream closed since."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def setup_logging(verbose: int, quiet: bool, fmt: str | None) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     if (fmt or os.environ.get("AGGREGATOR_LOG_FORMAT")) == "json":
         handler.setFormatter(_JsonFormatter())
     else:

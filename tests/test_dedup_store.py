@@ -178,3 +178,49 @@ def test_why_explains_with_stored_evidence(store: Store) -> None:
     assert apart["levels"]["thread"]["together"] is False
     text = render(apart)
     assert "thread: apart" in text and "threshold" in text
+
+
+def test_a_reload_between_every_batch_changes_nothing(
+    store: Store, tmp_path: Path, monkeypatch
+) -> None:
+    """What a restarted (or a second) daemon loads is the state a running one holds: clusters
+    from small batches, each by a fresh service loaded from the database, equal those of one
+    uninterrupted service. The fixtures span years, so items leave memory on the way."""
+    from conftest import FEEDS
+
+    from aggregator.config import Config
+    from aggregator.dedup import service as service_mod
+    from aggregator.importer import import_file
+    from aggregator.store import open_store
+    from aggregator.store.db import upgrade
+
+    names = sorted(p.name for p in FEEDS.glob("*.xml"))
+    reference = open_store(f"sqlite:///{tmp_path / 'ref.sqlite'}", check=False)
+    upgrade(reference.engine)
+    for target in (reference, store):
+        for name in names:
+            assert import_file(target, Config(), FEEDS / name).error is None
+    try:
+        DedupService(reference).process_pending()
+        monkeypatch.setattr(service_mod, "BATCH", 25)
+        batches = 0
+        while DedupService(store).process_pending(limit=25):
+            batches += 1
+        assert batches > 10
+        for level in ("duplicate", "story", "thread"):
+            assert by_guid(store, level) == by_guid(reference, level), level
+    finally:
+        reference.close()
+
+
+def by_guid(store: Store, level: str) -> set[frozenset[tuple[str, str]]]:
+    groups: dict[int, set[tuple[str, str]]] = {}
+    with store.session() as s:
+        for cid, source, guid in s.execute(
+            select(ClusterMember.cluster_id, Source.name, Item.guid)
+            .join(Item, Item.id == ClusterMember.item_id)
+            .join(Source, Source.id == Item.source_id)
+            .where(ClusterMember.level == level)
+        ):
+            groups.setdefault(cid, set()).add((source, guid))
+    return {frozenset(g) for g in groups.values()}

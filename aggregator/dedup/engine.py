@@ -272,6 +272,15 @@ class Engine:
         scored = sorted(terms, key=lambda t: (-terms[t] * self.idf(t), t))
         return scored[: self.settings.story_top_terms]
 
+    def _uncount(self, terms: Iterable[str]) -> None:
+        df = self.df
+        for term in terms:
+            left = df[term] - 1
+            if left > 0:
+                df[term] = left
+            else:
+                del df[term]
+
     def idf(self, term: str) -> float:
         return math.log((self.n_docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
 
@@ -514,6 +523,9 @@ class Engine:
         for item_id in old:
             rec = self.records.pop(item_id)
             item = rec.item
+            # term statistics cover what is held, as after a restart (and stay bounded)
+            self.n_docs -= 1
+            self._uncount(rec.terms)
             self._unindex(item_id, rec.dup_sig, "duplicate")
             self._unindex(item_id, rec.story_sig, "story")
             for index, key in (
@@ -573,7 +585,9 @@ class Engine:
             rec = self.records[item_id]
             self._unindex(item_id, rec.dup_sig, "duplicate")
             self._unindex(item_id, rec.story_sig, "story")
-            self._features(rec)
+            self._uncount(rec.terms)  # document frequencies follow the new terms,
+            self._features(rec)  # as a restart would count them from the stored ones
+            self.df.update(rec.terms.keys())
             story = self.cluster_of["story"].get(item_id)
             if story is not None:
                 self._centroids.pop(story, None)
