@@ -208,6 +208,7 @@ class Engine:
         self._shingle_cache: dict[int, frozenset[int]] = {}
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
+        self._idf_cache: dict[str, float] = {}
         self.newest_at: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
@@ -251,6 +252,7 @@ class Engine:
         return m.hashvalues.astype(np.uint64)
 
     def _features(self, rec: Rec) -> None:
+        self._idf_cache.clear()  # term statistics may have changed since the last use
         item = rec.item
         body = self._clean_body(item)
         rec.body_len = len(tokens(body))
@@ -272,6 +274,15 @@ class Engine:
         scored = sorted(terms, key=lambda t: (-terms[t] * self.idf(t), t))
         return scored[: self.settings.story_top_terms]
 
+    @staticmethod
+    def _uncount_lead(total: Counter[str], lead: Counter[str]) -> None:
+        for term, n in lead.items():
+            left = total[term] - n
+            if left > 0:
+                total[term] = left
+            else:
+                del total[term]
+
     def _uncount(self, terms: Iterable[str]) -> None:
         df = self.df
         for term in terms:
@@ -282,7 +293,12 @@ class Engine:
                 del df[term]
 
     def idf(self, term: str) -> float:
-        return math.log((self.n_docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
+        # cached while one item is featured or placed: the statistics do not change then
+        value = self._idf_cache.get(term)
+        if value is None:
+            value = math.log((self.n_docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
+            self._idf_cache[term] = value
+        return value
 
     # ------------------------------------------------------------ LSH
 
@@ -377,8 +393,9 @@ class Engine:
         return self.overlap(short.terms, other.terms), self.settings.story_short_threshold
 
     def centroid(self, story_id: int) -> Counter[str]:
-        """A story's topic: the summed title-and-lead terms of its members (cached until the
-        story changes)."""
+        """A story's topic: the summed title-and-lead terms of its members (cached, and kept
+        up to date as members join, merge in or leave: a big story is not summed again for
+        every new member)."""
         total = self._centroids.get(story_id)
         if total is None:
             total = Counter()
@@ -399,8 +416,8 @@ class Engine:
     def _join(self, level: str, item_id: int, cid: int) -> None:
         self.members[level][cid].add(item_id)
         self.cluster_of[level][item_id] = cid
-        if level == "story":
-            self._centroids.pop(cid, None)
+        if level == "story" and cid in self._centroids:
+            self._centroids[cid].update(self.records[item_id].lead)
 
     def add_constraint(self, level: str, x: int, y: int) -> None:
         """Keep items x and y in different clusters at ``level`` (and so at every finer
@@ -444,8 +461,10 @@ class Engine:
             return a
         into, frm = min(a, b), max(a, b)
         if level == "story":
-            self._centroids.pop(into, None)
-            self._centroids.pop(frm, None)
+            kept, gone = self._centroids.pop(into, None), self._centroids.pop(frm, None)
+            if kept is not None and gone is not None:
+                kept.update(gone)
+                self._centroids[into] = kept
         moved = self.members[level].pop(frm)
         for m in moved:
             self.cluster_of[level][m] = into
@@ -550,12 +569,13 @@ class Engine:
                 if members is None:
                     continue
                 members.discard(item_id)
-                if level == "story":
-                    self._centroids.pop(cid, None)  # type: ignore[arg-type]
+                if level == "story" and cid in self._centroids:
+                    self._uncount_lead(self._centroids[cid], rec.lead)  # type: ignore[index]
                 if not members:
                     del self.members[level][cid]  # type: ignore[arg-type]
                     if level == "story":
                         self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
+                        self._centroids.pop(cid, None)  # type: ignore[arg-type]
         return len(old)
 
     def _restate_apart(self, leaving: set[int]) -> None:
@@ -595,6 +615,7 @@ class Engine:
             out.reindexed.append(item_id)
 
     def _place(self, rec: Rec, out: Outcome, *, existing: bool = False) -> None:
+        self._idf_cache.clear()  # term statistics may have changed since the last placement
         dup = self._place_duplicate(rec, out, existing)
         story = self._place_story(rec, out, existing, dup)
         self._place_thread(rec, out, existing, story)

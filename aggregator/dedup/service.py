@@ -183,6 +183,7 @@ class DedupService:
         with self.store.sessions() as s:
             top = s.scalar(select(func.max(Cluster.id))) or 0
         eng.next_cluster_id = top + 1
+        eng._idf_cache.clear()
         self._first_unsaved = eng.next_cluster_id
         self._pending = _Pending()
         self.epoch = epoch
@@ -226,6 +227,7 @@ class DedupService:
             ):
                 eng.cluster_of[level][item_id] = cluster_id
                 eng.members[level].setdefault(cluster_id, set()).add(item_id)
+        eng._idf_cache.clear()
 
     def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Signature]) -> None:
         eng = self.engine
