@@ -266,6 +266,9 @@ def ours(
     profile: Path | None,
     problems: list[str],
 ) -> dict[str, dict[str, Any]]:
+    if url.startswith("sqlite:///"):  # a fresh database (--keep reuses the directory)
+        for suffix in ("", "-wal", "-shm"):
+            Path(url[len("sqlite:///") :] + suffix).unlink(missing_ok=True)
     config = write_config(work, url)
     if not url.startswith("sqlite"):
         run_child("upgrade", config)
@@ -315,7 +318,10 @@ def table(rows: list[tuple[str, str, str, str, str]]) -> str:
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.1f}x" if a and b else "-"
+    if not a or not b:
+        return "-"
+    r = a / b
+    return f"{r:.1f}x" if r >= 1 else f"{r:.3f}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
+    fingerprint = workload.code_fingerprint()
+    print(f"aggregator sources: {fingerprint}", flush=True)
     problems: list[str] = []
     naive: dict[str, dict[str, Any]] = {}
     if not args.skip_naive:
@@ -442,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         print(profile.read_text(encoding="utf-8"))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+    if workload.code_fingerprint() != fingerprint:
+        problems.append(
+            f"the aggregator sources changed during the run ({fingerprint} -> "
+            f"{workload.code_fingerprint()}): the figures mix two versions"
+        )
     for p in problems:
         print("PROBLEM:", p)
     return 1 if problems else 0

@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"expected {expect_new} new items, got {outcome.items_new}")
         return t1 - t0, t2 - t1, t3 - t2, outcome.result, outcome.items_seen, placed
 
+    fingerprint = workload.code_fingerprint()
     print(
+        f"aggregator sources: {fingerprint}; "
         f"feed: {site.name} ({site.lang}, {args.format}), {args.new} new items per poll, "
         f"{args.window} entries per document, items {step:.0f} s apart; database {db}",
         flush=True,
@@ -273,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             "without the fetch (target >= 50000)"
         )
 
+    if workload.code_fingerprint() != fingerprint:
+        print("WARNING: the aggregator sources changed during the run (loaded code unchanged)")
     fetcher.close()
     server.shutdown()
     store.close()

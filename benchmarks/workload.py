@@ -1127,6 +1127,21 @@ def generate(
     return manifest
 
 
+def code_fingerprint() -> str:
+    """A short hash of the installed ``aggregator`` package's sources: which code a benchmark
+    measured (printed at the start and end of a run; a change in between is reported)."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec("aggregator")
+    if spec is None or spec.origin is None:
+        return "unknown"
+    digest = hashlib.sha256()
+    for path in sorted(Path(spec.origin).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def load_manifest(directory: Path) -> dict[str, object]:
     with (directory / "manifest.json").open(encoding="utf-8") as fh:
         return json.load(fh)
