@@ -253,9 +253,37 @@ def test_engine_forgets_items_outside_every_window() -> None:
     for level in ("duplicate", "story", "thread"):
         assert set(engine.cluster_of[level]) == held
         assert set().union(*engine.members[level].values()) == held
+    # term statistics cover exactly the held items' terms (ids of forgotten terms recycled)
+    assert engine.vocab.n_docs == len(held)
+    assert len(engine.vocab) == len({t for r in engine.records.values() for t in r.terms})
     # the site's boilerplate model keeps its chrome but not every article's lines
     model = engine.boilerplate.sources["IT BOLTWISE"]
     assert engine.boilerplate.is_boilerplate(
         "IT BOLTWISE", next(k for k, c in model.counts.items() if c >= 2)
     )
     assert len(model.counts) < n
+
+
+def test_replacing_an_item_whose_own_cluster_is_merged_on_the_way() -> None:
+    """A re-placed item (its source's chrome was just learned) can match an older cluster
+    best and a co-member of its own cluster too: the merge of its own cluster into the older
+    one must leave it there (this raised KeyError on the synthetic workload)."""
+    from aggregator.dedup.engine import Evidence, Outcome, Rec
+
+    engine = Engine()
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in (1, 2, 3):
+        item = site_item(n, f"Meldung {n}", "", at)
+        engine.records[n] = Rec(item=item, title_key="", publisher_key=None)
+    older = engine._new_cluster("duplicate", 1)
+    own = engine._new_cluster("duplicate", 2)
+    engine._join("duplicate", 3, own)
+    matches = [
+        Evidence("duplicate", 0, "minhash", 1, 0.9),  # best: the older cluster
+        Evidence("duplicate", 0, "minhash", 2, 0.7),  # its own cluster's other member
+    ]
+    out = Outcome(3)
+    engine._settle("duplicate", engine.records[3], matches, out, existing=True)
+    assert {engine.cluster_of["duplicate"][n] for n in (1, 2, 3)} == {older}
+    assert engine.members["duplicate"] == {older: {1, 2, 3}}
+    assert [(m.from_id, m.into_id) for m in out.merges] == [(own, older)]

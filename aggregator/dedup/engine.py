@@ -20,12 +20,12 @@ pure in-memory logic; :mod:`.service` loads and persists its state.
 from __future__ import annotations
 
 import heapq
-import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 
 import numpy as np
 from datasketch import MinHash
@@ -34,6 +34,7 @@ from datasketch.lsh import _optimal_param
 from ..normaliser import html_to_text
 from .boilerplate import BoilerplateModel
 from .text import fold, shingles, stable_hash64, term_counts, tokens
+from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
 LEVELS = ("duplicate", "story", "thread")
 AGGREGATOR_KINDS = ("google_news", "bing_news")
@@ -115,6 +116,7 @@ class Rec:
     story_sig: np.ndarray | None = None
     terms: Counter[str] = field(default_factory=Counter)
     lead: Counter[str] = field(default_factory=Counter)  # title + lead: who and what
+    vec: TermVector = EMPTY  # ``terms`` over the engine's vocabulary
     short: bool = True
     body_len: int = 0
 
@@ -202,13 +204,12 @@ class Engine:
         self.members: dict[str, dict[int, set[int]]] = {lv: {} for lv in LEVELS}
         self.thread_of_story: dict[int, int] = {}
         self.next_cluster_id = 1
-        # document frequencies for IDF
-        self.df: Counter[str] = Counter()
-        self.n_docs = 0
+        # term ids and document frequencies (for IDF) of the held items
+        self.vocab = Vocabulary()
         self._shingle_cache: dict[int, frozenset[int]] = {}
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
-        self._idf_cache: dict[str, float] = {}
+        self._centroid_vecs: dict[int, TermVector] = {}
         self.newest_at: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
@@ -252,7 +253,6 @@ class Engine:
         return m.hashvalues.astype(np.uint64)
 
     def _features(self, rec: Rec) -> None:
-        self._idf_cache.clear()  # term statistics may have changed since the last use
         item = rec.item
         body = self._clean_body(item)
         rec.body_len = len(tokens(body))
@@ -269,10 +269,18 @@ class Engine:
         rec.short = len(rec.terms) < self.settings.short_terms
         top = self._top_terms(rec.terms)
         rec.story_sig = self._minhash(top) if top else None
+        rec.vec = self.vocab.vector(rec.terms)
 
     def _top_terms(self, terms: Counter[str]) -> list[str]:
-        scored = sorted(terms, key=lambda t: (-terms[t] * self.idf(t), t))
+        idf = self.vocab.idf_of(terms)
+        scored = sorted(terms, key=lambda t: (-terms[t] * idf[t], t))
         return scored[: self.settings.story_top_terms]
+
+    def count_in(self, rec: Rec) -> None:
+        """Count a held item's terms into the document frequencies."""
+        if rec.vec is EMPTY and rec.terms:
+            rec.vec = self.vocab.vector(rec.terms)
+        self.vocab.count_in(rec.vec)
 
     @staticmethod
     def _uncount_lead(total: Counter[str], lead: Counter[str]) -> None:
@@ -283,22 +291,8 @@ class Engine:
             else:
                 del total[term]
 
-    def _uncount(self, terms: Iterable[str]) -> None:
-        df = self.df
-        for term in terms:
-            left = df[term] - 1
-            if left > 0:
-                df[term] = left
-            else:
-                del df[term]
-
     def idf(self, term: str) -> float:
-        # cached while one item is featured or placed: the statistics do not change then
-        value = self._idf_cache.get(term)
-        if value is None:
-            value = math.log((self.n_docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
-            self._idf_cache[term] = value
-        return value
+        return self.vocab.idf_of((term,))[term]
 
     # ------------------------------------------------------------ LSH
 
@@ -363,34 +357,36 @@ class Engine:
         inter = len(sa & sb)
         return inter / min(len(sa), len(sb))
 
-    def _weights(self, terms: Counter[str]) -> dict[str, float]:
-        return {t: (1.0 + math.log(c)) * self.idf(t) for t, c in terms.items()}
-
-    def cosine(self, ta: Counter[str], tb: Counter[str]) -> float:
-        if not ta or not tb:
-            return 0.0
-        wa, wb = self._weights(ta), self._weights(tb)
-        dot = sum(w * wb[t] for t, w in wa.items() if t in wb)
-        na = math.sqrt(sum(w * w for w in wa.values()))
-        nb = math.sqrt(sum(w * w for w in wb.values()))
-        return dot / (na * nb) if na and nb else 0.0
-
-    def overlap(self, short: Counter[str], other: Counter[str]) -> float:
-        """IDF mass of the short item's terms that the other item also has."""
-        total = sum(self.idf(t) for t in short)
-        if not total:
-            return 0.0
-        shared = [t for t in short if t in other]
-        if len(shared) < 2:
-            return 0.0
-        return sum(self.idf(t) for t in shared) / total
+    def story_scores(self, rec: Rec, others: Sequence[Rec]) -> list[tuple[float, float]]:
+        """(score, threshold) of ``rec`` against each of ``others``: TF-IDF cosine for two full
+        texts, else the IDF mass of the shared terms over the shorter one's (a headline or a
+        snippet shares its few words with the article it stands for). At least two shared
+        terms: one common word is no evidence."""
+        sc = similarities(self.vocab, rec.vec, [o.vec for o in others])
+        s = self.settings
+        out = []
+        for k, other in enumerate(others):
+            if not rec.short and not other.short:
+                out.append((float(sc.cosine[k]), s.story_threshold))
+                continue
+            total = sc.query_idf if len(rec.terms) <= len(other.terms) else sc.other_idf[k]
+            shared = float(sc.shared_idf[k]) / total if total and sc.shared[k] >= 2 else 0.0
+            out.append((shared, s.story_short_threshold))
+        return out
 
     def story_similarity(self, a: Rec, b: Rec) -> tuple[float, float]:
-        """(score, threshold): cosine for two full texts, else weighted overlap."""
-        if not a.short and not b.short:
-            return self.cosine(a.terms, b.terms), self.settings.story_threshold
-        short, other = (a, b) if len(a.terms) <= len(b.terms) else (b, a)
-        return self.overlap(short.terms, other.terms), self.settings.story_short_threshold
+        return self.story_scores(a, [b])[0]
+
+    def centroid_vec(self, story_id: int) -> TermVector:
+        vec = self._centroid_vecs.get(story_id)
+        if vec is None:
+            vec = self._centroid_vecs[story_id] = self.vocab.vector(self.centroid(story_id))
+        return vec
+
+    def thread_similarity(self, story_a: int, story_b: int) -> float:
+        """Cosine of two stories' centroids."""
+        sc = similarities(self.vocab, self.centroid_vec(story_a), [self.centroid_vec(story_b)])
+        return float(sc.cosine[0])
 
     def centroid(self, story_id: int) -> Counter[str]:
         """A story's topic: the summed title-and-lead terms of its members (cached, and kept
@@ -402,6 +398,7 @@ class Engine:
             for member in self.members["story"].get(story_id, ()):
                 total.update(self.records[member].lead)
             self._centroids[story_id] = total
+            self._centroid_vecs.pop(story_id, None)
         return total
 
     # ------------------------------------------------------------ clusters
@@ -418,6 +415,7 @@ class Engine:
         self.cluster_of[level][item_id] = cid
         if level == "story" and cid in self._centroids:
             self._centroids[cid].update(self.records[item_id].lead)
+            self._centroid_vecs.pop(cid, None)
 
     def add_constraint(self, level: str, x: int, y: int) -> None:
         """Keep items x and y in different clusters at ``level`` (and so at every finer
@@ -462,6 +460,8 @@ class Engine:
         into, frm = min(a, b), max(a, b)
         if level == "story":
             kept, gone = self._centroids.pop(into, None), self._centroids.pop(frm, None)
+            self._centroid_vecs.pop(into, None)
+            self._centroid_vecs.pop(frm, None)
             if kept is not None and gone is not None:
                 kept.update(gone)
                 self._centroids[into] = kept
@@ -504,8 +504,7 @@ class Engine:
                 self._reindex_source(item.source, out)
         self.by_source[item.source].append(item.id)
         self._features(rec)
-        self.n_docs += 1
-        self.df.update(rec.terms.keys())
+        self.count_in(rec)
         self._place(rec, out)
         if self.newest_at is None or item.published_at > self.newest_at:
             self.newest_at = item.published_at
@@ -543,8 +542,7 @@ class Engine:
             rec = self.records.pop(item_id)
             item = rec.item
             # term statistics cover what is held, as after a restart (and stay bounded)
-            self.n_docs -= 1
-            self._uncount(rec.terms)
+            self.vocab.count_out(rec.vec)
             self._unindex(item_id, rec.dup_sig, "duplicate")
             self._unindex(item_id, rec.story_sig, "story")
             for index, key in (
@@ -571,11 +569,13 @@ class Engine:
                 members.discard(item_id)
                 if level == "story" and cid in self._centroids:
                     self._uncount_lead(self._centroids[cid], rec.lead)  # type: ignore[index]
+                    self._centroid_vecs.pop(cid, None)  # type: ignore[arg-type]
                 if not members:
                     del self.members[level][cid]  # type: ignore[arg-type]
                     if level == "story":
                         self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
                         self._centroids.pop(cid, None)  # type: ignore[arg-type]
+                        self._centroid_vecs.pop(cid, None)  # type: ignore[arg-type]
         return len(old)
 
     def _restate_apart(self, leaving: set[int]) -> None:
@@ -605,17 +605,17 @@ class Engine:
             rec = self.records[item_id]
             self._unindex(item_id, rec.dup_sig, "duplicate")
             self._unindex(item_id, rec.story_sig, "story")
-            self._uncount(rec.terms)  # document frequencies follow the new terms,
+            self.vocab.count_out(rec.vec)  # document frequencies follow the new terms,
             self._features(rec)  # as a restart would count them from the stored ones
-            self.df.update(rec.terms.keys())
+            self.count_in(rec)
             story = self.cluster_of["story"].get(item_id)
             if story is not None:
                 self._centroids.pop(story, None)
+                self._centroid_vecs.pop(story, None)
             self._place(rec, out, existing=True)
             out.reindexed.append(item_id)
 
     def _place(self, rec: Rec, out: Outcome, *, existing: bool = False) -> None:
-        self._idf_cache.clear()  # term statistics may have changed since the last placement
         dup = self._place_duplicate(rec, out, existing)
         story = self._place_story(rec, out, existing, dup)
         self._place_thread(rec, out, existing, story)
@@ -716,6 +716,8 @@ class Engine:
             other_cluster = self.cluster_of[level][ev.matched_item_id]  # type: ignore[index]
             if self._can_merge(level, target, other_cluster):
                 target = self._merge(level, target, other_cluster, out)
+        if current is not None:  # a re-placed item's cluster may have been merged just now
+            current = self.cluster_of[level][item_id]
         if current is None:
             self._join(level, item_id, target)
         elif current != target and self._can_merge(level, current, target):
@@ -747,21 +749,23 @@ class Engine:
                 if other != item_id and other in self.cluster_of["story"]:
                     matches.append(Evidence("story", 0, "duplicate", other, 1.0))
                     break
-        for other, bands in self._story_candidates(rec).items():
-            orec = self.records[other]
-            if not self._within(rec, orec, self.settings.story_window_s):
-                continue
-            score, threshold = self.story_similarity(rec, orec)
+        window_s = self.settings.story_window_s
+        near = [
+            orec
+            for orec in map(self.records.__getitem__, self._story_candidates(rec))
+            if self._within(rec, orec, window_s)
+        ]
+        for orec, (score, threshold) in zip(near, self.story_scores(rec, near), strict=True):
             if score >= threshold:
                 matches.append(
                     Evidence(
                         "story",
                         0,
                         "terms",
-                        other,
+                        orec.item.id,
                         round(score, 4),
                         self.estimate(rec.story_sig, orec.story_sig),
-                        tuple(bands),
+                        tuple(self.matched_bands(rec.story_sig, orec.story_sig, "story")),
                     )
                 )
         return self._settle(
@@ -780,10 +784,17 @@ class Engine:
                 best[cid] = ev
         return list(best.values())
 
-    def _story_candidates(self, rec: Rec) -> dict[int, list[int]]:
-        found = self._candidates(rec.story_sig, "story")
+    def _story_candidates(self, rec: Rec) -> list[int]:
+        """Items sharing a story band with ``rec``, in band order (one pass of dict
+        insertions in C: a busy window proposes hundreds)."""
+        if rec.story_sig is None:
+            return []
+        table = self.lsh["story"]
+        found = dict.fromkeys(
+            chain.from_iterable(table.get(key, ()) for key in self._bands(rec.story_sig, "story"))
+        )
         found.pop(rec.item.id, None)
-        return found
+        return list(found)
 
     # -- thread
 
@@ -799,10 +810,12 @@ class Engine:
             if item_id not in self.cluster_of["thread"]:
                 self._join("thread", item_id, thread)
             first = Evidence("thread", thread, "story", story.matched_item_id, story.score)
-        # Link this story to other stories on the same topic (by centroid similarity).
-        centroid = self.centroid(story_id)
+        # Link this story to other stories on the same topic (by centroid similarity). The
+        # scores do not change while threads merge below, so they are computed at once.
+        centroid = self.centroid_vec(story_id)
         best: Evidence | None = None
         seen_stories = {story_id}
+        near: list[tuple[Rec, int]] = []
         for other in self._thread_candidates(rec):
             orec = self.records[other]
             if not self._within(rec, orec, self.settings.thread_window_s):
@@ -811,14 +824,18 @@ class Engine:
             if other_story is None or other_story in seen_stories:
                 continue
             seen_stories.add(other_story)
+            near.append((orec, other_story))
+        vecs = [self.centroid_vec(other_story) for _, other_story in near]
+        scores = similarities(self.vocab, centroid, vecs).cosine.tolist()
+        for (orec, other_story), other_centroid, score_ in zip(near, vecs, scores, strict=True):
+            other = orec.item.id
             if self.thread_of_story.get(other_story) == self.thread_of_story[story_id]:
                 continue
-            other_centroid = self.centroid(other_story)
             # Two headline-only stories share little beyond the words of the search that
             # found them: too thin to call one topic.
             if max(len(centroid), len(other_centroid)) < self.settings.short_terms:
                 continue
-            score = self.cosine(centroid, other_centroid)
+            score = score_
             mine, theirs = self.thread_of_story[story_id], self.thread_of_story[other_story]
             if score >= self.settings.thread_threshold and self._can_merge("thread", mine, theirs):
                 thread = self._merge("thread", mine, theirs, out)
@@ -848,7 +865,7 @@ class Engine:
         )
 
     def _thread_candidates(self, rec: Rec) -> list[int]:
-        return list(self._story_candidates(rec))
+        return self._story_candidates(rec)
 
     # ------------------------------------------------------------ queries
 

@@ -64,7 +64,7 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
             "window_ok": dt <= timedelta(seconds=eng.settings.story_window_s),
         },
         "thread": {
-            "similarity": round(eng.cosine(eng.centroid(sa), eng.centroid(sb)), 4),
+            "similarity": round(eng.thread_similarity(sa, sb), 4),
             "threshold": eng.settings.thread_threshold,
             "window_ok": dt <= timedelta(seconds=eng.settings.thread_window_s),
         },

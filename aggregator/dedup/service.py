@@ -183,7 +183,6 @@ class DedupService:
         with self.store.sessions() as s:
             top = s.scalar(select(func.max(Cluster.id))) or 0
         eng.next_cluster_id = top + 1
-        eng._idf_cache.clear()
         self._first_unsaved = eng.next_cluster_id
         self._pending = _Pending()
         self.epoch = epoch
@@ -227,7 +226,6 @@ class DedupService:
             ):
                 eng.cluster_of[level][item_id] = cluster_id
                 eng.members[level].setdefault(cluster_id, set()).add(item_id)
-        eng._idf_cache.clear()
 
     def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Signature]) -> None:
         eng = self.engine
@@ -249,8 +247,7 @@ class DedupService:
         eng.records[item.id] = rec
         eng.hold(item)
         eng.by_source[item.source].append(item.id)
-        eng.n_docs += 1
-        eng.df.update(rec.terms.keys())
+        eng.count_in(rec)
         eng._index(item.id, rec.dup_sig, "duplicate")
         eng._index(item.id, rec.story_sig, "story")
         if item.canonical_url:

@@ -1,0 +1,92 @@
+"""Term vectors: batch similarities equal the textbook formulas; the vocabulary holds only the
+terms of the documents counted in (ids are recycled)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+
+from aggregator.dedup.vectors import Vocabulary, similarities
+
+WORDS = [f"w{i}" for i in range(60)]
+
+
+def reference(vocab_docs: list[Counter[str]], a: Counter[str], b: Counter[str]):
+    """Cosine, shared count, shared IDF mass and both IDF masses, one term at a time."""
+    n = len(vocab_docs)
+    df = Counter(t for doc in vocab_docs for t in doc)
+
+    def idf(t: str) -> float:
+        return math.log((n + 1) / (df[t] + 1)) + 1.0
+
+    wa = {t: (1 + math.log(c)) * idf(t) for t, c in a.items()}
+    wb = {t: (1 + math.log(c)) * idf(t) for t, c in b.items()}
+    dot = sum(w * wb[t] for t, w in wa.items() if t in wb)
+    na = math.sqrt(sum(w * w for w in wa.values()))
+    nb = math.sqrt(sum(w * w for w in wb.values()))
+    cos = dot / (na * nb) if na and nb else 0.0
+    shared = set(a) & set(b)
+    return (
+        cos,
+        len(shared),
+        sum(idf(t) for t in shared),
+        sum(idf(t) for t in b),
+        sum(idf(t) for t in a),
+    )
+
+
+def random_doc(rng: random.Random, size: int) -> Counter[str]:
+    return Counter(rng.choice(WORDS) for _ in range(size))
+
+
+def test_batch_similarities_equal_the_pairwise_formulas() -> None:
+    rng = random.Random(3)
+    docs = [random_doc(rng, rng.randint(1, 40)) for _ in range(30)]
+    vocab = Vocabulary()
+    vecs = [vocab.vector(d) for d in docs]
+    for v in vecs:
+        vocab.count_in(v)
+    query = random_doc(rng, 25)
+    others = docs[:10] + [Counter()] + docs[10:]  # an empty vector in the middle
+    sc = similarities(vocab, vocab.vector(query), [vocab.vector(d) for d in others])
+    for k, other in enumerate(others):
+        cos, shared, shared_idf, other_idf, query_idf = reference(docs, query, other)
+        assert sc.cosine[k] == pytest.approx(cos, abs=1e-12)
+        assert sc.shared[k] == shared
+        assert sc.shared_idf[k] == pytest.approx(shared_idf, abs=1e-9)
+        assert sc.other_idf[k] == pytest.approx(other_idf, abs=1e-9)
+        assert sc.query_idf == pytest.approx(query_idf, abs=1e-9)
+    assert any(sc.cosine > 0.3) and any(sc.cosine == 0)  # the data exercises both ends
+
+
+def test_no_candidates_and_an_empty_query() -> None:
+    vocab = Vocabulary()
+    v = vocab.vector(Counter(a=2, b=1))
+    vocab.count_in(v)
+    assert len(similarities(vocab, v, []).cosine) == 0
+    sc = similarities(vocab, vocab.vector(Counter()), [v])
+    assert sc.cosine.tolist() == [0.0] and sc.shared.tolist() == [0]
+
+
+def test_vocabulary_holds_only_counted_terms_and_recycles_ids() -> None:
+    rng = random.Random(5)
+    vocab = Vocabulary()
+    held: list[tuple[Counter[str], object]] = []
+    for step in range(2000):
+        doc = Counter(f"t{step}-{k}" for k in range(5)) + random_doc(rng, 5)  # new words
+        vec = vocab.vector(doc)
+        vocab.count_in(vec)
+        held.append((doc, vec))
+        if len(held) > 50:  # a sliding window
+            _, old = held.pop(0)
+            vocab.count_out(old)  # type: ignore[arg-type]
+    live = {t for doc, _ in held for t in doc}
+    assert len(vocab) == len(live)
+    assert vocab.n_docs == 50
+    for t in list(live)[:20]:
+        assert vocab.df(t) == sum(1 for doc, _ in held if t in doc)
+    assert vocab.df("t0-0") == 0
+    assert len(vocab._df) <= 2048  # ids were reused, the array did not follow the history
