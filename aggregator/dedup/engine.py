@@ -117,6 +117,11 @@ class Rec:
     terms: Counter[str] = field(default_factory=Counter)
     lead: Counter[str] = field(default_factory=Counter)  # title + lead: who and what
     vec: TermVector = EMPTY  # ``terms`` over the engine's vocabulary
+    ts: float = field(init=False)  # published_at as a POSIX timestamp (window checks)
+
+    def __post_init__(self) -> None:
+        self.ts = self.item.published_at.timestamp()
+
     short: bool = True
     body_len: int = 0
 
@@ -210,6 +215,7 @@ class Engine:
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
+        self._cands: tuple[int, list[int]] | None = None  # (item, story candidates)
         self.newest_at: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
@@ -298,7 +304,8 @@ class Engine:
 
     def _bands(self, sig: np.ndarray, level: str) -> list[tuple[int, bytes]]:
         b, r = self.dup_bands if level == "duplicate" else self.story_bands
-        return [(i, sig[i * r : (i + 1) * r].tobytes()) for i in range(b)]
+        raw, step = sig.tobytes(), r * sig.itemsize  # slicing bytes: no array per band
+        return [(i, raw[i * step : (i + 1) * step]) for i in range(b)]
 
     def _index(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
         if sig is None:
@@ -616,9 +623,11 @@ class Engine:
             out.reindexed.append(item_id)
 
     def _place(self, rec: Rec, out: Outcome, *, existing: bool = False) -> None:
+        self._cands = None  # the LSH index does not change until this item is indexed
         dup = self._place_duplicate(rec, out, existing)
         story = self._place_story(rec, out, existing, dup)
         self._place_thread(rec, out, existing, story)
+        self._cands = None
         self._index(rec.item.id, rec.dup_sig, "duplicate")
         self._index(rec.item.id, rec.story_sig, "story")
         item = rec.item
@@ -631,8 +640,9 @@ class Engine:
             if rec.publisher_key:
                 self.by_publisher[rec.publisher_key].append(item.id)
 
-    def _within(self, a: Rec, b: Rec, window_s: float) -> bool:
-        return abs(a.item.published_at - b.item.published_at) <= timedelta(seconds=window_s)
+    @staticmethod
+    def _within(a: Rec, b: Rec, window_s: float) -> bool:
+        return abs(a.ts - b.ts) <= window_s
 
     # -- duplicate
 
@@ -750,10 +760,11 @@ class Engine:
                     matches.append(Evidence("story", 0, "duplicate", other, 1.0))
                     break
         window_s = self.settings.story_window_s
+        ts = rec.ts
         near = [
             orec
             for orec in map(self.records.__getitem__, self._story_candidates(rec))
-            if self._within(rec, orec, window_s)
+            if abs(orec.ts - ts) <= window_s
         ]
         for orec, (score, threshold) in zip(near, self.story_scores(rec, near), strict=True):
             if score >= threshold:
@@ -786,7 +797,9 @@ class Engine:
 
     def _story_candidates(self, rec: Rec) -> list[int]:
         """Items sharing a story band with ``rec``, in band order (one pass of dict
-        insertions in C: a busy window proposes hundreds)."""
+        insertions in C: a busy window proposes hundreds); computed once per placement."""
+        if self._cands is not None and self._cands[0] == rec.item.id:
+            return self._cands[1]
         if rec.story_sig is None:
             return []
         table = self.lsh["story"]
@@ -794,7 +807,8 @@ class Engine:
             chain.from_iterable(table.get(key, ()) for key in self._bands(rec.story_sig, "story"))
         )
         found.pop(rec.item.id, None)
-        return list(found)
+        self._cands = (rec.item.id, list(found))
+        return self._cands[1]
 
     # -- thread
 
@@ -816,15 +830,18 @@ class Engine:
         best: Evidence | None = None
         seen_stories = {story_id}
         near: list[tuple[Rec, int]] = []
+        window_s, ts = self.settings.thread_window_s, rec.ts
+        story_of, thread_of = self.cluster_of["story"], self.thread_of_story
         for other in self._thread_candidates(rec):
             orec = self.records[other]
-            if not self._within(rec, orec, self.settings.thread_window_s):
+            if abs(orec.ts - ts) > window_s:
                 continue
-            other_story = self.cluster_of["story"].get(other)
+            other_story = story_of.get(other)
             if other_story is None or other_story in seen_stories:
                 continue
             seen_stories.add(other_story)
-            near.append((orec, other_story))
+            if thread_of.get(other_story) != thread:  # in this thread already: stays so
+                near.append((orec, other_story))
         vecs = [self.centroid_vec(other_story) for _, other_story in near]
         scores = similarities(self.vocab, centroid, vecs).cosine.tolist()
         for (orec, other_story), other_centroid, score_ in zip(near, vecs, scores, strict=True):
@@ -865,7 +882,7 @@ class Engine:
         )
 
     def _thread_candidates(self, rec: Rec) -> list[int]:
-        return self._story_candidates(rec)
+        return self._story_candidates(rec)  # cached for the placement
 
     # ------------------------------------------------------------ queries
 

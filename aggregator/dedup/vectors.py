@@ -12,6 +12,7 @@ holds the vocabulary of its windows, not of its whole history.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Vocabulary:
         self._ids: dict[str, int] = {}
         self._terms: list[str | None] = []
         self._df = np.zeros(1024, dtype=np.int64)
+        self._log_df = np.zeros(1024, dtype=np.float64)  # ln(df + 1): idf without a log per use
+        self._scratch = np.zeros(1024, dtype=np.float64)  # a query's weights, zero elsewhere
         self._free: list[int] = []
         self.n_docs = 0
 
@@ -60,6 +63,8 @@ class Vocabulary:
                 self._terms.append(term)
                 if tid >= len(self._df):
                     self._df = np.concatenate([self._df, np.zeros_like(self._df)])
+                    self._log_df = np.concatenate([self._log_df, np.zeros_like(self._log_df)])
+                    self._scratch = np.zeros_like(self._log_df)
             self._ids[term] = tid
         return tid
 
@@ -75,11 +80,13 @@ class Vocabulary:
 
     def count_in(self, vec: TermVector) -> None:
         self._df[vec.ids] += 1
+        self._log_df[vec.ids] = np.log(self._df[vec.ids] + 1)
         self.n_docs += 1
 
     def count_out(self, vec: TermVector) -> None:
         df = self._df
         df[vec.ids] -= 1
+        self._log_df[vec.ids] = np.log(np.maximum(df[vec.ids], 0) + 1)
         self.n_docs -= 1
         for tid in vec.ids[df[vec.ids] <= 0].tolist():
             term = self._terms[tid]
@@ -94,14 +101,15 @@ class Vocabulary:
         return 0 if tid is None else int(self._df[tid])
 
     def idf(self, ids: np.ndarray) -> np.ndarray:
-        return np.log((self.n_docs + 1) / (self._df[ids] + 1)) + 1.0
+        """``ln((N + 1) / (df + 1)) + 1`` of term ids."""
+        return (math.log(self.n_docs + 1) + 1.0) - self._log_df[ids]
 
     def idf_of(self, terms: Iterable[str]) -> dict[str, float]:
         """IDF of named terms (for sorting and explaining; the same formula)."""
         terms = list(terms)
         ids = np.fromiter((self._ids.get(t, -1) for t in terms), dtype=np.int64, count=len(terms))
-        df = np.where(ids >= 0, self._df[np.maximum(ids, 0)], 0)
-        values = np.log((self.n_docs + 1) / (df + 1)) + 1.0
+        log_df = np.where(ids >= 0, self._log_df[np.maximum(ids, 0)], 0.0)
+        values = (math.log(self.n_docs + 1) + 1.0) - log_df
         return dict(zip(terms, values.tolist(), strict=True))
 
 
@@ -124,19 +132,21 @@ def similarities(vocab: Vocabulary, query: TermVector, others: Sequence[TermVect
     query_idf = float(qidf.sum())
     if n == 0 or len(query) == 0:
         return Scores(zeros, zeros.astype(np.int64), zeros, zeros, query_idf)
-    lens = np.fromiter((len(o) for o in others), dtype=np.int64, count=n)
+    id_arrays = [o.ids for o in others]
+    lens = np.fromiter(map(len, id_arrays), dtype=np.int64, count=n)
     total = int(lens.sum())
     if total == 0:
         return Scores(zeros, zeros.astype(np.int64), zeros, zeros, query_idf)
-    ids = np.concatenate([o.ids for o in others])
+    ids = np.concatenate(id_arrays)
     tfw = np.concatenate([o.tfw for o in others])
     idf = vocab.idf(ids)
     w = tfw * idf
     qw = query.tfw * qidf
-    pos = np.searchsorted(query.ids, ids)
-    np.minimum(pos, len(query) - 1, out=pos)
-    hit = query.ids[pos] == ids
-    qhit = np.where(hit, qw[pos], 0.0)
+    scratch = vocab._scratch  # the query's weights by term id: one gather finds shared terms
+    scratch[query.ids] = qw
+    qhit = scratch[ids]
+    scratch[query.ids] = 0.0
+    hit = qhit > 0
     # reduceat over segment starts; empty segments are masked below (reduceat would
     # return the next element instead of 0)
     starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
