@@ -27,6 +27,7 @@ class ParsedEntry:
     publisher_url: str | None = None
     language: str | None = None
     tags: tuple[str, ...] = ()
+    entry_hash: str | None = None  # of the entry's raw bytes (see parser.split_entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +66,4 @@ class NewItem:
     content_hash: str  # hex sha256 of normalised title + text
     author: str | None = None
     comments_feed_url: str | None = None
+    entry_hash: str | None = None

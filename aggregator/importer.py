@@ -19,10 +19,10 @@ from sqlalchemy import select
 from .config import Config
 from .domain import ParsedFeed
 from .errors import InputError, SourceError
-from .parser import detect_source_type, parse_feed
-from .poller import FeedJob, ingest
+from .parser import detect_source_type, parse_feed, split_entries
+from .poller import FeedJob, ingest, parse_new_entries
 from .store import Store
-from .store.items import record_poll
+from .store.items import known_entries, record_poll
 from .store.models import Feed, Source
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,16 @@ def import_file(
 
     src_cfg = cfg.source(source_name) if source_name else None
     base = src_cfg.feed_url() if src_cfg else path.resolve().as_uri()
+    entries = split_entries(body)
     try:
         # a file: URL as base lets the parser resolve links against the feed's own links
-        feed = parse_feed(body, url=base)
+        source_id = _known_source(store, body, entries, src_cfg, path, base)
+        feed, skipped = parse_new_entries(
+            body,
+            entries,
+            (lambda hashes: _known(store, source_id, hashes)) if source_id else None,
+            url=base,
+        )
     except SourceError as exc:
         return ImportOutcome(str(path), source_name, error=f"{path}: {exc}")
 
@@ -75,8 +82,8 @@ def import_file(
                 select(Feed).where(Feed.source_id == source.id, Feed.kind == "main")
             ).one()
         else:
-            stype = detect_source_type(feed)
-            source, feed_row = _derived_source(s, feed, stype, path, now)
+            source, feed_row = _derived_source(s, feed, detect_source_type(feed), path, now)
+            stype = source.type  # a known source's type, not one guessed from new entries
         job = FeedJob(
             feed_id=feed_row.id,
             url=feed_row.url,
@@ -91,6 +98,7 @@ def import_file(
             article_item_id=None,
         )
         seen, new = ingest(s, cfg, job, feed, fetched_at=now)
+        seen += skipped
         feed_row.items_total += new
         record_poll(
             s,
@@ -110,11 +118,34 @@ def _http(url: str | None) -> bool:
     return bool(url) and urlsplit(url).scheme in ("http", "https")
 
 
-def _derived_source(s, feed: ParsedFeed, stype: str, path: Path, now: datetime):  # type: ignore[no-untyped-def]
+def _derived_url(feed: ParsedFeed, path: Path) -> str:
     url = next((u for u in (feed.self_url, feed.link) if _http(u)), None)
     if url is None:
         digest = hashlib.sha256(path.resolve().as_uri().encode()).hexdigest()[:12]
         url = f"file:{path.name}#{digest}"
+    return url
+
+
+def _known_source(store: Store, body: bytes, entries, src_cfg, path: Path, base: str) -> int | None:  # type: ignore[no-untyped-def]
+    """The id of the source this document would be filed under, if it exists already (then
+    its known entries need no parsing). A derived source is found from the document's own
+    links: parsed without its entries, that costs little."""
+    if entries is None:
+        return None
+    with store.session() as s:
+        if src_cfg is not None:
+            return s.scalar(select(Source.id).where(Source.name == src_cfg.name))
+        head = parse_feed(entries.document(body, ()), url=base)
+        return s.scalar(select(Source.id).where(Source.url == _derived_url(head, path)))
+
+
+def _known(store: Store, source_id: int, hashes) -> set[str]:  # type: ignore[no-untyped-def]
+    with store.session() as s:
+        return known_entries(s, source_id, hashes)
+
+
+def _derived_source(s, feed: ParsedFeed, stype: str, path: Path, now: datetime):  # type: ignore[no-untyped-def]
+    url = _derived_url(feed, path)
     source = s.scalars(select(Source).where(Source.url == url)).first()
     if source is None:
         base = (feed.title or urlsplit(url).hostname or path.stem)[:150]

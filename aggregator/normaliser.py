@@ -595,6 +595,7 @@ def normalise_entry(
         content_hash=digest,
         author=entry.author,
         comments_feed_url=entry.comments_feed_url,
+        entry_hash=entry.entry_hash,
     )
 
 

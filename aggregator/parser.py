@@ -17,11 +17,16 @@ What this layer adds on top of feedparser:
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import io
 import re
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urljoin
+from xml.parsers import expat
 
 import feedparser
 
@@ -29,7 +34,15 @@ from aggregator.domain import ParsedEntry, ParsedFeed
 from aggregator.errors import ParseError
 from aggregator.normaliser import html_to_text, is_google_news_link, strip_controls
 
-__all__ = ["MAX_BYTES", "MAX_ENTRIES", "detect_source_type", "parse_feed"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_ENTRIES",
+    "Entries",
+    "detect_source_type",
+    "parse_feed",
+    "split_entries",
+    "with_entry_hashes",
+]
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ENTRIES = 5000
@@ -361,6 +374,82 @@ def parse_feed(
         warning="; ".join(warnings) or None,
         namespaces=tuple(dict.fromkeys(uri for uri in namespaces.values() if uri)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """Where each entry of a well-formed RSS 2.0 or Atom document lies, and a hash of its
+    bytes. An entry whose exact bytes already produced an item needs no parsing: cutting
+    the known ones out leaves a smaller document of the same feed (channel elements and
+    namespace declarations stay) for feedparser, which stays the parser of every entry kept."""
+
+    spans: tuple[tuple[int, int], ...]
+    hashes: tuple[str, ...]
+
+    def document(self, body: bytes, keep: Sequence[int]) -> bytes:
+        """``body`` with every entry cut out except those at the indexes in ``keep``."""
+        kept = set(keep)
+        parts, at = [], 0
+        for n, (start, end) in enumerate(self.spans):
+            parts.append(body[at:start])
+            if n in kept:
+                parts.append(body[start:end])
+            at = end
+        parts.append(body[at:])
+        return b"".join(parts)
+
+
+_ENTRY_PARENTS = {("rss", "channel"): "item", ("feed",): "entry"}
+_NOT_SPLIT = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # offsets below assume bytes = units
+
+
+def split_entries(body: bytes) -> Entries | None:
+    """The entries of a plainly well-formed RSS 2.0 (``rss/channel/item``) or Atom
+    (``feed/entry``) document; None for anything else (a DOCTYPE, UTF-16, an encoding expat
+    does not know, malformed XML, another format), which is then parsed whole."""
+    if body.startswith(_NOT_SPLIT) or b"<!DOCTYPE" in body.upper():
+        return None
+    parser = expat.ParserCreate()
+    stack: list[str] = []
+    spans: list[tuple[int, int]] = []
+    start = -1
+
+    def on_start(name: str, _attrs: object) -> None:
+        nonlocal start
+        if len(stack) <= 2 and _ENTRY_PARENTS.get(tuple(stack)) == name:
+            start = parser.CurrentByteIndex
+        stack.append(name)
+
+    def on_end(name: str) -> None:
+        nonlocal start
+        stack.pop()
+        if start >= 0 and len(stack) <= 2 and _ENTRY_PARENTS.get(tuple(stack)) == name:
+            # at the end tag's "<", or (an empty element) just past it
+            at = parser.CurrentByteIndex
+            closing = re.match(rb"</" + name.encode() + rb"\s*>", body[at : at + 64])
+            end = at + closing.end() if closing else at
+            spans.append((start, end))
+            start = -1
+
+    parser.StartElementHandler = on_start
+    parser.EndElementHandler = on_end
+    try:
+        parser.Parse(body, True)
+    except (expat.ExpatError, ValueError, LookupError):
+        return None
+    if not spans or any(e <= s for s, e in spans):
+        return None
+    hashes = tuple(hashlib.blake2b(body[s:e], digest_size=16).hexdigest() for s, e in spans)
+    return Entries(tuple(spans), hashes)
+
+
+def with_entry_hashes(feed: ParsedFeed, hashes: Sequence[str]) -> ParsedFeed:
+    """Tag the parsed entries with the hashes of the spans they came from (in order); left
+    untagged when the counts differ (a capped or oddly parsed document)."""
+    if len(feed.entries) != len(hashes):
+        return feed
+    entries = tuple(replace(e, entry_hash=h) for e, h in zip(feed.entries, hashes, strict=True))
+    return replace(feed, entries=entries)
 
 
 _WP_GUID_RE = re.compile(r"[?&]p=\d+(?:#|$)")

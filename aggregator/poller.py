@@ -25,10 +25,10 @@ from .domain import NewItem, ParsedFeed
 from .errors import FetchError, SourceError, SourceGone
 from .fetcher import Fetcher, FetchResult, FetchSettings
 from .normaliser import normalise_feed
-from .parser import parse_feed
+from .parser import Entries, parse_feed, split_entries, with_entry_hashes
 from .schedule import next_check_at
 from .store import Store
-from .store.items import insert_items, recent_item_times, record_poll
+from .store.items import insert_items, known_entries, recent_item_times, record_poll
 from .store.models import Feed, Item, Source
 
 log = logging.getLogger(__name__)
@@ -221,13 +221,21 @@ def refresh_feed(
     body_hash = hashlib.sha256(body).hexdigest()
     if body_hash == job.body_hash:
         return _record_quiet(store, cfg, job, result, "unchanged", started_at, t0)
+
+    def known(hashes: Sequence[str]) -> set[str]:
+        with store.session() as s:
+            return known_entries(s, job.source_id, hashes)
+
     try:
-        feed = parse_feed(body, url=result.url, content_type=result.content_type)
+        feed, skipped = parse_new_entries(
+            body, split_entries(body), known, url=result.url, content_type=result.content_type
+        )
     except SourceError as exc:
         return _record_failure(store, cfg, job, exc, started_at, t0, http_status=result.status)
 
     with store.session() as s:
         seen, new = ingest(s, cfg, job, feed, fetched_at=result.fetched_at)
+        seen += skipped
         row = s.get_one(Feed, job.feed_id)
         nxt = _schedule(s, cfg, job, result, feed.ttl_s, started_at, error_count=0)
         _set_state(row, result=result, label="ok", now=started_at, next_at=nxt)
@@ -251,6 +259,30 @@ def refresh_feed(
         )
     log.debug("%s %s: %d entries, %d new", job.source_name, job.url, seen, new)
     return PollOutcome(job.feed_id, job.source_name, job.url, "ok", seen, new, None, nxt)
+
+
+def parse_new_entries(
+    body: bytes,
+    entries: Entries | None,
+    known: Callable[[Sequence[str]], set[str]] | None,
+    *,
+    url: str,
+    content_type: str | None = None,
+) -> tuple[ParsedFeed, int]:
+    """Parse a document without the entries whose exact bytes already produced an item
+    (``known`` says which of the hashes did); returns the feed, its entries tagged with their
+    hashes, and how many known entries were skipped. A re-poll of a feed that gained a few
+    items parses those few: feedparser is most of the cost of a poll."""
+    keep = None
+    if entries is not None and known is not None:
+        seen = known(entries.hashes)
+        keep = [i for i, h in enumerate(entries.hashes) if h not in seen]
+    doc = body if keep is None or entries is None else entries.document(body, keep)
+    feed = parse_feed(doc, url=url, content_type=content_type)
+    if entries is None:
+        return feed, 0
+    hashes = entries.hashes if keep is None else [entries.hashes[i] for i in keep]
+    return with_entry_hashes(feed, hashes), len(entries.hashes) - len(hashes)
 
 
 def ingest(

@@ -53,6 +53,21 @@ def known_keys(
     return guids, urls, hashes
 
 
+def known_entries(session: Session, source_id: int, hashes: Sequence[str]) -> set[str]:
+    """Which of these entry hashes (raw entry bytes) produced an item of this source."""
+    known: set[str] = set()
+    wanted = list(dict.fromkeys(hashes))
+    for i in range(0, len(wanted), _BATCH):
+        known.update(
+            session.scalars(
+                select(Item.entry_hash).where(
+                    Item.source_id == source_id, Item.entry_hash.in_(wanted[i : i + _BATCH])
+                )
+            )
+        )
+    return known
+
+
 def new_items(session: Session, source_id: int, items: Sequence[NewItem]) -> list[NewItem]:
     """Exact dedup before insert: drop items whose guid, canonical URL or content hash this
     source already stored (or that repeat one earlier in the same batch)."""
@@ -113,6 +128,7 @@ def insert_items(
                 "content_hash": it.content_hash,
                 "comments_feed_url": it.comments_feed_url,
                 "dedup_state": "pending",
+                "entry_hash": it.entry_hash,
             }
             for it in chunk
         ]

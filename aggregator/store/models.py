@@ -169,6 +169,8 @@ class Item(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     comments_feed_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     dedup_state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done
+    # hash of the entry's raw bytes in the document it came from: a re-poll skips parsing it
+    entry_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("source_id", "guid"),
@@ -176,6 +178,7 @@ class Item(Base):
         Index("ix_items_content_hash", "content_hash"),
         Index("ix_items_published_at", "published_at"),
         Index("ix_items_dedup_state", "dedup_state"),
+        Index("ix_items_source_entry_hash", "source_id", "entry_hash"),
         CheckConstraint("kind IN ('article', 'comment')", name="kind"),
     )
 
