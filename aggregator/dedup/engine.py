@@ -7,7 +7,8 @@
                ``story_window``; an IDF-weighted similarity decides. A duplicate's story is its
                original's story.
 ``thread``     one ongoing topic: links *stories* whose term centroids are similar within
-               ``thread_window``; never items directly.
+               ``thread_window`` (and each matches the other's thread as a whole, so threads
+               do not chain); never items directly.
 
 Nesting holds by construction: joining a duplicate cluster joins its story, joining a story
 joins its thread. Clusters only ever merge; a manual split (made in the database, see
@@ -384,10 +385,10 @@ class Engine:
     def story_similarity(self, a: Rec, b: Rec) -> tuple[float, float]:
         return self.story_scores(a, [b])[0]
 
-    def centroid_vec(self, story_id: int) -> TermVector:
-        vec = self._centroid_vecs.get(story_id)
+    def centroid_vec(self, cid: int, level: str = "story") -> TermVector:
+        vec = self._centroid_vecs.get(cid)
         if vec is None:
-            vec = self._centroid_vecs[story_id] = self.vocab.vector(self.centroid(story_id))
+            vec = self._centroid_vecs[cid] = self.vocab.vector(self.centroid(cid, level))
         return vec
 
     def thread_similarity(self, story_a: int, story_b: int) -> float:
@@ -395,17 +396,27 @@ class Engine:
         sc = similarities(self.vocab, self.centroid_vec(story_a), [self.centroid_vec(story_b)])
         return float(sc.cosine[0])
 
-    def centroid(self, story_id: int) -> Counter[str]:
-        """A story's topic: the summed title-and-lead terms of its members (cached, and kept
-        up to date as members join, merge in or leave: a big story is not summed again for
-        every new member)."""
-        total = self._centroids.get(story_id)
+    def story_thread_similarity(self, story_id: int, thread_id: int) -> float:
+        """Cosine of a story's centroid and a whole thread's. Two threads join only when the
+        linking stories match each other *and* each other's thread as a whole, so a thread
+        cannot grow by chaining loosely related stories one onto the next (single-link
+        chaining made a few giant threads of a large synthetic workload)."""
+        sc = similarities(
+            self.vocab, self.centroid_vec(story_id), [self.centroid_vec(thread_id, "thread")]
+        )
+        return float(sc.cosine[0])
+
+    def centroid(self, cid: int, level: str = "story") -> Counter[str]:
+        """A story's (or thread's) topic: the summed title-and-lead terms of its members
+        (cached, and kept up to date as members join, merge in or leave: a big cluster is
+        not summed again for every new member). Cluster ids are unique across levels."""
+        total = self._centroids.get(cid)
         if total is None:
             total = Counter()
-            for member in self.members["story"].get(story_id, ()):
+            for member in self.members[level].get(cid, ()):
                 total.update(self.records[member].lead)
-            self._centroids[story_id] = total
-            self._centroid_vecs.pop(story_id, None)
+            self._centroids[cid] = total
+            self._centroid_vecs.pop(cid, None)
         return total
 
     # ------------------------------------------------------------ clusters
@@ -420,7 +431,7 @@ class Engine:
     def _join(self, level: str, item_id: int, cid: int) -> None:
         self.members[level][cid].add(item_id)
         self.cluster_of[level][item_id] = cid
-        if level == "story" and cid in self._centroids:
+        if cid in self._centroids:
             self._centroids[cid].update(self.records[item_id].lead)
             self._centroid_vecs.pop(cid, None)
 
@@ -465,7 +476,7 @@ class Engine:
         if a == b:
             return a
         into, frm = min(a, b), max(a, b)
-        if level == "story":
+        if level != "duplicate":
             kept, gone = self._centroids.pop(into, None), self._centroids.pop(frm, None)
             self._centroid_vecs.pop(into, None)
             self._centroid_vecs.pop(frm, None)
@@ -574,15 +585,15 @@ class Engine:
                 if members is None:
                     continue
                 members.discard(item_id)
-                if level == "story" and cid in self._centroids:
+                if cid in self._centroids:
                     self._uncount_lead(self._centroids[cid], rec.lead)  # type: ignore[index]
                     self._centroid_vecs.pop(cid, None)  # type: ignore[arg-type]
                 if not members:
                     del self.members[level][cid]  # type: ignore[arg-type]
+                    self._centroids.pop(cid, None)  # type: ignore[arg-type]
+                    self._centroid_vecs.pop(cid, None)  # type: ignore[arg-type]
                     if level == "story":
                         self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
-                        self._centroids.pop(cid, None)  # type: ignore[arg-type]
-                        self._centroid_vecs.pop(cid, None)  # type: ignore[arg-type]
         return len(old)
 
     def _restate_apart(self, leaving: set[int]) -> None:
@@ -615,10 +626,11 @@ class Engine:
             self.vocab.count_out(rec.vec)  # document frequencies follow the new terms,
             self._features(rec)  # as a restart would count them from the stored ones
             self.count_in(rec)
-            story = self.cluster_of["story"].get(item_id)
-            if story is not None:
-                self._centroids.pop(story, None)
-                self._centroid_vecs.pop(story, None)
+            for level in ("story", "thread"):
+                cid = self.cluster_of[level].get(item_id)
+                if cid is not None:
+                    self._centroids.pop(cid, None)
+                    self._centroid_vecs.pop(cid, None)
             self._place(rec, out, existing=True)
             out.reindexed.append(item_id)
 
@@ -854,7 +866,13 @@ class Engine:
                 continue
             score = score_
             mine, theirs = self.thread_of_story[story_id], self.thread_of_story[other_story]
-            if score >= self.settings.thread_threshold and self._can_merge("thread", mine, theirs):
+            if (
+                score >= self.settings.thread_threshold
+                and self.story_thread_similarity(story_id, theirs) >= self.settings.thread_threshold
+                and self.story_thread_similarity(other_story, mine)
+                >= self.settings.thread_threshold
+                and self._can_merge("thread", mine, theirs)
+            ):
                 thread = self._merge("thread", mine, theirs, out)
                 ev = Evidence(
                     "thread",

@@ -65,6 +65,11 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
         },
         "thread": {
             "similarity": round(eng.thread_similarity(sa, sb), 4),
+            # each story against the other's thread as a whole (both must pass to link)
+            "story_to_thread": [
+                round(eng.story_thread_similarity(sa, eng.cluster_of["thread"][b]), 4),
+                round(eng.story_thread_similarity(sb, eng.cluster_of["thread"][a]), 4),
+            ],
             "threshold": eng.settings.thread_threshold,
             "window_ok": dt <= timedelta(seconds=eng.settings.thread_window_s),
         },
@@ -192,6 +197,9 @@ def render(report: dict[str, Any]) -> str:
             parts.append("shared terms " + ", ".join(now["shared_terms"]))
         if now.get("same_canonical_url"):
             parts.append("same canonical URL")
+        if now.get("story_to_thread"):
+            x, y = now["story_to_thread"]
+            parts.append(f"A's story~B's thread {x:.3f}, B's story~A's thread {y:.3f}")
         if not now["window_ok"]:
             parts.append("outside the time window")
         lines.append("  now: " + "; ".join(parts))
