@@ -391,8 +391,10 @@ class Engine:
             vec = self._centroid_vecs[cid] = self.vocab.vector(self.centroid(cid, level))
         return vec
 
-    def thread_similarity(self, story_a: int, story_b: int) -> float:
-        """Cosine of two stories' centroids."""
+    def centroid_similarity(self, story_a: int, story_b: int) -> float:
+        """Cosine of two stories' centroids: what links threads, and what two stories an
+        item matches must also share before they merge (else one bridging item chains
+        events together)."""
         sc = similarities(self.vocab, self.centroid_vec(story_a), [self.centroid_vec(story_b)])
         return float(sc.cosine[0])
 
@@ -736,6 +738,12 @@ class Engine:
         target = self.cluster_of[level][best.matched_item_id]  # type: ignore[index]
         for ev in matches[1:]:
             other_cluster = self.cluster_of[level][ev.matched_item_id]  # type: ignore[index]
+            if (
+                level == "story"
+                and other_cluster != target
+                and self.centroid_similarity(target, other_cluster) < self.settings.story_threshold
+            ):
+                continue  # one item matching two stories does not make them one event
             if self._can_merge(level, target, other_cluster):
                 target = self._merge(level, target, other_cluster, out)
         if current is not None:  # a re-placed item's cluster may have been merged just now

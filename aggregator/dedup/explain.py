@@ -60,11 +60,13 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
             "threshold": story_threshold,
             "minhash_estimate": eng.estimate(ra.story_sig, rb.story_sig),
             "matched_bands": eng.matched_bands(ra.story_sig, rb.story_sig, "story"),
+            # an item matching both stories merges them only if their centroids agree
+            "story_centroids": round(eng.centroid_similarity(sa, sb), 4),
             "shared_terms": sorted(set(ra.terms) & set(rb.terms), key=lambda t: -eng.idf(t))[:12],
             "window_ok": dt <= timedelta(seconds=eng.settings.story_window_s),
         },
         "thread": {
-            "similarity": round(eng.thread_similarity(sa, sb), 4),
+            "similarity": round(eng.centroid_similarity(sa, sb), 4),
             # each story against the other's thread as a whole (both must pass to link)
             "story_to_thread": [
                 round(eng.story_thread_similarity(sa, eng.cluster_of["thread"][b]), 4),
@@ -197,6 +199,8 @@ def render(report: dict[str, Any]) -> str:
             parts.append("shared terms " + ", ".join(now["shared_terms"]))
         if now.get("same_canonical_url"):
             parts.append("same canonical URL")
+        if now.get("story_centroids") is not None:
+            parts.append(f"story centroids {now['story_centroids']:.3f}")
         if now.get("story_to_thread"):
             x, y = now["story_to_thread"]
             parts.append(f"A's story~B's thread {x:.3f}, B's story~A's thread {y:.3f}")
