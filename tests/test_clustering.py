@@ -17,7 +17,7 @@ import pytest
 from conftest import SEEDS
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items
-from aggregator.dedup.engine import DedupItem, Engine
+from aggregator.dedup.engine import DedupItem, Engine, bucket_ids
 from aggregator.dedup.evaluate import evaluate, format_table, read_jsonl
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -249,7 +249,7 @@ def test_engine_forgets_items_outside_every_window() -> None:
     newest = start + timedelta(hours=2 * (n - 2))
     assert held == {1000 + i for i in range(n) if start + timedelta(hours=2 * i) >= newest - reach}
     for table in engine.lsh.values():
-        assert all(set(bucket) <= held for bucket in table.values())
+        assert all(set(bucket_ids(bucket)) <= held for bucket in table.values())
     for level in ("duplicate", "story", "thread"):
         assert set(engine.cluster_of[level]) == held
         assert set().union(*engine.members[level].values()) == held

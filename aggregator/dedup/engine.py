@@ -142,6 +142,13 @@ _SUFFIX_RE = re.compile(r"\s+[-–—|]\s+[^-–—|]{2,80}$")
 _PUNCT_RE = re.compile(r"[^\w]+", re.UNICODE)
 
 
+def bucket_ids(bucket: int | list[int] | None) -> Iterable[int]:
+    """The item ids in an LSH bucket (see :meth:`Engine._index`)."""
+    if bucket is None:
+        return ()
+    return (bucket,) if type(bucket) is int else bucket
+
+
 def _plain(text: str | None) -> str:
     if not text:
         return ""
@@ -201,10 +208,7 @@ class Engine:
         # Story candidates: one band per permutation, so one shared salient term proposes
         # (independent rewrites share few terms; verification decides).
         self.story_bands = (s.num_perm, 1)
-        self.lsh: dict[str, dict[tuple[int, bytes], list[int]]] = {
-            "duplicate": defaultdict(list),
-            "story": defaultdict(list),
-        }
+        self.lsh: dict[str, dict[int, int | list[int]]] = {"duplicate": {}, "story": {}}
         # clusters: item -> cluster per level, cluster -> members
         self.cluster_of: dict[str, dict[int, int]] = {lv: {} for lv in LEVELS}
         self.members: dict[str, dict[int, set[int]]] = {lv: {} for lv in LEVELS}
@@ -303,18 +307,34 @@ class Engine:
 
     # ------------------------------------------------------------ LSH
 
-    def _bands(self, sig: np.ndarray, level: str) -> list[tuple[int, bytes]]:
+    def _bands(self, sig: np.ndarray, level: str) -> list[int]:
+        """One key per band: the band's rows as an integer with the band number above them
+        (one small int per entry, not a tuple of a number and a bytes object: the story
+        index holds 128 entries per item)."""
         b, r = self.dup_bands if level == "duplicate" else self.story_bands
-        raw, step = sig.tobytes(), r * sig.itemsize  # slicing bytes: no array per band
-        return [(i, raw[i * step : (i + 1) * step]) for i in range(b)]
+        if r == 1:
+            return [(i << 64) | v for i, v in enumerate(sig[:b].tolist())]
+        raw, step = sig.tobytes(), r * sig.itemsize
+        shift = 8 * step
+        return [
+            (i << shift) | int.from_bytes(raw[i * step : (i + 1) * step], "little")
+            for i in range(b)
+        ]
 
     def _index(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
+        """A bucket is the item id itself while it holds one item (most do), a list from
+        the second on: a list per entry was most of the index's memory."""
         if sig is None:
             return
         table = self.lsh[level]
         for key in self._bands(sig, level):
-            bucket = table[key]
-            if item_id not in bucket:
+            bucket = table.get(key)
+            if bucket is None:
+                table[key] = item_id
+            elif type(bucket) is int:
+                if bucket != item_id:
+                    table[key] = [bucket, item_id]
+            elif item_id not in bucket:
                 bucket.append(item_id)
 
     def _unindex(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
@@ -323,10 +343,15 @@ class Engine:
         table = self.lsh[level]
         for key in self._bands(sig, level):
             bucket = table.get(key)
-            if bucket and item_id in bucket:
-                bucket.remove(item_id)
-                if not bucket:
+            if bucket is None:
+                continue
+            if type(bucket) is int:
+                if bucket == item_id:
                     del table[key]
+            elif item_id in bucket:
+                bucket.remove(item_id)
+                if len(bucket) == 1:
+                    table[key] = bucket[0]
 
     def _candidates(self, sig: np.ndarray | None, level: str) -> dict[int, list[int]]:
         """Candidate item ids with the band numbers they share with ``sig``."""
@@ -334,8 +359,8 @@ class Engine:
         if sig is None:
             return found
         table = self.lsh[level]
-        for band, key in self._bands(sig, level):
-            for other in table.get((band, key), ()):
+        for band, key in enumerate(self._bands(sig, level)):
+            for other in bucket_ids(table.get(key)):
                 found[other].append(band)
         return found
 
@@ -344,7 +369,9 @@ class Engine:
             return []
         return [
             i
-            for (i, x), (_, y) in zip(self._bands(a, level), self._bands(b, level), strict=True)
+            for i, (x, y) in enumerate(
+                zip(self._bands(a, level), self._bands(b, level), strict=True)
+            )
             if x == y
         ]
 
@@ -824,7 +851,9 @@ class Engine:
             return []
         table = self.lsh["story"]
         found = dict.fromkeys(
-            chain.from_iterable(table.get(key, ()) for key in self._bands(rec.story_sig, "story"))
+            chain.from_iterable(
+                map(bucket_ids, map(table.get, self._bands(rec.story_sig, "story")))
+            )
         )
         found.pop(rec.item.id, None)
         self._cands = (rec.item.id, list(found))

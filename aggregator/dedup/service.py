@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from sys import intern
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,27 @@ def feed_kind(source_type: str) -> str:
     return source_type if source_type in ("google_news", "bing_news") else "site"
 
 
-def _dedup_item(item: Item, source: Source) -> DedupItem:
+@dataclass(frozen=True, slots=True)
+class _SourceRow:
+    name: str
+    type: str
+
+
+# what loading needs of an item: not its text (fetched when needed), only whether it has one
+_ITEM_COLUMNS = (
+    Item.id,
+    Item.publisher,
+    Item.title,
+    Item.summary,
+    Item.lang,
+    Item.canonical_url,
+    Item.published_at,
+    Item.content_hash,
+    (func.length(Item.text) > 0).label("text"),
+)
+
+
+def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
     return DedupItem(
         id=item.id,
         source=source.name,
@@ -137,12 +158,6 @@ class DedupService:
                     )
                 ).all()
                 eng.boilerplate.load(src.name, rows, src.boilerplate_docs)
-            sigs: dict[tuple[int, str], Signature] = {
-                (sig.item_id, sig.level): sig for sig in s.scalars(select(Signature))
-            }
-            members = s.execute(
-                select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
-            ).all()
             newest = s.scalar(
                 select(func.max(Item.published_at)).where(
                     Item.dedup_state == "done", Item.kind == "article"
@@ -150,16 +165,34 @@ class DedupService:
             )
             eng.newest_at = newest
             horizon = eng.horizon()
+            # Only what is within reach of the windows: older items stay on disk, so the
+            # start-up cost follows the window, not the history.
+            held = [Item.dedup_state == "done", Item.kind == "article"]
+            if horizon is not None:
+                held.append(Item.published_at >= horizon)
+            sigs: dict[tuple[int, str], Signature] = {
+                (sig.item_id, sig.level): sig
+                for sig in s.scalars(
+                    select(Signature).join(Item, Item.id == Signature.item_id).where(*held)
+                )
+            }
+            split_items = {x for _, x, _ in eng.apart} | {y for _, _, y in eng.apart}
+            member_cols = (ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
+            members = s.execute(
+                select(*member_cols).join(Item, Item.id == ClusterMember.item_id).where(*held)
+            ).all()
+            if split_items:  # where the items of manual splits are, in memory or not
+                members += s.execute(
+                    select(*member_cols).where(ClusterMember.item_id.in_(split_items))
+                ).all()
             stmt = (
-                select(Item, Source)
+                select(*_ITEM_COLUMNS, Source.name, Source.type)
                 .join(Source, Source.id == Item.source_id)
-                .where(Item.dedup_state == "done", Item.kind == "article")
+                .where(*held)
                 .order_by(Item.published_at, Item.id)
             )
-            if horizon is not None:  # older items left every window: they stay on disk only
-                stmt = stmt.where(Item.published_at >= horizon)
-            for item, source in s.execute(stmt):
-                self._load_record(_dedup_item(item, source), sigs)
+            for row in s.execute(stmt):
+                self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
         stored_cluster: dict[tuple[int, str], int] = {}
         for item_id, level, cluster_id in members:
             cluster_id = _survivor(cluster_id, merged_into)
@@ -240,8 +273,10 @@ class DedupService:
         if story is not None:
             rec.story_sig = np.frombuffer(story.hashvalues, dtype=np.uint64).copy()
             feats = story.features or {}
-            rec.terms = Counter(feats.get("terms", {}))
-            rec.lead = Counter(feats.get("lead", {}))
+            # interned: the same term in thousands of held items is one string, as it is
+            # for items placed by this process (stemming is cached)
+            rec.terms = Counter({intern(t): n for t, n in feats.get("terms", {}).items()})
+            rec.lead = Counter({intern(t): n for t, n in feats.get("lead", {}).items()})
             rec.short = bool(feats.get("short", True))
             rec.body_len = int(feats.get("body_len", 0))
         eng.records[item.id] = rec
