@@ -298,7 +298,9 @@ def _dedup(ctx: Context, store: Store) -> int:
     """Cluster what the command just stored (the same step the daemon runs after each round)."""
     from .dedup.service import DedupService, settings_from
 
-    return DedupService(store, settings_from(ctx.config.dedup)).process_pending()
+    service = DedupService(store, settings_from(ctx.config.dedup))
+    # nothing new (a re-import, a poll of unchanged feeds): no need to load the engine
+    return service.process_pending() if service.has_pending() else 0
 
 
 def cmd_why(ctx: Context) -> int:

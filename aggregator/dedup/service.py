@@ -296,6 +296,11 @@ class DedupService:
 
     # ------------------------------------------------------------ processing
 
+    def has_pending(self) -> bool:
+        with self.store.session() as s:
+            pending = select(Item.id).where(Item.dedup_state == "pending").limit(1)
+            return s.scalar(pending) is not None
+
     def process_pending(self, *, limit: int | None = None, wait: bool = True) -> int:
         """Place every pending item (in published order); returns how many were placed.
         ``wait=False``: return 0 at once when another process is clustering (PostgreSQL)."""
