@@ -287,3 +287,30 @@ def test_replacing_an_item_whose_own_cluster_is_merged_on_the_way() -> None:
     assert {engine.cluster_of["duplicate"][n] for n in (1, 2, 3)} == {older}
     assert engine.members["duplicate"] == {older: {1, 2, 3}}
     assert [(m.from_id, m.into_id) for m in out.merges] == [(own, older)]
+
+
+def test_candidates_are_capped_to_those_sharing_the_most_bands() -> None:
+    """A busy window proposes thousands of candidates through one common term each; only the
+    ``max_candidates`` sharing the most story bands are verified, in their first order."""
+    import numpy as np
+
+    from aggregator.dedup.engine import Rec, Settings
+
+    engine = Engine(Settings(max_candidates=2))
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    base = np.arange(1, 129, dtype=np.uint64)
+    shared = {1: 5, 2: 100, 3: 1, 4: 60}  # bands each stored item shares with the query
+    recs = {}
+    for n, k in shared.items():
+        sig = base + np.uint64(1000 * n)
+        sig[:k] = base[:k]
+        recs[n] = Rec(item=site_item(n, f"Meldung {n}", "", at), title_key="", publisher_key=None)
+        recs[n].story_sig = sig
+        engine.records[n] = recs[n]
+        engine._index(n, sig, "story")
+    query = Rec(item=site_item(9, "Anfrage", "", at), title_key="", publisher_key=None)
+    query.story_sig = base.copy()
+    found = engine._story_candidates(query)
+    assert sorted(found) == [1, 2, 3, 4]
+    kept = engine._strongest([engine.records[n] for n in found])
+    assert [r.item.id for r in kept] == [n for n in found if n in (2, 4)]

@@ -57,6 +57,7 @@ class Settings:
     story_short_threshold: float = 0.5
     story_top_terms: int = 30
     lead_tokens: int = 60  # threads compare stories by their titles and leads
+    max_candidates: int = 300  # story/thread candidates verified per item (most bands shared)
 
     def __post_init__(self) -> None:
         for name in (
@@ -221,6 +222,7 @@ class Engine:
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
         self._cands: tuple[int, list[int]] | None = None  # (item, story candidates)
+        self._shared: Counter[int] = Counter()  # story bands each candidate shares
         self.newest_at: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
@@ -813,6 +815,7 @@ class Engine:
             for orec in map(self.records.__getitem__, self._story_candidates(rec))
             if abs(orec.ts - ts) <= window_s
         ]
+        near = self._strongest(near)
         for orec, (score, threshold) in zip(near, self.story_scores(rec, near), strict=True):
             if score >= threshold:
                 matches.append(
@@ -843,21 +846,34 @@ class Engine:
         return list(best.values())
 
     def _story_candidates(self, rec: Rec) -> list[int]:
-        """Items sharing a story band with ``rec``, in band order (one pass of dict
-        insertions in C: a busy window proposes hundreds); computed once per placement."""
+        """Items sharing a story band with ``rec``, in band order, with how many bands they
+        share (one C-level count over the buckets); computed once per placement."""
         if self._cands is not None and self._cands[0] == rec.item.id:
             return self._cands[1]
         if rec.story_sig is None:
             return []
         table = self.lsh["story"]
-        found = dict.fromkeys(
+        found = Counter(
             chain.from_iterable(
                 map(bucket_ids, map(table.get, self._bands(rec.story_sig, "story")))
             )
         )
         found.pop(rec.item.id, None)
         self._cands = (rec.item.id, list(found))
+        self._shared = found
         return self._cands[1]
+
+    def _strongest(self, recs: list[Rec]) -> list[Rec]:
+        """At most ``max_candidates`` of the candidates: those sharing the most story bands
+        (the MinHash estimate of how many salient terms they share), in their first order.
+        A busy window proposes thousands through one common term each; the reports of the
+        same event share many."""
+        k = self.settings.max_candidates
+        if len(recs) <= k:
+            return recs
+        shared = self._shared
+        keep = {id(r) for r in heapq.nlargest(k, recs, key=lambda r: shared.get(r.item.id, 0))}
+        return [r for r in recs if id(r) in keep]
 
     # -- thread
 
@@ -881,10 +897,13 @@ class Engine:
         near: list[tuple[Rec, int]] = []
         window_s, ts = self.settings.thread_window_s, rec.ts
         story_of, thread_of = self.cluster_of["story"], self.thread_of_story
-        for other in self._thread_candidates(rec):
-            orec = self.records[other]
-            if abs(orec.ts - ts) > window_s:
-                continue
+        in_window = [
+            o
+            for o in map(self.records.__getitem__, self._thread_candidates(rec))
+            if abs(o.ts - ts) <= window_s
+        ]
+        for orec in self._strongest(in_window):
+            other = orec.item.id
             other_story = story_of.get(other)
             if other_story is None or other_story in seen_stories:
                 continue
