@@ -134,14 +134,19 @@ def serve(feeds: Feeds) -> ThreadingHTTPServer:
     return server
 
 
-def sample(pid: int) -> tuple[int, int, int]:
-    """(resident KiB, open files, threads) of a process, from /proc."""
+def sample(pid: int) -> tuple[int, int, int, int]:
+    """(resident KiB, open files, threads, anonymous resident KiB) of a process, from /proc.
+
+    Anonymous memory is the heap; the rest of VmRSS is file pages (libraries, SQLite's
+    memory-mapped WAL index) that the kernel can drop, reported apart so a leak is not
+    confused with pages of a growing database file."""
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     rss_kib = int(fields["VmRSS"].split()[0])
+    anon_kib = int(fields.get("RssAnon", fields["VmRSS"]).split()[0])
     threads = int(fields["Threads"])
     fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return rss_kib, fds, threads
+    return rss_kib, fds, threads, anon_kib
 
 
 def main() -> int:
@@ -183,7 +188,7 @@ def main() -> int:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    samples: list[tuple[float, int, int, int]] = []
+    samples: list[tuple[float, int, int, int, int]] = []
     started = time.monotonic()
     end = started + args.minutes * 60
     next_round = started + args.round_s
@@ -239,6 +244,18 @@ def main() -> int:
     )
     timeline = " ".join(f"{s[1] / 1024:.0f}" for s in samples[::6])
     print(f"memory every minute {timeline} MiB")
+    anon = " ".join(f"{s[4] / 1024:.0f}" for s in samples[::6])
+    print(f"  of it anonymous   {anon} MiB")
+    # the trend once warmed up: the last third against the middle third
+    third = len(samples) // 3
+    if third >= 6:
+        mid = sum(s[1] for s in samples[third : 2 * third]) / third / 1024
+        end_ = sum(s[1] for s in samples[2 * third : 3 * third]) / third / 1024
+        per_min = (end_ - mid) / (third * 10 / 60)
+        print(
+            f"memory trend        middle third {mid:.1f} MiB, last third {end_:.1f} MiB "
+            f"({per_min:+.2f} MiB/min)"
+        )
     print(f"open files          {first[2]} -> {last[2]}")
     print(f"threads             {first[3]} -> {last[3]}")
     print(f"daemon exit code    {code}")
