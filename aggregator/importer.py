@@ -20,9 +20,9 @@ from .config import Config
 from .domain import ParsedFeed
 from .errors import InputError, SourceError
 from .parser import detect_source_type, parse_feed, split_entries
-from .poller import FeedJob, ingest, parse_new_entries
+from .poller import FeedJob, ingest, known_entries_of, parse_new_entries
 from .store import Store
-from .store.items import known_entries, record_poll
+from .store.items import record_poll
 from .store.models import Feed, Source
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def import_file(
         feed, skipped = parse_new_entries(
             body,
             entries,
-            (lambda hashes: _known(store, source_id, hashes)) if source_id else None,
+            known_entries_of(store, source_id) if source_id else None,
             url=base,
         )
     except SourceError as exc:
@@ -137,11 +137,6 @@ def _known_source(store: Store, body: bytes, entries, src_cfg, path: Path, base:
             return s.scalar(select(Source.id).where(Source.name == src_cfg.name))
         head = parse_feed(entries.document(body, ()), url=base)
         return s.scalar(select(Source.id).where(Source.url == _derived_url(head, path)))
-
-
-def _known(store: Store, source_id: int, hashes) -> set[str]:  # type: ignore[no-untyped-def]
-    with store.session() as s:
-        return known_entries(s, source_id, hashes)
 
 
 def _derived_source(s, feed: ParsedFeed, stype: str, path: Path, now: datetime):  # type: ignore[no-untyped-def]

@@ -221,14 +221,13 @@ def refresh_feed(
     body_hash = hashlib.sha256(body).hexdigest()
     if body_hash == job.body_hash:
         return _record_quiet(store, cfg, job, result, "unchanged", started_at, t0)
-
-    def known(hashes: Sequence[str]) -> set[str]:
-        with store.session() as s:
-            return known_entries(s, job.source_id, hashes)
-
     try:
         feed, skipped = parse_new_entries(
-            body, split_entries(body), known, url=result.url, content_type=result.content_type
+            body,
+            split_entries(body),
+            known_entries_of(store, job.source_id),
+            url=result.url,
+            content_type=result.content_type,
         )
     except SourceError as exc:
         return _record_failure(store, cfg, job, exc, started_at, t0, http_status=result.status)
@@ -259,6 +258,16 @@ def refresh_feed(
         )
     log.debug("%s %s: %d entries, %d new", job.source_name, job.url, seen, new)
     return PollOutcome(job.feed_id, job.source_name, job.url, "ok", seen, new, None, nxt)
+
+
+def known_entries_of(store: Store, source_id: int) -> Callable[[Sequence[str]], set[str]]:
+    """Which entry hashes already produced an item of the source (a short read of its own)."""
+
+    def known(hashes: Sequence[str]) -> set[str]:
+        with store.session() as s:
+            return known_entries(s, source_id, hashes)
+
+    return known
 
 
 def parse_new_entries(

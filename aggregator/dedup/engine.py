@@ -221,8 +221,8 @@ class Engine:
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
-        self._cands: tuple[int, list[int]] | None = None  # (item, story candidates)
-        self._shared: Counter[int] = Counter()  # story bands each candidate shares
+        # (item, its story candidates with the number of bands each shares)
+        self._cands: tuple[int, Counter[int]] | None = None
         self.newest_at: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
@@ -845,13 +845,13 @@ class Engine:
                 best[cid] = ev
         return list(best.values())
 
-    def _story_candidates(self, rec: Rec) -> list[int]:
+    def _story_candidates(self, rec: Rec) -> Counter[int]:
         """Items sharing a story band with ``rec``, in band order, with how many bands they
         share (one C-level count over the buckets); computed once per placement."""
         if self._cands is not None and self._cands[0] == rec.item.id:
             return self._cands[1]
         if rec.story_sig is None:
-            return []
+            return Counter()
         table = self.lsh["story"]
         found = Counter(
             chain.from_iterable(
@@ -859,9 +859,8 @@ class Engine:
             )
         )
         found.pop(rec.item.id, None)
-        self._cands = (rec.item.id, list(found))
-        self._shared = found
-        return self._cands[1]
+        self._cands = (rec.item.id, found)
+        return found
 
     def _strongest(self, recs: list[Rec]) -> list[Rec]:
         """At most ``max_candidates`` of the candidates: those sharing the most story bands
@@ -871,7 +870,7 @@ class Engine:
         k = self.settings.max_candidates
         if len(recs) <= k:
             return recs
-        shared = self._shared
+        shared = self._cands[1] if self._cands is not None else Counter()
         keep = {id(r) for r in heapq.nlargest(k, recs, key=lambda r: shared.get(r.item.id, 0))}
         return [r for r in recs if id(r) in keep]
 
@@ -955,7 +954,7 @@ class Engine:
             chosen.bands,
         )
 
-    def _thread_candidates(self, rec: Rec) -> list[int]:
+    def _thread_candidates(self, rec: Rec) -> Counter[int]:
         return self._story_candidates(rec)  # cached for the placement
 
     # ------------------------------------------------------------ queries
