@@ -312,5 +312,10 @@ def test_candidates_are_capped_to_those_sharing_the_most_bands() -> None:
     query.story_sig = base.copy()
     found = engine._story_candidates(query)
     assert sorted(found) == [1, 2, 3, 4]
-    kept = engine._strongest([engine.records[n] for n in found])
+    kept = engine._near(query, window_s=3600.0)
     assert [r.item.id for r in kept] == [n for n in found if n in (2, 4)]
+    # out of the window: not a candidate, however many bands it shares
+    recs[2].ts = query.ts + 7200.0
+    engine._cands = None  # (cached for one placement)
+    kept = engine._near(query, window_s=3600.0)
+    assert [r.item.id for r in kept] == [n for n in found if n in (1, 4)]

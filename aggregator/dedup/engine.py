@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 from datasketch import MinHash
@@ -128,6 +129,19 @@ class Rec:
     body_len: int = 0
 
 
+_TS = attrgetter("ts")
+
+
+@dataclass(slots=True)
+class _Candidates:
+    """An item's story candidates in first order with the number of bands each shares, and
+    as arrays (ids, publish times, shared bands) for the window and strength cuts."""
+
+    item_id: int
+    found: Counter[int]
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
 @dataclass
 class Outcome:
     """What placing one item changed: new or changed memberships (of this item, and of
@@ -221,8 +235,7 @@ class Engine:
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
-        # (item, its story candidates with the number of bands each shares)
-        self._cands: tuple[int, Counter[int]] | None = None
+        self._cands: _Candidates | None = None  # of the item being placed
         self.newest_at: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
@@ -808,14 +821,7 @@ class Engine:
                 if other != item_id and other in self.cluster_of["story"]:
                     matches.append(Evidence("story", 0, "duplicate", other, 1.0))
                     break
-        window_s = self.settings.story_window_s
-        ts = rec.ts
-        near = [
-            orec
-            for orec in map(self.records.__getitem__, self._story_candidates(rec))
-            if abs(orec.ts - ts) <= window_s
-        ]
-        near = self._strongest(near)
+        near = self._near(rec, self.settings.story_window_s)
         for orec, (score, threshold) in zip(near, self.story_scores(rec, near), strict=True):
             if score >= threshold:
                 matches.append(
@@ -848,8 +854,8 @@ class Engine:
     def _story_candidates(self, rec: Rec) -> Counter[int]:
         """Items sharing a story band with ``rec``, in band order, with how many bands they
         share (one C-level count over the buckets); computed once per placement."""
-        if self._cands is not None and self._cands[0] == rec.item.id:
-            return self._cands[1]
+        if self._cands is not None and self._cands.item_id == rec.item.id:
+            return self._cands.found
         if rec.story_sig is None:
             return Counter()
         table = self.lsh["story"]
@@ -859,20 +865,35 @@ class Engine:
             )
         )
         found.pop(rec.item.id, None)
-        self._cands = (rec.item.id, found)
+        self._cands = _Candidates(rec.item.id, found)
         return found
 
-    def _strongest(self, recs: list[Rec]) -> list[Rec]:
-        """At most ``max_candidates`` of the candidates: those sharing the most story bands
-        (the MinHash estimate of how many salient terms they share), in their first order.
-        A busy window proposes thousands through one common term each; the reports of the
-        same event share many."""
+    def _near(self, rec: Rec, window_s: float) -> list[Rec]:
+        """The story candidates within ``window_s`` of ``rec``, at most ``max_candidates``
+        of them: those sharing the most story bands (the MinHash estimate of how many salient
+        terms they share), in their first order. A busy window proposes thousands through one
+        common term each, and the reports of one event share many; the cut is made over
+        arrays, as one Python step per candidate was most of a placement's cost."""
+        found = self._story_candidates(rec)
+        if not found:
+            return []
+        cands = self._cands
+        assert cands is not None
+        if cands.arrays is None:  # once per placement: the story and thread steps share them
+            n, records = len(found), self.records
+            cands.arrays = (
+                np.fromiter(found.keys(), dtype=np.int64, count=n),
+                np.fromiter(map(_TS, map(records.__getitem__, found)), np.float64, n),
+                np.fromiter(found.values(), dtype=np.int64, count=n),
+            )
+        all_ids, ts, shared = cands.arrays
+        keep = np.abs(ts - rec.ts) <= window_s
+        ids = all_ids[keep]
         k = self.settings.max_candidates
-        if len(recs) <= k:
-            return recs
-        shared = self._cands[1] if self._cands is not None else Counter()
-        keep = {id(r) for r in heapq.nlargest(k, recs, key=lambda r: shared.get(r.item.id, 0))}
-        return [r for r in recs if id(r) in keep]
+        if len(ids) > k:
+            # stable: among equal counts the first found win (as ``sorted`` would pick)
+            ids = ids[np.sort(np.argsort(-shared[keep], kind="stable")[:k])]
+        return list(map(self.records.__getitem__, ids.tolist()))
 
     # -- thread
 
@@ -894,14 +915,8 @@ class Engine:
         best: Evidence | None = None
         seen_stories = {story_id}
         near: list[tuple[Rec, int]] = []
-        window_s, ts = self.settings.thread_window_s, rec.ts
         story_of, thread_of = self.cluster_of["story"], self.thread_of_story
-        in_window = [
-            o
-            for o in map(self.records.__getitem__, self._thread_candidates(rec))
-            if abs(o.ts - ts) <= window_s
-        ]
-        for orec in self._strongest(in_window):
+        for orec in self._near(rec, self.settings.thread_window_s):
             other = orec.item.id
             other_story = story_of.get(other)
             if other_story is None or other_story in seen_stories:
@@ -953,9 +968,6 @@ class Engine:
             chosen.estimated_score,
             chosen.bands,
         )
-
-    def _thread_candidates(self, rec: Rec) -> Counter[int]:
-        return self._story_candidates(rec)  # cached for the placement
 
     # ------------------------------------------------------------ queries
 
