@@ -248,8 +248,12 @@ def test_engine_forgets_items_outside_every_window() -> None:
     reach = timedelta(seconds=1.1 * 2 * 86400)
     newest = start + timedelta(hours=2 * (n - 2))
     assert held == {1000 + i for i in range(n) if start + timedelta(hours=2 * i) >= newest - reach}
-    for table in engine.lsh.values():
-        assert all(set(bucket_ids(bucket)) <= held for bucket in table.values())
+    for bucket in engine.lsh["duplicate"].values():
+        assert set(bucket_ids(bucket)) <= held
+    slots = {engine._slot_of[i] for i in held}
+    assert len(slots) == len(held) == len(engine._slot_of)  # one slot each, the others free
+    for bucket in engine.lsh["story"].values():  # the story index holds slots
+        assert set(bucket_ids(bucket)) <= slots
     for level in ("duplicate", "story", "thread"):
         assert set(engine.cluster_of[level]) == held
         assert set().union(*engine.members[level].values()) == held
@@ -307,15 +311,16 @@ def test_candidates_are_capped_to_those_sharing_the_most_bands() -> None:
         recs[n] = Rec(item=site_item(n, f"Meldung {n}", "", at), title_key="", publisher_key=None)
         recs[n].story_sig = sig
         engine.records[n] = recs[n]
+        engine.hold(recs[n].item)
         engine._index(n, sig, "story")
     query = Rec(item=site_item(9, "Anfrage", "", at), title_key="", publisher_key=None)
     query.story_sig = base.copy()
-    found = engine._story_candidates(query)
+    found = engine._story_candidates(query).ids.tolist()
     assert sorted(found) == [1, 2, 3, 4]
     kept = engine._near(query, window_s=3600.0)
     assert [r.item.id for r in kept] == [n for n in found if n in (2, 4)]
     # out of the window: not a candidate, however many bands it shares
-    recs[2].ts = query.ts + 7200.0
+    engine.hold(site_item(2, "Meldung 2", "", at + timedelta(hours=2)))  # published later
     engine._cands = None  # (cached for one placement)
     kept = engine._near(query, window_s=3600.0)
     assert [r.item.id for r in kept] == [n for n in found if n in (1, 4)]

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
-from operator import attrgetter
 
 import numpy as np
 from datasketch import MinHash
@@ -129,17 +128,17 @@ class Rec:
     body_len: int = 0
 
 
-_TS = attrgetter("ts")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Candidates:
-    """An item's story candidates in first order with the number of bands each shares, and
-    as arrays (ids, publish times, shared bands) for the window and strength cuts."""
+    """An item's story candidates in first order: item ids, publish times (POSIX) and the
+    number of story bands each shares with it."""
 
     item_id: int
-    found: Counter[int]
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ids: np.ndarray
+    ts: np.ndarray
+    shared: np.ndarray
 
 
 @dataclass
@@ -236,6 +235,13 @@ class Engine:
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
         self._cands: _Candidates | None = None  # of the item being placed
+        # Held items by slot (small recycled ints): the story index holds slots, so an
+        # item's thousands of story candidates are cut by window in one array gather
+        # instead of one record lookup each.
+        self._slot_of: dict[int, int] = {}
+        self._slot_id = np.full(1024, -1, dtype=np.int64)
+        self._slot_ts = np.zeros(1024, dtype=np.float64)
+        self._free_slots: list[int] = []
         self.newest_at: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
@@ -342,6 +348,8 @@ class Engine:
         if sig is None:
             return
         table = self.lsh[level]
+        if level == "story":
+            item_id = self._slot_of[item_id]
         for key in self._bands(sig, level):
             bucket = table.get(key)
             if bucket is None:
@@ -356,6 +364,8 @@ class Engine:
         if sig is None:
             return
         table = self.lsh[level]
+        if level == "story":
+            item_id = self._slot_of[item_id]
         for key in self._bands(sig, level):
             bucket = table.get(key)
             if bucket is None:
@@ -573,8 +583,29 @@ class Engine:
         return out
 
     def hold(self, item: DedupItem) -> None:
-        """Remember when the item leaves every window (see :meth:`forget_before`)."""
+        """Remember when the item leaves every window (see :meth:`forget_before`), and give
+        it a slot."""
         heapq.heappush(self._by_time, (item.published_at, item.id))
+        slot = self._slot_of.get(item.id)
+        if slot is None:
+            if self._free_slots:
+                slot = self._free_slots.pop()
+            else:
+                slot = len(self._slot_of)
+                if slot >= len(self._slot_id):
+                    grown = np.full(2 * len(self._slot_id), -1, dtype=np.int64)
+                    grown[:slot] = self._slot_id[:slot]
+                    self._slot_id = grown
+                    self._slot_ts = np.concatenate([self._slot_ts, np.zeros_like(self._slot_ts)])
+            self._slot_of[item.id] = slot
+        self._slot_id[slot] = item.id
+        self._slot_ts[slot] = item.published_at.timestamp()
+
+    def _release(self, item_id: int) -> None:
+        slot = self._slot_of.pop(item_id, None)
+        if slot is not None:
+            self._slot_id[slot] = -1
+            self._free_slots.append(slot)
 
     def horizon(self) -> datetime | None:
         """Items published before this can no longer match anything new: every window
@@ -623,6 +654,7 @@ class Engine:
                 del self.by_hash[item.content_hash]
             self._shingle_cache.pop(item_id, None)
             self._texts.pop(item_id, None)
+            self._release(item_id)
             for level in LEVELS:
                 cid = self.cluster_of[level].pop(item_id, None)
                 members = self.members[level].get(cid) if cid is not None else None
@@ -851,22 +883,30 @@ class Engine:
                 best[cid] = ev
         return list(best.values())
 
-    def _story_candidates(self, rec: Rec) -> Counter[int]:
+    def _story_candidates(self, rec: Rec) -> _Candidates:
         """Items sharing a story band with ``rec``, in band order, with how many bands they
-        share (one C-level count over the buckets); computed once per placement."""
+        share (one C-level count over the buckets of slots, then arrays gathered by slot);
+        computed once per placement."""
         if self._cands is not None and self._cands.item_id == rec.item.id:
-            return self._cands.found
-        if rec.story_sig is None:
-            return Counter()
-        table = self.lsh["story"]
-        found = Counter(
-            chain.from_iterable(
-                map(bucket_ids, map(table.get, self._bands(rec.story_sig, "story")))
+            return self._cands
+        found: Counter[int] = Counter()
+        if rec.story_sig is not None:
+            table = self.lsh["story"]
+            found.update(
+                chain.from_iterable(
+                    map(bucket_ids, map(table.get, self._bands(rec.story_sig, "story")))
+                )
             )
+            found.pop(self._slot_of.get(rec.item.id, -1), None)
+        n = len(found)
+        slots = np.fromiter(found.keys(), dtype=np.int64, count=n)
+        self._cands = cands = _Candidates(
+            rec.item.id,
+            self._slot_id[slots],
+            self._slot_ts[slots],
+            np.fromiter(found.values(), dtype=np.int64, count=n),
         )
-        found.pop(rec.item.id, None)
-        self._cands = _Candidates(rec.item.id, found)
-        return found
+        return cands
 
     def _near(self, rec: Rec, window_s: float) -> list[Rec]:
         """The story candidates within ``window_s`` of ``rec``, at most ``max_candidates``
@@ -874,25 +914,13 @@ class Engine:
         terms they share), in their first order. A busy window proposes thousands through one
         common term each, and the reports of one event share many; the cut is made over
         arrays, as one Python step per candidate was most of a placement's cost."""
-        found = self._story_candidates(rec)
-        if not found:
-            return []
-        cands = self._cands
-        assert cands is not None
-        if cands.arrays is None:  # once per placement: the story and thread steps share them
-            n, records = len(found), self.records
-            cands.arrays = (
-                np.fromiter(found.keys(), dtype=np.int64, count=n),
-                np.fromiter(map(_TS, map(records.__getitem__, found)), np.float64, n),
-                np.fromiter(found.values(), dtype=np.int64, count=n),
-            )
-        all_ids, ts, shared = cands.arrays
-        keep = np.abs(ts - rec.ts) <= window_s
-        ids = all_ids[keep]
+        cands = self._story_candidates(rec)
+        keep = np.abs(cands.ts - rec.ts) <= window_s
+        ids = cands.ids[keep]
         k = self.settings.max_candidates
         if len(ids) > k:
             # stable: among equal counts the first found win (as ``sorted`` would pick)
-            ids = ids[np.sort(np.argsort(-shared[keep], kind="stable")[:k])]
+            ids = ids[np.sort(np.argsort(-cands.shared[keep], kind="stable")[:k])]
         return list(map(self.records.__getitem__, ids.tolist()))
 
     # -- thread
