@@ -128,8 +128,6 @@ class Rec:
     body_len: int = 0
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class _Candidates:
     """An item's story candidates in first order: item ids, publish times (POSIX) and the

@@ -21,7 +21,7 @@ from sys import intern
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..config import DedupConfig
@@ -402,16 +402,23 @@ class DedupService:
         ]
         if fresh:
             s.execute(insert(Cluster), fresh)
-        for m in p.merges:
-            s.execute(
+        if p.merges:  # each statement once for all merges, in their order (they chain)
+            conn = s.connection()
+            params = [dict(lv=m.level, frm=m.from_id, into=m.into_id) for m in p.merges]
+            conn.execute(
                 update(ClusterMember)
-                .where(ClusterMember.level == m.level, ClusterMember.cluster_id == m.from_id)
-                .values(cluster_id=m.into_id)
+                .where(
+                    ClusterMember.level == bindparam("lv"),
+                    ClusterMember.cluster_id == bindparam("frm"),
+                )
+                .values(cluster_id=bindparam("into")),
+                params,
             )
-            s.execute(
+            conn.execute(
                 update(Cluster)
-                .where(Cluster.id == m.from_id)
-                .values(merged_into_id=m.into_id, size=0, updated_at=now)
+                .where(Cluster.id == bindparam("frm"))
+                .values(merged_into_id=bindparam("into"), size=0, updated_at=now),
+                params,
             )
         if members:
             stmt = dialect_insert(s, ClusterMember)
@@ -454,35 +461,41 @@ class DedupService:
         if not dirty and not dropped:
             return
         ids = dict(s.execute(select(Source.name, Source.id)).all())
-        for source, keys in dropped.items():
-            for chunk in _chunks(sorted(keys), 500):
-                s.execute(
-                    delete(BoilerplateLine).where(
-                        BoilerplateLine.source_id == ids[source],
-                        BoilerplateLine.line_hash.in_(chunk),
-                    )
-                )
+        gone = [
+            dict(sid=ids[source], key=k) for source, keys in dropped.items() for k in sorted(keys)
+        ]
+        if gone:
+            s.connection().execute(
+                delete(BoilerplateLine).where(
+                    BoilerplateLine.source_id == bindparam("sid"),
+                    BoilerplateLine.line_hash == bindparam("key"),
+                ),
+                gone,
+            )
         dropped.clear()
         now = datetime.now(UTC)
+        rows = []
         for source, keys in dirty.items():
             model = self.engine.boilerplate.sources[source]
             sid = ids[source]
             s.execute(update(Source).where(Source.id == sid).values(boilerplate_docs=model.docs))
-            for chunk in _chunks(sorted(keys), 500):
-                rows = [
-                    dict(source_id=sid, line_hash=k, count=model.counts[k], last_seen_at=now)
-                    for k in chunk
-                ]
-                stmt = dialect_insert(s, BoilerplateLine).values(rows)
-                s.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["source_id", "line_hash"],
-                        set_={
-                            "count": stmt.excluded.count,
-                            "last_seen_at": stmt.excluded.last_seen_at,
-                        },
-                    )
-                )
+            rows += [
+                dict(source_id=sid, line_hash=k, count=model.counts[k], last_seen_at=now)
+                for k in sorted(keys)
+            ]
+        if rows:  # one statement, executed for many rows (a VALUES list per chunk was
+            # compiled afresh every time: most of a batch's database time)
+            stmt = dialect_insert(s, BoilerplateLine)
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["source_id", "line_hash"],
+                    set_={
+                        "count": stmt.excluded.count,
+                        "last_seen_at": stmt.excluded.last_seen_at,
+                    },
+                ),
+                rows,
+            )
         dirty.clear()
 
 
