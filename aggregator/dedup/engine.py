@@ -161,6 +161,10 @@ def bucket_ids(bucket: int | list[int] | None) -> Iterable[int]:
     return (bucket,) if type(bucket) is int else bucket
 
 
+def _hashed(shingled: set[str]) -> np.ndarray:
+    return np.unique(np.fromiter(map(stable_hash64, shingled), dtype=np.int64, count=len(shingled)))
+
+
 def _plain(text: str | None) -> str:
     if not text:
         return ""
@@ -228,7 +232,7 @@ class Engine:
         self.next_cluster_id = 1
         # term ids and document frequencies (for IDF) of the held items
         self.vocab = Vocabulary()
-        self._shingle_cache: dict[int, frozenset[int]] = {}
+        self._shingle_cache: dict[int, np.ndarray] = {}
         self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
@@ -262,13 +266,14 @@ class Engine:
             return self._text_of(item_id)
         return ""
 
-    def dup_shingles(self, item_id: int) -> frozenset[int]:
+    def dup_shingles(self, item_id: int) -> np.ndarray:
+        """The item's word 3-shingles as sorted unique 64-bit hashes (an array: a set of
+        Python ints took ~14 KB per held item, most of the engine's memory)."""
         cached = self._shingle_cache.get(item_id)
         if cached is None:
             rec = self.records[item_id]
             body = self._clean_body(rec.item)
-            toks = tokens(f"{rec.title_key}\n{body}")
-            cached = frozenset(stable_hash64(sh) for sh in shingles(toks))
+            cached = _hashed(shingles(tokens(f"{rec.title_key}\n{body}")))
             self._shingle_cache[item_id] = cached
         return cached
 
@@ -288,8 +293,9 @@ class Engine:
         rec.body_len = len(tokens(body))
         self._shingle_cache.pop(item.id, None)
         if item.feed_kind not in AGGREGATOR_KINDS and rec.body_len >= 20:
-            toks = tokens(f"{rec.title_key}\n{body}")
-            rec.dup_sig = self._minhash(shingles(toks))
+            shingled = shingles(tokens(f"{rec.title_key}\n{body}"))
+            rec.dup_sig = self._minhash(shingled)
+            self._shingle_cache[item.id] = _hashed(shingled)  # verification compares them
         else:
             rec.dup_sig = None
         title = rec.title_key
@@ -412,7 +418,8 @@ class Engine:
         sa, sb = self.dup_shingles(a), self.dup_shingles(b)
         if min(len(sa), len(sb)) < 15:
             return 0.0
-        inter = len(sa & sb)
+        at = np.searchsorted(sb, sa)  # both sorted and unique: a hit is an equal value there
+        inter = int(np.count_nonzero(sb[np.minimum(at, len(sb) - 1)] == sa))
         return inter / min(len(sa), len(sb))
 
     def story_scores(self, rec: Rec, others: Sequence[Rec]) -> list[tuple[float, float]]:
