@@ -26,13 +26,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import chain
 
 import numpy as np
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from ..normaliser import html_to_text
+from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel
 from .text import fold, shingles, stable_hash64, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
@@ -224,7 +224,8 @@ class Engine:
         # Story candidates: one band per permutation, so one shared salient term proposes
         # (independent rewrites share few terms; verification decides).
         self.story_bands = (s.num_perm, 1)
-        self.lsh: dict[str, dict[int, int | list[int]]] = {"duplicate": {}, "story": {}}
+        self.lsh: dict[str, dict[int, int | list[int]]] = {"duplicate": {}}
+        self.story_index = BandIndex(self.story_bands[0])  # of slots (see :meth:`hold`)
         # clusters: item -> cluster per level, cluster -> members
         self.cluster_of: dict[str, dict[int, int]] = {lv: {} for lv in LEVELS}
         self.members: dict[str, dict[int, set[int]]] = {lv: {} for lv in LEVELS}
@@ -351,14 +352,16 @@ class Engine:
         the second on: a list per entry was most of the index's memory."""
         if sig is None:
             return
-        table = self.lsh[level]
         if level == "story":
-            item_id = self._slot_of[item_id]
+            self.story_index.add(self._slot_of[item_id], sig)
+            return
+        table = self.lsh[level]
+        setdefault = table.setdefault
         for key in self._bands(sig, level):
-            bucket = table.get(key)
-            if bucket is None:
-                table[key] = item_id
-            elif type(bucket) is int:
+            bucket = setdefault(key, item_id)  # one dict operation for a new bucket
+            if bucket is item_id:
+                continue
+            if type(bucket) is int:
                 if bucket != item_id:
                     table[key] = [bucket, item_id]
             elif item_id not in bucket:
@@ -367,9 +370,10 @@ class Engine:
     def _unindex(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
         if sig is None:
             return
-        table = self.lsh[level]
         if level == "story":
-            item_id = self._slot_of[item_id]
+            self.story_index.remove(self._slot_of[item_id])
+            return
+        table = self.lsh[level]
         for key in self._bands(sig, level):
             bucket = table.get(key)
             if bucket is None:
@@ -890,26 +894,20 @@ class Engine:
 
     def _story_candidates(self, rec: Rec) -> _Candidates:
         """Items sharing a story band with ``rec``, in band order, with how many bands they
-        share (one C-level count over the buckets of slots, then arrays gathered by slot);
-        computed once per placement."""
+        share and their publish times (arrays gathered by slot); computed once per
+        placement."""
         if self._cands is not None and self._cands.item_id == rec.item.id:
             return self._cands
-        found: Counter[int] = Counter()
-        if rec.story_sig is not None:
-            table = self.lsh["story"]
-            found.update(
-                chain.from_iterable(
-                    map(bucket_ids, map(table.get, self._bands(rec.story_sig, "story")))
-                )
-            )
-            found.pop(self._slot_of.get(rec.item.id, -1), None)
-        n = len(found)
-        slots = np.fromiter(found.keys(), dtype=np.int64, count=n)
+        if rec.story_sig is None:
+            slots = shared = np.zeros(0, dtype=np.int64)
+        else:
+            slots, shared = self.story_index.query(rec.story_sig)
+            own = self._slot_of.get(rec.item.id)
+            if own is not None:
+                other = slots != own
+                slots, shared = slots[other], shared[other]
         self._cands = cands = _Candidates(
-            rec.item.id,
-            self._slot_id[slots],
-            self._slot_ts[slots],
-            np.fromiter(found.values(), dtype=np.int64, count=n),
+            rec.item.id, self._slot_id[slots], self._slot_ts[slots], shared
         )
         return cands
 

@@ -1,0 +1,113 @@
+"""The array-backed story index answers exactly as a dict of buckets filled in order would."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from itertools import chain
+
+import numpy as np
+import pytest
+
+from aggregator.dedup import bandindex
+from aggregator.dedup.bandindex import BandIndex
+
+BANDS = 16
+
+
+class DictIndex:
+    """The reference: one bucket list per (band, value), items appended in order."""
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[int, int], list[int]] = {}
+        self.sigs: dict[int, np.ndarray] = {}
+
+    def add(self, slot: int, sig: np.ndarray) -> None:
+        self.sigs[slot] = sig
+        for band, value in enumerate(sig[:BANDS].tolist()):
+            self.table.setdefault((band, value), []).append(slot)
+
+    def remove(self, slot: int) -> None:
+        for band, value in enumerate(self.sigs.pop(slot)[:BANDS].tolist()):
+            self.table[(band, value)].remove(slot)
+
+    def query(self, sig: np.ndarray) -> list[tuple[int, int]]:
+        keys = [(band, value) for band, value in enumerate(sig[:BANDS].tolist())]
+        found = Counter(chain.from_iterable(self.table.get(k, ()) for k in keys))
+        return list(found.items())
+
+
+def _sig(rng: random.Random, alphabet: int) -> np.ndarray:
+    # a small alphabet: many shared buckets, long runs of equal keys
+    return np.array([rng.randrange(alphabet) for _ in range(BANDS)], dtype=np.uint64)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bandindex, "LEVEL0_MIN", 64)  # merges happen often in a small test
+    rng = random.Random(seed)
+    ours, ref = BandIndex(BANDS), DictIndex()
+    held: dict[int, np.ndarray] = {}
+    free: list[int] = []
+    next_slot = 0
+    for _step in range(600):
+        op = rng.random()
+        if op < 0.45 or not held:
+            if free and rng.random() < 0.7:
+                slot = free.pop()  # reused at once, as the engine does
+            else:
+                slot, next_slot = next_slot, next_slot + 1
+            sig = _sig(rng, 6)
+            ours.add(slot, sig)
+            ref.add(slot, sig)
+            held[slot] = sig
+        elif op < 0.6:
+            slot = rng.choice(sorted(held))
+            ours.remove(slot)
+            ref.remove(slot)
+            del held[slot]
+            free.append(slot)
+        elif op < 0.7:  # re-indexed under a new signature (the same slot stays held)
+            slot = rng.choice(sorted(held))
+            ours.remove(slot)
+            ref.remove(slot)
+            held[slot] = _sig(rng, 6)
+            ours.add(slot, held[slot])
+            ref.add(slot, held[slot])
+        else:
+            query = _sig(rng, 6)
+            slots, counts = ours.query(query)
+            assert list(zip(slots.tolist(), counts.tolist(), strict=True)) == ref.query(query)
+    assert ours.slots() == set(held)
+
+
+def test_stale_entries_are_dropped_when_merged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bandindex, "LEVEL0_MIN", 8)
+    index = BandIndex(BANDS)
+    sig = np.arange(BANDS, dtype=np.uint64)
+    for slot in range(4):
+        index.add(slot, sig)
+    index.query(sig)
+    for slot in range(4):
+        index.remove(slot)
+    index.add(0, sig + np.uint64(1))
+    index.add(1, sig + np.uint64(2))
+    assert len(index) == 6 * BANDS
+    index.query(sig)  # the small level outgrows a quarter of the main: merged, stale dropped
+    assert len(index) == 2 * BANDS
+    assert index.query(sig)[0].tolist() == []
+    assert index.query(sig + np.uint64(2))[0].tolist() == [1]
+
+
+def test_bad_arguments_are_refused_with_a_message() -> None:
+    index = BandIndex(BANDS)
+    with pytest.raises(ValueError, match="needs 16"):
+        index.add(0, np.zeros(4, dtype=np.uint64))
+    with pytest.raises(ValueError, match="below 2\\*\\*32"):
+        index.add(0, np.full(BANDS, 1 << 40, dtype=np.uint64))
+    with pytest.raises(ValueError, match="slot"):
+        index.add(-1, np.zeros(BANDS, dtype=np.uint64))
+    with pytest.raises(ValueError, match="bands"):
+        BandIndex(0)
