@@ -89,6 +89,12 @@ _ITEM_COLUMNS = (
     Item.content_hash,
     (func.length(Item.text) > 0).label("text"),
 )
+_SIGNATURE_COLUMNS = (
+    Signature.item_id,
+    Signature.level,
+    Signature.hashvalues,
+    Signature.features,
+)
 
 
 def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
@@ -170,10 +176,12 @@ class DedupService:
             held = [Item.dedup_state == "done", Item.kind == "article"]
             if horizon is not None:
                 held.append(Item.published_at >= horizon)
-            sigs: dict[tuple[int, str], Signature] = {
+            sigs: dict[tuple[int, str], Any] = {
                 (sig.item_id, sig.level): sig
-                for sig in s.scalars(
-                    select(Signature).join(Item, Item.id == Signature.item_id).where(*held)
+                for sig in s.execute(  # rows, not ORM objects: tens of thousands at start-up
+                    select(*_SIGNATURE_COLUMNS)
+                    .join(Item, Item.id == Signature.item_id)
+                    .where(*held)
                 )
             }
             split_items = {x for _, x, _ in eng.apart} | {y for _, _, y in eng.apart}
@@ -243,7 +251,9 @@ class DedupService:
                 return
             sigs = {
                 (sig.item_id, sig.level): sig
-                for sig in s.scalars(select(Signature).where(Signature.item_id.in_(wanted)))
+                for sig in s.execute(
+                    select(*_SIGNATURE_COLUMNS).where(Signature.item_id.in_(wanted))
+                )
             }
             rows = s.execute(
                 select(Item, Source)
@@ -260,7 +270,7 @@ class DedupService:
                 eng.cluster_of[level][item_id] = cluster_id
                 eng.members[level].setdefault(cluster_id, set()).add(item_id)
 
-    def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Signature]) -> None:
+    def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> None:
         eng = self.engine
         rec = Rec(
             item=item,
