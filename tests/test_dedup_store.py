@@ -7,12 +7,15 @@ stored items, so clustering quality here equals the engine's and the checks are 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items, to_items
+from aggregator.dedup.engine import Settings
 from aggregator.dedup.explain import explain, render
 from aggregator.dedup.service import DedupService
 from aggregator.normaliser import content_hash
@@ -150,6 +153,33 @@ def test_restart_reloads_state_and_continues_identically(store: Store, tmp_path:
         got = partition(store, level)
         same = len(expected & got) / max(len(expected), len(got))
         assert same >= 0.9, (level, same)
+
+
+def test_signatures_of_another_num_perm_are_set_aside_with_a_warning(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A changed ``dedup.num_perm`` makes the stored signatures incomparable: a restart says
+    so in one line and keeps going (the items keep their clusters, new items cluster)."""
+    ids = load_corpus(store)
+    half = sorted(ids.values())[: len(ids) // 2]
+    with store.session() as s:
+        s.execute(Item.__table__.update().where(Item.id.not_in(half)).values(dedup_state="hold"))
+    DedupService(store).process_pending()
+    with store.session() as s:
+        s.execute(
+            Item.__table__.update().where(Item.dedup_state == "hold").values(dedup_state="pending")
+        )
+    restarted = DedupService(store, Settings(num_perm=64))
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        restarted.load()
+        held_old = list(restarted.engine.records.values())
+        assert held_old and all(r.story_sig is None and r.dup_sig is None for r in held_old)
+        assert restarted.process_pending() == len(ids) - len(half)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "another dedup.num_perm than 64" in warnings[0]
+    with store.session() as s:
+        placed = s.scalar(select(func.count()).select_from(ClusterMember))
+    assert placed == 3 * len(ids)
 
 
 def test_why_explains_with_stored_evidence(store: Store) -> None:

@@ -121,6 +121,7 @@ class DedupService:
         self.epoch: int | None = None  # the epoch the engine's state corresponds to
         self._pending = _Pending()
         self._first_unsaved = 0  # cluster ids from here on were made by this engine
+        self._other_width = 0  # stored signatures of another num_perm met while loading
 
     def _text_of(self, item_id: int) -> str:
         with self.store.sessions() as s:
@@ -199,8 +200,16 @@ class DedupService:
                 .where(*held)
                 .order_by(Item.published_at, Item.id)
             )
+            self._other_width = 0
             for row in s.execute(stmt):
                 self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
+            if self._other_width:
+                log.warning(
+                    "%d stored signatures were made with another dedup.num_perm than %d: "
+                    "their items keep their clusters but propose no matches",
+                    self._other_width,
+                    eng.settings.num_perm,
+                )
         stored_cluster: dict[tuple[int, str], int] = {}
         for item_id, level, cluster_id in members:
             cluster_id = _survivor(cluster_id, merged_into)
@@ -278,10 +287,17 @@ class DedupService:
             publisher_key=publisher_key(item.publisher),
         )
         dup, story = sigs.get((item.id, "duplicate")), sigs.get((item.id, "story"))
+        width = 8 * eng.settings.num_perm  # signatures of another num_perm cannot be compared
         if dup is not None:
-            rec.dup_sig = np.frombuffer(dup.hashvalues, dtype=np.uint64).copy()
+            if len(dup.hashvalues) == width:
+                rec.dup_sig = np.frombuffer(dup.hashvalues, dtype=np.uint64).copy()
+            else:
+                self._other_width += 1
         if story is not None:
-            rec.story_sig = np.frombuffer(story.hashvalues, dtype=np.uint64).copy()
+            if len(story.hashvalues) == width:
+                rec.story_sig = np.frombuffer(story.hashvalues, dtype=np.uint64).copy()
+            else:
+                self._other_width += 1
             feats = story.features or {}
             # interned: the same term in thousands of held items is one string, as it is
             # for items placed by this process (stemming is cached)
