@@ -348,8 +348,8 @@ class Engine:
         ]
 
     def _index(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
-        """A bucket is the item id itself while it holds one item (most do), a list from
-        the second on: a list per entry was most of the index's memory."""
+        """Story bands go to the array index (by slot). In the duplicate index a bucket is
+        the item id itself while it holds one item (most do), a list from the second on."""
         if sig is None:
             return
         if level == "story":
