@@ -46,7 +46,7 @@ def _sig(rng: random.Random, alphabet: int) -> np.ndarray:
 def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bandindex, "LEVEL0_MIN", 64)  # merges happen often in a small test
+    monkeypatch.setattr(bandindex, "LEVEL0_MAX", 64)  # merges happen often in a small test
     rng = random.Random(seed)
     ours, ref = BandIndex(BANDS), DictIndex()
     held: dict[int, np.ndarray] = {}
@@ -84,7 +84,7 @@ def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
 
 
 def test_stale_entries_are_dropped_when_merged(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bandindex, "LEVEL0_MIN", 8)
+    monkeypatch.setattr(bandindex, "LEVEL0_MAX", 20)
     index = BandIndex(BANDS)
     sig = np.arange(BANDS, dtype=np.uint64)
     for slot in range(4):
@@ -95,7 +95,7 @@ def test_stale_entries_are_dropped_when_merged(monkeypatch: pytest.MonkeyPatch) 
     index.add(0, sig + np.uint64(1))
     index.add(1, sig + np.uint64(2))
     assert len(index) == 6 * BANDS
-    index.query(sig)  # the small level outgrows a quarter of the main: merged, stale dropped
+    index.query(sig)  # the small level outgrows LEVEL0_MAX: merged, stale entries dropped
     assert len(index) == 2 * BANDS
     assert index.query(sig)[0].tolist() == []
     assert index.query(sig + np.uint64(2))[0].tolist() == [1]
