@@ -98,13 +98,16 @@ _SIGNATURE_COLUMNS = (
 
 
 def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
+    kind = feed_kind(source.type)
     return DedupItem(
         id=item.id,
         source=source.name,
-        feed_kind=feed_kind(source.type),
+        feed_kind=kind,
         publisher=item.publisher,
         title=item.title,
-        summary=item.summary,
+        # the engine reads a summary only where there is no text (or from Bing): a feed that
+        # puts whole articles in its descriptions would otherwise be held twice
+        summary=item.summary if kind == "bing_news" or not item.text else "",
         text="",  # fetched lazily through Engine.text_of
         lang=item.lang,
         canonical_url=item.canonical_url,
