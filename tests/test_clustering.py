@@ -323,3 +323,37 @@ def test_candidates_are_capped_to_those_sharing_the_most_bands() -> None:
     engine._cands = None  # (cached for one placement)
     kept = engine._near(query, window_s=3600.0)
     assert [r.item.id for r in kept] == [n for n in found if n in (1, 4)]
+
+
+def test_a_google_title_shortened_with_an_ellipsis_joins_the_full_article() -> None:
+    """Google News shortens long titles ("… squeeze ..."): the entry is the publisher's
+    article whose full title starts with the words it kept, and only that one, among many
+    other items of the same publisher."""
+    engine = Engine()
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    for n in range(40):  # a busy site: its other items must not be mistaken for the article
+        title = f"Stadtrat beschließt neue Regeln für den Hafen Teil {n} der Serie"
+        engine.add(site_item(n + 1, title, f"Bericht {n} über den Hafen und die Stadt.", at))
+    full = "Stadtrat beschließt neue Regeln für Radwege in der Innenstadt ab dem Frühjahr"
+    engine.add(site_item(100, full, "Der Stadtrat hat am Montag neue Regeln beschlossen.", at))
+
+    def google(n: int, title: str) -> DedupItem:
+        return DedupItem(
+            id=n,
+            source="Google News: Stadtrat",
+            feed_kind="google_news",
+            publisher="IT BOLTWISE",
+            title=f"{title} - IT BOLTWISE",
+            summary="",
+            text="",
+            lang="de",
+            canonical_url=None,
+            published_at=at + timedelta(hours=1),
+        )
+
+    out = engine.add(google(200, "Stadtrat beschließt neue Regeln für Radwege in der ..."))
+    ev = out.evidence[(200, "duplicate")]
+    assert (ev.method, ev.matched_item_id) == ("title", 100)
+    # the same opening, then other words: not that article, not any other
+    out = engine.add(google(201, "Stadtrat beschließt neue Regeln für Parkplätze am ..."))
+    assert out.evidence[(201, "duplicate")].method == "new"

@@ -182,6 +182,15 @@ def _truncation_of(full: str, short: str, raw_short_title: str) -> bool:
     return full.startswith(" ".join(words))
 
 
+def _opening(rec: Rec) -> tuple[str, str] | None:
+    """Publisher and first three title words: a title Google shortened ("… squeeze ...",
+    four words at least) shares them with the full one, and a big site's items are not all
+    walked for each shortened title."""
+    if not rec.publisher_key:
+        return None
+    return rec.publisher_key, " ".join(rec.title_key.split(" ", 3)[:3])
+
+
 def publisher_key(name: str | None) -> str | None:
     if not name:
         return None
@@ -218,7 +227,8 @@ class Engine:
         self.by_url: dict[str, int] = {}
         self.by_hash: dict[str, int] = {}
         self.by_title: dict[str, list[int]] = defaultdict(list)
-        self.by_publisher: dict[str, list[int]] = defaultdict(list)
+        # (publisher, first three title words) -> items: where a shortened title looks
+        self.by_publisher: dict[tuple[str, str], list[int]] = defaultdict(list)
         # LSH (banding as datasketch's MinHashLSH would choose for the threshold)
         self.dup_bands = _optimal_param(s.dup_lsh_threshold, s.num_perm, 0.5, 0.5)
         # Story candidates: one band per permutation, so one shared salient term proposes
@@ -650,7 +660,7 @@ class Engine:
             for index, key in (
                 (self.by_source, item.source),
                 (self.by_title, rec.title_key),
-                (self.by_publisher, rec.publisher_key),
+                (self.by_publisher, _opening(rec)),
             ):
                 ids = index.get(key)  # type: ignore[call-overload]
                 if ids and item_id in ids:
@@ -725,6 +735,10 @@ class Engine:
         story = self._place_story(rec, out, existing, dup)
         self._place_thread(rec, out, existing, story)
         self._cands = None
+        self.remember(rec)
+
+    def remember(self, rec: Rec) -> None:
+        """Make a placed (or loaded) item findable: LSH bands and exact keys."""
         self._index(rec.item.id, rec.dup_sig, "duplicate")
         self._index(rec.item.id, rec.story_sig, "story")
         item = rec.item
@@ -735,7 +749,7 @@ class Engine:
         if rec.title_key and item.id not in self.by_title[rec.title_key]:
             self.by_title[rec.title_key].append(item.id)
             if rec.publisher_key:
-                self.by_publisher[rec.publisher_key].append(item.id)
+                self.by_publisher[_opening(rec)].append(item.id)  # type: ignore[index]
 
     @staticmethod
     def _within(a: Rec, b: Rec, window_s: float) -> bool:
@@ -785,7 +799,7 @@ class Engine:
         if rec.publisher_key:
             same_title += [
                 o
-                for o in self.by_publisher.get(rec.publisher_key, ())
+                for o in self.by_publisher.get(_opening(rec), ())  # type: ignore[arg-type]
                 if o != item.id
                 and _truncation_of(self.records[o].title_key, rec.title_key, item.title)
             ]

@@ -312,16 +312,7 @@ class DedupService:
         eng.hold(item)
         eng.by_source[item.source].append(item.id)
         eng.count_in(rec)
-        eng._index(item.id, rec.dup_sig, "duplicate")
-        eng._index(item.id, rec.story_sig, "story")
-        if item.canonical_url:
-            eng.by_url.setdefault(item.canonical_url, item.id)
-        if item.content_hash:
-            eng.by_hash.setdefault(item.content_hash, item.id)
-        if rec.title_key:
-            eng.by_title[rec.title_key].append(item.id)
-            if rec.publisher_key:
-                eng.by_publisher[rec.publisher_key].append(item.id)
+        eng.remember(rec)
 
     # ------------------------------------------------------------ processing
 
