@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from sys import intern
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -53,6 +53,7 @@ from .engine import (
 log = logging.getLogger(__name__)
 
 BATCH = 200
+T = TypeVar("T")
 
 
 def settings_from(cfg: DedupConfig) -> Settings:
@@ -180,14 +181,6 @@ class DedupService:
             held = [Item.dedup_state == "done", Item.kind == "article"]
             if horizon is not None:
                 held.append(Item.published_at >= horizon)
-            sigs: dict[tuple[int, str], Any] = {
-                (sig.item_id, sig.level): sig
-                for sig in s.execute(  # rows, not ORM objects: tens of thousands at start-up
-                    select(*_SIGNATURE_COLUMNS)
-                    .join(Item, Item.id == Signature.item_id)
-                    .where(*held)
-                )
-            }
             split_items = {x for _, x, _ in eng.apart} | {y for _, _, y in eng.apart}
             member_cols = (ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
             members = s.execute(
@@ -204,8 +197,19 @@ class DedupService:
                 .order_by(Item.published_at, Item.id)
             )
             self._other_width = 0
-            for row in s.execute(stmt):
-                self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
+            for chunk in _chunks(s.execute(stmt).all(), 2000):
+                # signatures a chunk at a time: their decoded terms, all at once, were
+                # a transient peak of half the engine's size (at 50k held items)
+                sigs: dict[tuple[int, str], Any] = {
+                    (sig.item_id, sig.level): sig
+                    for sig in s.execute(  # rows, not ORM objects
+                        select(*_SIGNATURE_COLUMNS).where(
+                            Signature.item_id.in_([row.id for row in chunk])
+                        )
+                    )
+                }
+                for row in chunk:
+                    self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
             if self._other_width:
                 log.warning(
                     "%d stored signatures were made with another dedup.num_perm than %d: "
@@ -579,6 +583,6 @@ def _survivor(cluster_id: int, merged_into: dict[int, int]) -> int:
     return cluster_id
 
 
-def _chunks(seq: list[int], n: int) -> Iterable[list[int]]:
+def _chunks(seq: Sequence[T], n: int) -> Iterable[Sequence[T]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
