@@ -294,9 +294,9 @@ class Engine:
         t = self._template
         m = MinHash(num_perm=t.num_perm, seed=SEED, permutations=t.permutations, scheme=t.scheme)
         m.update_batch([v.encode() for v in values])
-        # uint64 whatever datasketch uses (2.x: uint32): the stored format, so LSH band keys
-        # of signatures loaded after a restart equal those computed now
-        return m.hashvalues.astype(np.uint64)
+        # held as uint32 (datasketch's values are below 2**32; half the memory), stored as
+        # uint64 bytes; loaded ones are converted back, so band keys agree after a restart
+        return m.hashvalues.astype(np.uint32)
 
     def _features(self, rec: Rec) -> None:
         item = rec.item
@@ -448,7 +448,7 @@ class Engine:
             if not rec.short and not other.short:
                 out.append((float(sc.cosine[k]), s.story_threshold))
                 continue
-            total = sc.query_idf if len(rec.terms) <= len(other.terms) else sc.other_idf[k]
+            total = sc.query_idf if len(rec.vec) <= len(other.vec) else sc.other_idf[k]
             shared = float(sc.shared_idf[k]) / total if total and sc.shared[k] >= 2 else 0.0
             out.append((shared, s.story_short_threshold))
         return out

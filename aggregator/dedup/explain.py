@@ -62,7 +62,10 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
             "matched_bands": eng.matched_bands(ra.story_sig, rb.story_sig, "story"),
             # an item matching both stories merges them only if their centroids agree
             "story_centroids": round(eng.centroid_similarity(sa, sb), 4),
-            "shared_terms": sorted(set(ra.terms) & set(rb.terms), key=lambda t: -eng.idf(t))[:12],
+            "shared_terms": sorted(
+                set(eng.vocab.terms_of(ra.vec)) & set(eng.vocab.terms_of(rb.vec)),
+                key=lambda t: (-eng.idf(t), t),
+            )[:12],
             "window_ok": dt <= timedelta(seconds=eng.settings.story_window_s),
         },
         "thread": {

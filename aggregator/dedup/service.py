@@ -286,6 +286,18 @@ class DedupService:
                 eng.cluster_of[level][item_id] = cluster_id
                 eng.members[level].setdefault(cluster_id, set()).add(item_id)
 
+    def _held_signature(self, stored: bytes) -> np.ndarray | None:
+        """A stored signature as the engine holds it, or None (counted) when it was made with
+        another num_perm: it cannot be compared with those made now."""
+        if len(stored) != 8 * self.engine.settings.num_perm:
+            self._other_width += 1
+            return None
+        sig = np.frombuffer(stored, dtype=np.uint64)
+        if int(sig.max(initial=0)) >> 32:
+            self._other_width += 1
+            return None
+        return sig.astype(np.uint32)
+
     def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> None:
         eng = self.engine
         rec = Rec(
@@ -294,21 +306,14 @@ class DedupService:
             publisher_key=publisher_key(item.publisher),
         )
         dup, story = sigs.get((item.id, "duplicate")), sigs.get((item.id, "story"))
-        width = 8 * eng.settings.num_perm  # signatures of another num_perm cannot be compared
         if dup is not None:
-            if len(dup.hashvalues) == width:
-                rec.dup_sig = np.frombuffer(dup.hashvalues, dtype=np.uint64).copy()
-            else:
-                self._other_width += 1
+            rec.dup_sig = self._held_signature(dup.hashvalues)
         if story is not None:
-            if len(story.hashvalues) == width:
-                rec.story_sig = np.frombuffer(story.hashvalues, dtype=np.uint64).copy()
-            else:
-                self._other_width += 1
+            rec.story_sig = self._held_signature(story.hashvalues)
             feats = story.features or {}
-            # interned: the same term in thousands of held items is one string, as it is
-            # for items placed by this process (stemming is cached)
-            rec.terms = Counter({intern(t): n for t, n in feats.get("terms", {}).items()})
+            # the terms go straight into the vocabulary (one string per term there); the
+            # lead terms, summed into centroids, are interned: one string per term too
+            rec.vec = eng.vocab.vector(feats.get("terms", {}))
             rec.lead = Counter({intern(t): n for t, n in feats.get("lead", {}).items()})
             rec.short = bool(feats.get("short", True))
             rec.body_len = int(feats.get("body_len", 0))
@@ -380,8 +385,10 @@ class DedupService:
         """Note what an outcome changed; :meth:`_flush` writes a batch's worth at once."""
         p, records = self._pending, self.engine.records
         for item_id in (out.item_id, *out.reindexed):  # now: the item may be forgotten by flush
-            for row in _signature_rows(records[item_id]):
+            rec = records[item_id]
+            for row in _signature_rows(rec):
                 p.signatures[(item_id, row["level"])] = row
+            rec.terms = Counter()  # stored now; the engine works from the vector
         p.merges.extend(out.merges)
         p.evidence.update(out.evidence)
 

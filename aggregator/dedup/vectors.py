@@ -96,6 +96,10 @@ class Vocabulary:
                 self._free.append(tid)
             df[tid] = 0
 
+    def terms_of(self, vec: TermVector) -> list[str]:
+        """The terms of a vector counted in (an item's terms are not kept once stored)."""
+        return [t for t in map(self._terms.__getitem__, vec.ids.tolist()) if t is not None]
+
     def df(self, term: str) -> int:
         tid = self._ids.get(term)
         return 0 if tid is None else int(self._df[tid])
