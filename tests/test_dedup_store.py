@@ -182,6 +182,30 @@ def test_signatures_of_another_num_perm_are_set_aside_with_a_warning(
     assert placed == 3 * len(ids)
 
 
+def test_a_membership_left_on_a_merged_cluster_loads_into_the_survivor(store: Store) -> None:
+    """A membership still naming a merged-away cluster (a left-over of a race) is read as
+    the cluster it was merged into, along a chain of merges."""
+    load_corpus(store)
+    DedupService(store).process_pending()
+    with store.session() as s:
+        newest = s.scalar(select(Item.id).order_by(Item.published_at.desc(), Item.id.desc()))
+        member = s.get(ClusterMember, (newest, "story"))
+        assert member is not None
+        live = member.cluster_id
+        now = datetime.now(UTC)
+        top = s.scalar(select(func.max(Cluster.id)))  # the engine numbers clusters itself
+        first = Cluster(id=top + 1, level="story", created_at=now, updated_at=now, size=0)
+        second = Cluster(id=top + 2, level="story", created_at=now, updated_at=now, size=0)
+        s.add_all([first, second])
+        s.flush()
+        first.merged_into_id, second.merged_into_id = second.id, live  # first -> second -> live
+        member.cluster_id = first.id
+    service = DedupService(store)
+    service.load()
+    assert service.engine.cluster_of["story"][newest] == live
+    assert newest in service.engine.members["story"][live]
+
+
 def test_why_explains_with_stored_evidence(store: Store) -> None:
     ids = load_corpus(store)
     service = DedupService(store)

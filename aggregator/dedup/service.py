@@ -155,13 +155,6 @@ class DedupService:
                     .order_by(Correction.id)
                 )
             ]
-            merged_into = dict(
-                s.execute(
-                    select(Cluster.id, Cluster.merged_into_id).where(
-                        Cluster.merged_into_id.is_not(None)
-                    )
-                ).all()
-            )
             for src in s.scalars(select(Source)):
                 rows = s.execute(
                     select(BoilerplateLine.line_hash, BoilerplateLine.count).where(
@@ -190,6 +183,7 @@ class DedupService:
                 members += s.execute(
                     select(*member_cols).where(ClusterMember.item_id.in_(split_items))
                 ).all()
+            merged_into = _merged_into(s, {cluster_id for _, _, cluster_id in members})
             stmt = (
                 select(*_ITEM_COLUMNS, Source.name, Source.type)
                 .join(Source, Source.id == Item.source_id)
@@ -577,6 +571,25 @@ def _stand_in(eng: Engine, stored: dict[tuple[int, str], int], item_id: int, lev
     cid = stored.get((item_id, level))
     present = eng.members[level].get(cid) if cid is not None else None
     return min(present) if present else item_id
+
+
+def _merged_into(s: Session, cluster_ids: set[int]) -> dict[int, int]:
+    """Where the named clusters that were merged away went (and on along a chain): only the
+    clusters held memberships name, so start-up does not read the history's merges."""
+    found: dict[int, int] = {}
+    todo = sorted(cluster_ids)
+    while todo:
+        targets: set[int] = set()
+        for chunk in _chunks(todo, 5000):
+            for cid, into in s.execute(
+                select(Cluster.id, Cluster.merged_into_id).where(
+                    Cluster.id.in_(chunk), Cluster.merged_into_id.is_not(None)
+                )
+            ):
+                found[cid] = into
+                targets.add(into)
+        todo = sorted(targets - found.keys())
+    return found
 
 
 def _survivor(cluster_id: int, merged_into: dict[int, int]) -> int:
