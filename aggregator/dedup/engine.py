@@ -324,9 +324,8 @@ class Engine:
         return scored[: self.settings.story_top_terms]
 
     def count_in(self, rec: Rec) -> None:
-        """Count a held item's terms into the document frequencies."""
-        if rec.vec is EMPTY and rec.terms:
-            rec.vec = self.vocab.vector(rec.terms)
+        """Count a held item's terms (its vector, made by :meth:`_features` or at load)
+        into the document frequencies."""
         self.vocab.count_in(rec.vec)
 
     @staticmethod
