@@ -55,14 +55,20 @@ def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
     for _step in range(600):
         op = rng.random()
         if op < 0.45 or not held:
-            if free and rng.random() < 0.7:
-                slot = free.pop()  # reused at once, as the engine does
+            batch = []  # one item, or a few at once (as a start-up adds them)
+            for _ in range(1 if rng.random() < 0.7 else rng.randint(2, 5)):
+                if free and rng.random() < 0.7:
+                    slot = free.pop()  # reused at once, as the engine does
+                else:
+                    slot, next_slot = next_slot, next_slot + 1
+                batch.append((slot, _sig(rng, 6)))
+            if len(batch) == 1:
+                ours.add(*batch[0])
             else:
-                slot, next_slot = next_slot, next_slot + 1
-            sig = _sig(rng, 6)
-            ours.add(slot, sig)
-            ref.add(slot, sig)
-            held[slot] = sig
+                ours.add_many(np.array([s for s, _ in batch]), np.stack([g for _, g in batch]))
+            for slot, sig in batch:
+                ref.add(slot, sig)
+                held[slot] = sig
         elif op < 0.6:
             slot = rng.choice(sorted(held))
             ours.remove(slot)
@@ -111,3 +117,11 @@ def test_bad_arguments_are_refused_with_a_message() -> None:
         index.add(-1, np.zeros(BANDS, dtype=np.uint64))
     with pytest.raises(ValueError, match="bands"):
         BandIndex(0)
+    with pytest.raises(ValueError, match="one signature row per slot"):
+        index.add_many(np.array([0, 1]), np.zeros((3, BANDS), dtype=np.uint64))
+    with pytest.raises(ValueError, match="needs 16"):
+        index.add_many(np.array([0]), np.zeros((1, 4), dtype=np.uint64))
+    with pytest.raises(ValueError, match="below 2\\*\\*32"):
+        index.add_many(np.array([0]), np.full((1, BANDS), 1 << 40, dtype=np.uint64))
+    with pytest.raises(ValueError, match="slot"):
+        index.add_many(np.array([2, -1]), np.zeros((2, BANDS), dtype=np.uint64))

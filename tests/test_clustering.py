@@ -17,7 +17,7 @@ import pytest
 from conftest import SEEDS
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items
-from aggregator.dedup.engine import DedupItem, Engine, bucket_ids
+from aggregator.dedup.engine import DedupItem, Engine
 from aggregator.dedup.evaluate import evaluate, format_table, read_jsonl
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -248,11 +248,10 @@ def test_engine_forgets_items_outside_every_window() -> None:
     reach = timedelta(seconds=1.1 * 2 * 86400)
     newest = start + timedelta(hours=2 * (n - 2))
     assert held == {1000 + i for i in range(n) if start + timedelta(hours=2 * i) >= newest - reach}
-    for bucket in engine.lsh["duplicate"].values():
-        assert set(bucket_ids(bucket)) <= held
     slots = {engine._slot_of[i] for i in held}
     assert len(slots) == len(held) == len(engine._slot_of)  # one slot each, the others free
-    assert engine.story_index.slots() <= slots  # the story index holds slots
+    assert engine.dup_index.slots() <= slots  # the LSH indexes hold slots
+    assert engine.story_index.slots() <= slots
     for level in ("duplicate", "story", "thread"):
         assert set(engine.cluster_of[level]) == held
         assert set().union(*engine.members[level].values()) == held
@@ -323,6 +322,43 @@ def test_candidates_are_capped_to_those_sharing_the_most_bands() -> None:
     engine._cands = None  # (cached for one placement)
     kept = engine._near(query, window_s=3600.0)
     assert [r.item.id for r in kept] == [n for n in found if n in (1, 4)]
+
+
+def test_a_collision_of_duplicate_band_mixes_proposes_nothing() -> None:
+    """The duplicate index keys a band of three rows by a 32-bit mix of them; two different
+    bands with the same mix must not make a candidate (its bands are compared exactly)."""
+    import numpy as np
+
+    from aggregator.dedup.engine import Rec, band_values
+
+    engine = Engine()
+    bands, rows = engine.dup_bands
+    assert rows > 1  # else the band's value is its row and nothing can collide
+    rng = np.random.default_rng(7)
+    candidates = rng.integers(0, 2**32, size=(300_000, rows), dtype=np.uint64)
+    mixes = band_values(candidates.reshape(-1, rows), 1, rows)
+    _, first, counts = np.unique(mixes, return_index=True, return_counts=True)
+    twin = int(first[np.flatnonzero(counts > 1)[0]])
+    other = int(np.flatnonzero(mixes == mixes[twin])[1])
+    a_band, b_band = candidates[twin], candidates[other]
+    assert (a_band != b_band).any()  # a real collision: different rows, the same mix
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    sig_a = rng.integers(0, 2**32, size=engine.settings.num_perm, dtype=np.uint64)
+    sig_b = (sig_a + np.uint64(1)) % np.uint64(2**32)  # shares no row with a ...
+    sig_b[:rows], sig_a[:rows] = b_band, a_band  # ... but band 0 mixes to the same value
+    sig_c = (sig_b + np.uint64(2)) % np.uint64(2**32)
+    sig_c[2 * rows : 3 * rows] = sig_b[2 * rows : 3 * rows]  # shares band 2 with b, for real
+    for n, sig in ((1, sig_a), (2, sig_c)):
+        rec = Rec(item=site_item(n, f"Meldung {n}", "", at), title_key="", publisher_key=None)
+        rec.dup_sig = sig.astype(np.uint32)
+        engine.records[n] = rec
+        engine.hold(rec.item)
+        engine._index(n, rec.dup_sig, "duplicate")
+    query = Rec(item=site_item(9, "Anfrage", "", at), title_key="", publisher_key=None)
+    query.dup_sig = sig_b.astype(np.uint32)
+    assert (band_values(query.dup_sig, bands, rows)[0]) == band_values(sig_a, bands, rows)[0]
+    assert engine._dup_candidates(query) == {2: [2]}  # c shares band 2 with b; a nothing
 
 
 def test_a_google_title_shortened_with_an_ellipsis_joins_the_full_article() -> None:

@@ -90,3 +90,17 @@ def test_vocabulary_holds_only_counted_terms_and_recycles_ids() -> None:
         assert vocab.df(t) == sum(1 for doc, _ in held if t in doc)
     assert vocab.df("t0-0") == 0
     assert len(vocab._df) <= 2048  # ids were reused, the array did not follow the history
+
+
+def test_counting_in_many_at_once_equals_one_by_one() -> None:
+    rng = random.Random(8)
+    docs = [random_doc(rng, rng.randint(0, 30)) for _ in range(40)]  # empty ones too
+    one, many = Vocabulary(), Vocabulary()
+    for doc in docs:
+        one.count_in(one.vector(doc))
+    many.count_in_many([many.vector(doc) for doc in docs])
+    many.count_in_many([])
+    assert many.n_docs == one.n_docs == len(docs)
+    assert {t: many.df(t) for t in WORDS} == {t: one.df(t) for t in WORDS}
+    query = one.vector(docs[0])
+    assert one.idf(query.ids).tolist() == many.idf(many.vector(docs[0]).ids).tolist()

@@ -1,11 +1,13 @@
-"""The story LSH index: one band per permutation, held in sorted numpy arrays.
+"""The LSH indexes (story and duplicate), held in sorted numpy arrays.
 
 Story candidates use one MinHash row per band (one shared salient term proposes), so an item
-has as many index entries as permutations (128). As Python dict entries that was ~10 KB per
-held item and a dict operation per entry on every start-up; here an entry is 16 bytes in two
-arrays, a start-up sorts them once, and a query is a few ``searchsorted`` calls.
+has as many index entries as permutations (128); the duplicate index has fewer, wider bands
+(each keyed by a 32-bit mix of its rows, see ``engine.band_values``). As Python dict entries
+that was ~10 KB per held item and a dict operation per entry on every start-up; here an entry
+is 16 bytes in two arrays, a start-up adds its items in one ``add_many`` and sorts once, and a
+query is a few ``searchsorted`` calls.
 
-A key is ``band << 32 | value`` (datasketch's MinHash values are below 2**32). An entry is
+A key is ``band << 32 | value`` (a value is below 2**32, as datasketch's are). An entry is
 ``generation << 32 | slot``: removing an item bumps its slot's generation, which makes its
 entries stale at once (they are dropped at the next merge), so the slot can be reused right
 away. New entries go to a pending list, then into a small sorted level, which is merged into
@@ -38,7 +40,7 @@ class BandIndex:
         self._band_hi = np.arange(bands, dtype=np.uint64) << np.uint64(32)
         self._keys, self._entries = _EMPTY_KEYS, _EMPTY_ENTRIES  # main, sorted by key
         self._keys0, self._entries0 = _EMPTY_KEYS, _EMPTY_ENTRIES  # small level, sorted
-        self._pending: list[tuple[np.ndarray, int]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # keys, entries
         self._gen = np.zeros(1024, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -54,19 +56,43 @@ class BandIndex:
             raise ValueError("signature values must be below 2**32")
         return self._band_hi | values
 
-    def _slot_gen(self, slot: int) -> int:
-        if slot < 0 or slot >= 1 << 31:
-            raise ValueError(f"slot must be in 0..2**31-1, got {slot!r}")
-        if slot >= len(self._gen):
-            grown = np.zeros(max(2 * len(self._gen), slot + 1), dtype=np.int64)
+    def _make_room(self, low: int, high: int) -> None:
+        """Check slots ``low``..``high`` and grow the generation array to hold them."""
+        if low < 0 or high >= 1 << 31:
+            bad = low if low < 0 else high
+            raise ValueError(f"slot must be in 0..2**31-1, got {bad!r}")
+        if high >= len(self._gen):
+            grown = np.zeros(max(2 * len(self._gen), high + 1), dtype=np.int64)
             grown[: len(self._gen)] = self._gen
             self._gen = grown
+
+    def _slot_gen(self, slot: int) -> int:
+        self._make_room(slot, slot)
         return int(self._gen[slot])
 
     def add(self, slot: int, sig: np.ndarray) -> None:
         """Index ``sig`` under ``slot`` (sorted in lazily, before the next query)."""
         entry = (self._slot_gen(slot) << 32) | slot
-        self._pending.append((self._keys_of(sig), entry))
+        self._pending.append((self._keys_of(sig), np.full(self.bands, entry, dtype=np.int64)))
+
+    def add_many(self, slots: np.ndarray, sigs: np.ndarray) -> None:
+        """``add`` for each row of ``sigs`` under the slot at the same index, in order (one
+        array operation for a start-up's thousands of items)."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if sigs.ndim != 2 or len(sigs) != len(slots):
+            raise ValueError(f"want one signature row per slot, got {sigs.shape} for {len(slots)}")
+        if not len(slots):
+            return
+        if sigs.shape[1] < self.bands:
+            raise ValueError(
+                f"signatures have {sigs.shape[1]} values, the index needs {self.bands}"
+            )
+        values = sigs[:, : self.bands].astype(np.uint64)
+        if values.max(initial=0) >> np.uint64(32):
+            raise ValueError("signature values must be below 2**32")
+        self._make_room(int(slots.min()), int(slots.max()))
+        entries = (self._gen[slots] << 32) | slots
+        self._pending.append(((self._band_hi | values).ravel(), np.repeat(entries, self.bands)))
 
     def remove(self, slot: int) -> None:
         """Forget every entry of ``slot``; the slot may be added again at once."""
@@ -112,10 +138,7 @@ class BandIndex:
         if not self._pending:
             return
         keys = np.concatenate([k for k, _ in self._pending])
-        entries = np.repeat(
-            np.fromiter((e for _, e in self._pending), dtype=np.int64, count=len(self._pending)),
-            [len(k) for k, _ in self._pending],
-        )
+        entries = np.concatenate([e for _, e in self._pending])
         self._pending = []
         order = np.argsort(keys, kind="stable")  # equal keys stay in insertion order
         self._keys0, self._entries0 = _merged(

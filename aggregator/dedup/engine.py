@@ -154,11 +154,24 @@ _SUFFIX_RE = re.compile(r"\s+[-–—|]\s+[^-–—|]{2,80}$")
 _PUNCT_RE = re.compile(r"[^\w]+", re.UNICODE)
 
 
-def bucket_ids(bucket: int | list[int] | None) -> Iterable[int]:
-    """The item ids in an LSH bucket (see :meth:`Engine._index`)."""
-    if bucket is None:
-        return ()
-    return (bucket,) if type(bucket) is int else bucket
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_FMIX = np.uint64(0xFF51AFD7ED558CCD)
+
+
+def band_values(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One value below 2**32 per band (of one signature, or of each row of a matrix), as the
+    band index keys them: the row itself when a band has one, else a 64-bit mix of its rows
+    (its high half). A collision of two mixes only proposes a candidate, which the bands
+    compared on the signatures then turn down (:meth:`Engine.matched_bands`)."""
+    v = sigs[..., : bands * rows].astype(np.uint64).reshape(*sigs.shape[:-1], bands, rows)
+    if rows == 1:
+        return v[..., 0]
+    h = np.zeros(v.shape[:-1], dtype=np.uint64)
+    for j in range(rows):
+        h = (h ^ v[..., j]) * _MIX
+        h ^= h >> np.uint64(29)
+        h *= _FMIX
+    return h >> np.uint64(32)
 
 
 def _hashed(shingled: set[str]) -> np.ndarray:
@@ -234,8 +247,8 @@ class Engine:
         # Story candidates: one band per permutation, so one shared salient term proposes
         # (independent rewrites share few terms; verification decides).
         self.story_bands = (s.num_perm, 1)
-        self.lsh: dict[str, dict[int, int | list[int]]] = {"duplicate": {}}
-        self.story_index = BandIndex(self.story_bands[0])  # of slots (see :meth:`hold`)
+        self.dup_index = BandIndex(self.dup_bands[0])  # of slots (see :meth:`hold`)
+        self.story_index = BandIndex(self.story_bands[0])
         # clusters: item -> cluster per level, cluster -> members
         self.cluster_of: dict[str, dict[int, int]] = {lv: {} for lv in LEVELS}
         self.members: dict[str, dict[int, set[int]]] = {lv: {} for lv in LEVELS}
@@ -342,80 +355,42 @@ class Engine:
 
     # ------------------------------------------------------------ LSH
 
-    def _bands(self, sig: np.ndarray, level: str) -> list[int]:
-        """One key per band: the band's rows as an integer with the band number above them
-        (one small int per entry, not a tuple of a number and a bytes object: the story
-        index holds 128 entries per item)."""
+    def _band_values(self, sig: np.ndarray, level: str) -> np.ndarray:
         b, r = self.dup_bands if level == "duplicate" else self.story_bands
-        if r == 1:
-            return [(i << 64) | v for i, v in enumerate(sig[:b].tolist())]
-        raw, step = sig.tobytes(), r * sig.itemsize
-        shift = 8 * step
-        return [
-            (i << shift) | int.from_bytes(raw[i * step : (i + 1) * step], "little")
-            for i in range(b)
-        ]
+        return band_values(sig, b, r)
+
+    def _index_of(self, level: str) -> BandIndex:
+        return self.dup_index if level == "duplicate" else self.story_index
 
     def _index(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
-        """Story bands go to the array index (by slot). In the duplicate index a bucket is
-        the item id itself while it holds one item (most do), a list from the second on."""
-        if sig is None:
-            return
-        if level == "story":
-            self.story_index.add(self._slot_of[item_id], sig)
-            return
-        table = self.lsh[level]
-        setdefault = table.setdefault
-        for key in self._bands(sig, level):
-            bucket = setdefault(key, item_id)  # one dict operation for a new bucket
-            if bucket is item_id:
-                continue
-            if type(bucket) is int:
-                if bucket != item_id:
-                    table[key] = [bucket, item_id]
-            elif item_id not in bucket:
-                bucket.append(item_id)
+        """Both LSH indexes hold the item's slot under each band's value."""
+        if sig is not None:
+            self._index_of(level).add(self._slot_of[item_id], self._band_values(sig, level))
 
     def _unindex(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
-        if sig is None:
-            return
-        if level == "story":
-            self.story_index.remove(self._slot_of[item_id])
-            return
-        table = self.lsh[level]
-        for key in self._bands(sig, level):
-            bucket = table.get(key)
-            if bucket is None:
-                continue
-            if type(bucket) is int:
-                if bucket == item_id:
-                    del table[key]
-            elif item_id in bucket:
-                bucket.remove(item_id)
-                if len(bucket) == 1:
-                    table[key] = bucket[0]
+        if sig is not None:
+            self._index_of(level).remove(self._slot_of[item_id])
 
-    def _candidates(self, sig: np.ndarray | None, level: str) -> dict[int, list[int]]:
-        """Candidate item ids with the band numbers they share with ``sig``."""
-        found: dict[int, list[int]] = defaultdict(list)
-        if sig is None:
-            return found
-        table = self.lsh[level]
-        for band, key in enumerate(self._bands(sig, level)):
-            for other in bucket_ids(table.get(key)):
-                found[other].append(band)
+    def _dup_candidates(self, rec: Rec) -> dict[int, list[int]]:
+        """Items sharing a duplicate band with ``rec``, in first order, with the bands they
+        share (compared on the signatures: the index only knows the bands' mixes)."""
+        if rec.dup_sig is None:
+            return {}
+        slots, _ = self.dup_index.query(self._band_values(rec.dup_sig, "duplicate"))
+        found: dict[int, list[int]] = {}
+        for other in self._slot_id[slots].tolist():
+            if other != rec.item.id:
+                bands = self.matched_bands(rec.dup_sig, self.records[other].dup_sig, "duplicate")
+                if bands:
+                    found[other] = bands
         return found
 
     def matched_bands(self, a: np.ndarray | None, b: np.ndarray | None, level: str) -> list[int]:
         if a is None or b is None:
             return []
-        return [
-            i
-            for i, (x, y) in enumerate(
-                zip(self._bands(a, level), self._bands(b, level), strict=True)
-            )
-            if x == y
-        ]
+        bands, rows = self.dup_bands if level == "duplicate" else self.story_bands
+        n = bands * rows
+        return np.flatnonzero((a[:n] == b[:n]).reshape(bands, rows).all(axis=1)).tolist()
 
     @staticmethod
     def estimate(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
@@ -737,9 +712,28 @@ class Engine:
         self.remember(rec)
 
     def remember(self, rec: Rec) -> None:
-        """Make a placed (or loaded) item findable: LSH bands and exact keys."""
+        """Make a placed item findable: LSH bands and exact keys."""
         self._index(rec.item.id, rec.dup_sig, "duplicate")
         self._index(rec.item.id, rec.story_sig, "story")
+        self._remember_keys(rec)
+
+    def take_in(self, recs: Sequence[Rec]) -> None:
+        """Hold stored items (held by :meth:`hold`, in their order): count their terms in and
+        make them findable, as placing them did, with one array operation per LSH index."""
+        self.vocab.count_in_many([rec.vec for rec in recs])
+        for level, held in (
+            ("duplicate", [(rec.item.id, rec.dup_sig) for rec in recs]),
+            ("story", [(rec.item.id, rec.story_sig) for rec in recs]),
+        ):
+            held = [(item_id, sig) for item_id, sig in held if sig is not None]
+            if held:
+                slots = np.array([self._slot_of[item_id] for item_id, _ in held], dtype=np.int64)
+                sigs = np.stack([sig for _, sig in held])
+                self._index_of(level).add_many(slots, self._band_values(sigs, level))
+        for rec in recs:
+            self._remember_keys(rec)
+
+    def _remember_keys(self, rec: Rec) -> None:
         item = rec.item
         if item.canonical_url:
             self.by_url.setdefault(item.canonical_url, item.id)
@@ -763,9 +757,7 @@ class Engine:
         if exact is not None:
             matches.append(exact)
         if rec.dup_sig is not None:
-            for other, bands in self._candidates(rec.dup_sig, "duplicate").items():
-                if other == item.id:
-                    continue
+            for other, bands in self._dup_candidates(rec).items():
                 orec = self.records[other]
                 if not self._within(rec, orec, self.settings.duplicate_window_s):
                     continue

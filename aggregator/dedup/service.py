@@ -202,8 +202,12 @@ class DedupService:
                         )
                     )
                 }
-                for row in chunk:
-                    self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
+                eng.take_in(
+                    [
+                        self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
+                        for row in chunk
+                    ]
+                )
             if self._other_width:
                 log.warning(
                     "%d stored signatures were made with another dedup.num_perm than %d: "
@@ -270,8 +274,7 @@ class DedupService:
                 .join(Source, Source.id == Item.source_id)
                 .where(Item.id.in_(wanted), Item.dedup_state == "done", Item.kind == "article")
             ).all()
-            for item, source in rows:
-                self._load_record(_dedup_item(item, source), sigs)
+            eng.take_in([self._load_record(_dedup_item(item, src), sigs) for item, src in rows])
             for item_id, level, cluster_id in s.execute(
                 select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id).where(
                     ClusterMember.item_id.in_(wanted)
@@ -292,7 +295,8 @@ class DedupService:
             return None
         return sig.astype(np.uint32)
 
-    def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> None:
+    def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> Rec:
+        """A stored item's record, held (its terms are counted in by ``Engine.take_in``)."""
         eng = self.engine
         rec = Rec(
             item=item,
@@ -314,8 +318,7 @@ class DedupService:
         eng.records[item.id] = rec
         eng.hold(item)
         eng.by_source[item.source].append(item.id)
-        eng.count_in(rec)
-        eng.remember(rec)
+        return rec
 
     # ------------------------------------------------------------ processing
 
