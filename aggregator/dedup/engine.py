@@ -34,7 +34,7 @@ from datasketch.lsh import _optimal_param
 from ..normaliser import html_to_text
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel
-from .text import fold, shingles, stable_hash64, term_counts, tokens
+from .text import fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
 LEVELS = ("duplicate", "story", "thread")
@@ -175,7 +175,10 @@ def band_values(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def _hashed(shingled: set[str]) -> np.ndarray:
-    return np.unique(np.fromiter(map(stable_hash64, shingled), dtype=np.int64, count=len(shingled)))
+    """Shingles as sorted unique 64-bit hashes. Python's own string hash: these arrays are
+    compared within the process that made them and never stored (a stable hash per shingle
+    was a tenth of a placement)."""
+    return np.unique(np.fromiter(map(hash, shingled), dtype=np.int64, count=len(shingled)))
 
 
 def _plain(text: str | None) -> str:
