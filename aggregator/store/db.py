@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -51,11 +52,21 @@ def make_engine(url: str) -> Engine:
     except ArgumentError:
         raise StoreError(f"invalid database URL {url!r}") from None
     try:
+        # JSON is read with orjson (the held items' terms, decoded at every start-up) and
+        # written by the standard library, so what is stored stays text of one form.
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(url, connect_args={"timeout": 30})
+            engine = create_engine(
+                url, connect_args={"timeout": 30}, json_deserializer=orjson.loads
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+            engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=8,
+                max_overflow=8,
+                json_deserializer=orjson.loads,
+            )
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot use database URL {redact_url(url)}: {exc}") from exc
     return engine
