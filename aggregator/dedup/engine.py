@@ -109,7 +109,7 @@ class Merge:
     into_id: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Rec:
     item: DedupItem
     title_key: str

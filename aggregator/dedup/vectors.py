@@ -13,8 +13,7 @@ holds the vocabulary of its windows, not of its whole history.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +67,7 @@ class Vocabulary:
             self._ids[term] = tid
         return tid
 
-    def vector(self, counts: Counter[str]) -> TermVector:
+    def vector(self, counts: Mapping[str, int]) -> TermVector:
         """The vector of a term count (ids are assigned to new terms; they stay reserved
         until a document holding them is counted in and out again)."""
         if not counts:
