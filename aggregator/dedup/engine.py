@@ -231,13 +231,13 @@ class Engine:
         self,
         settings: Settings | None = None,
         *,
-        text_of: Callable[[int], str] | None = None,
+        texts_of: Callable[[Sequence[int]], dict[int, str]] | None = None,
     ) -> None:
         self.settings = s = settings or Settings()
         self.boilerplate = BoilerplateModel()
         self.records: dict[int, Rec] = {}
         self.by_source: dict[str, list[int]] = defaultdict(list)
-        self._text_of = text_of
+        self._texts_of = texts_of  # stored texts, read when a held item's shingles are needed
         self._texts: dict[int, str] = {}
         # exact keys
         self.by_url: dict[str, int] = {}
@@ -289,9 +289,24 @@ class Engine:
     def raw_text(self, item_id: int) -> str:
         if item_id in self._texts:
             return self._texts[item_id]
-        if self._text_of is not None:
-            return self._text_of(item_id)
+        if self._texts_of is not None:
+            return self._texts_of([item_id]).get(item_id, "")
         return ""
+
+    def _read_texts(self, item_ids: Iterable[int]) -> None:
+        """Read, at once, the texts of the items whose shingles are not at hand: after a
+        start-up a new item's duplicate candidates are all cold, and one read each was half
+        of its placement. They are kept until :meth:`drop_texts`."""
+        if self._texts_of is None:
+            return
+        cold = [i for i in item_ids if i not in self._shingle_cache and i not in self._texts]
+        if cold:
+            found = self._texts_of(cold)
+            self._texts.update((i, found.get(i, "")) for i in cold)
+
+    def drop_texts(self) -> None:
+        """Forget the texts given to :meth:`add` or read for verification (a batch's worth)."""
+        self._texts.clear()
 
     def dup_shingles(self, item_id: int) -> np.ndarray:
         """The item's word 3-shingles as sorted unique 64-bit hashes (an array: a set of
@@ -760,10 +775,15 @@ class Engine:
         if exact is not None:
             matches.append(exact)
         if rec.dup_sig is not None:
-            for other, bands in self._dup_candidates(rec).items():
-                orec = self.records[other]
-                if not self._within(rec, orec, self.settings.duplicate_window_s):
-                    continue
+            window_s = self.settings.duplicate_window_s
+            near = [
+                (self.records[other], bands)
+                for other, bands in self._dup_candidates(rec).items()
+                if self._within(rec, self.records[other], window_s)
+            ]
+            self._read_texts(orec.item.id for orec, _ in near)
+            for orec, bands in near:
+                other = orec.item.id
                 score = self.dup_similarity(item.id, other)
                 if score >= self.settings.duplicate_threshold:
                     matches.append(

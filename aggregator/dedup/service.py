@@ -109,7 +109,7 @@ def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
         # the engine reads a summary only where there is no text (or from Bing): a feed that
         # puts whole articles in its descriptions would otherwise be held twice
         summary=item.summary if kind == "bing_news" or not item.text else "",
-        text="",  # fetched lazily through Engine.text_of
+        text="",  # read when needed, through Engine.texts_of
         lang=item.lang,
         canonical_url=item.canonical_url,
         published_at=item.published_at,
@@ -120,22 +120,26 @@ def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
 class DedupService:
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.store = store
-        self.engine = Engine(settings, text_of=self._text_of)
+        self.engine = Engine(settings, texts_of=self._texts_of)
         self.loaded = False
         self.epoch: int | None = None  # the epoch the engine's state corresponds to
         self._pending = _Pending()
         self._first_unsaved = 0  # cluster ids from here on were made by this engine
         self._other_width = 0  # stored signatures of another num_perm met while loading
 
-    def _text_of(self, item_id: int) -> str:
+    def _texts_of(self, item_ids: Sequence[int]) -> dict[int, str]:
         with self.store.sessions() as s:
-            return s.scalar(select(Item.text).where(Item.id == item_id)) or ""
+            return {
+                item_id: text or ""
+                for chunk in _chunks(item_ids, 500)
+                for item_id, text in s.execute(select(Item.id, Item.text).where(Item.id.in_(chunk)))
+            }
 
     # ------------------------------------------------------------ loading
 
     def reload(self) -> None:
         """Drop the in-memory state and load it again from the database."""
-        self.engine = Engine(self.engine.settings, text_of=self._text_of)
+        self.engine = Engine(self.engine.settings, texts_of=self._texts_of)
         self.loaded = False
         self.load()
 
@@ -375,7 +379,7 @@ class DedupService:
                 if placed:  # other services reload before their next batch; this one is current
                     epoch = bump_epoch(s, now)
             self.epoch = epoch
-            self.engine._texts.clear()
+            self.engine.drop_texts()
         return done
 
     def _persist(self, out: Outcome) -> None:
