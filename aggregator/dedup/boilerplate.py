@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .text import fold, stable_hash64
@@ -27,14 +27,17 @@ def split_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def line_key(line: str, title: str) -> int:
-    """Hash of a line with the item's title and digits masked and spacing folded."""
-    norm = _SPACE_RE.sub(" ", fold(line))
+def line_keys(lines: Sequence[str], title: str) -> list[int]:
+    """Hash of each line with the item's title and digits masked and spacing folded (stored:
+    the hash is stable across processes)."""
     t = _SPACE_RE.sub(" ", fold(title)).strip()
-    if len(t) >= 8:
-        norm = norm.replace(t, TITLE_MARK)
-    norm = _DIGITS_RE.sub("0", norm)
-    return stable_hash64(norm)
+    keys = []
+    for line in lines:
+        norm = _SPACE_RE.sub(" ", fold(line))
+        if len(t) >= 8:
+            norm = norm.replace(t, TITLE_MARK)
+        keys.append(stable_hash64(_DIGITS_RE.sub("0", norm)))
+    return keys
 
 
 @dataclass
@@ -54,14 +57,25 @@ class BoilerplateModel:
     dirty: dict[str, set[int]] = field(default_factory=dict)  # counts not yet persisted
     dropped: dict[str, set[int]] = field(default_factory=dict)  # forgotten, not yet deleted
     window_docs: int = 300  # a line seen once and not again within this many items is dropped
+    # the lines and keys of the text last read: an item is observed, then cleaned
+    _last: tuple[str, str, list[str], list[int]] | None = field(default=None, repr=False)
 
     def source(self, name: str) -> SourceModel:
         return self.sources.setdefault(name, SourceModel())
 
+    def _lines(self, title: str, text: str) -> tuple[list[str], list[int]]:
+        last = self._last
+        if last is not None and last[0] is text and last[1] == title:
+            return last[2], last[3]
+        lines = split_lines(text)
+        keys = line_keys(lines, title)
+        self._last = (text, title, lines, keys)
+        return lines, keys
+
     def observe(self, source: str, title: str, text: str) -> list[int]:
         """Count a new item's lines; returns the keys whose count crossed ``min_docs`` (the
         lines that have just become boilerplate)."""
-        keys = {line_key(line, title) for line in split_lines(text)}
+        keys = set(self._lines(title, text)[1])
         if not keys:
             return []
         model = self.source(source)
@@ -111,8 +125,8 @@ class BoilerplateModel:
     def clean(self, source: str, title: str, text: str) -> str:
         """The text without the source's boilerplate lines."""
         model = self.sources.get(source)
-        lines = split_lines(text)
         if model is None:
-            return "\n".join(lines)
-        kept = [ln for ln in lines if model.counts.get(line_key(ln, title), 0) < self.min_docs]
-        return "\n".join(kept)
+            return "\n".join(split_lines(text))
+        lines, keys = self._lines(title, text)
+        counts, least = model.counts, self.min_docs
+        return "\n".join(ln for ln, k in zip(lines, keys, strict=True) if counts.get(k, 0) < least)

@@ -332,17 +332,23 @@ class Engine:
     def _features(self, rec: Rec) -> None:
         item = rec.item
         body = self._clean_body(item)
-        rec.body_len = len(tokens(body))
+        # tokenised once (a tenth of the features): no token spans the title's end
+        title_toks, body_toks = tokens(rec.title_key), tokens(body)
+        rec.body_len = len(body_toks)
         self._shingle_cache.pop(item.id, None)
         if item.feed_kind not in AGGREGATOR_KINDS and rec.body_len >= 20:
-            shingled = shingles(tokens(f"{rec.title_key}\n{body}"))
+            shingled = shingles(title_toks + body_toks)
             rec.dup_sig = self._minhash(shingled)
             self._shingle_cache[item.id] = _hashed(shingled)  # verification compares them
         else:
             rec.dup_sig = None
         title = rec.title_key
         rec.terms, rec.lead = term_counts(
-            title, body, item.lang, lead_tokens=self.settings.lead_tokens
+            title,
+            body,
+            item.lang,
+            lead_tokens=self.settings.lead_tokens,
+            toks=(title_toks, body_toks),
         )
         rec.short = len(rec.terms) < self.settings.short_terms
         top = self._top_terms(rec.terms)

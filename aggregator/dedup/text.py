@@ -543,12 +543,14 @@ def term_counts(
     title_weight: int = 3,
     body_tokens: int = 400,
     lead_tokens: int | None = None,
+    toks: tuple[list[str], list[str]] | None = None,
 ) -> tuple[Counter[str], Counter[str]]:
     """Term frequencies for story matching (title counted ``title_weight`` times, body up to
     ``body_tokens``: the lead carries the event, the tail drifts) and, from the same pass,
-    for the title and first ``lead_tokens`` only (what threads compare)."""
-    title_toks = tokens(title)
-    body_toks = tokens(body)[:body_tokens]
+    for the title and first ``lead_tokens`` only (what threads compare). ``toks``: the
+    title's and body's tokens, when the caller has them already."""
+    title_toks, body_toks = toks if toks is not None else (tokens(title), tokens(body))
+    body_toks = body_toks[:body_tokens]
     lang = lang if lang in ("de", "en") else guess_lang(title_toks + body_toks)
     full: Counter[str] = Counter()
     for term in content_terms(title_toks, lang):
