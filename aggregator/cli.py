@@ -93,11 +93,17 @@ def cmd_db_upgrade(ctx: Context) -> int:
 
 
 def cmd_status(ctx: Context) -> int:
+    from .dedup.corrections import clustering_holder
+
     store = ctx.store()
     with store.session() as s:
         sources = repo.source_status(s)
         errors = repo.recent_errors(s, limit=10)
         digests = digest_status(s)
+        holder = clustering_holder(s, datetime.now(UTC))
+    clustering = (
+        {"holder": holder[0], "held_until": holder[1].isoformat()} if holder is not None else None
+    )
     if ctx.args.json:
         json.dump(
             {
@@ -106,6 +112,7 @@ def cmd_status(ctx: Context) -> int:
                 "sources": sources,
                 "recent_errors": errors,
                 "digest_runs": digests,
+                "clustering": clustering,
             },
             ctx.out,
             indent=2,
@@ -113,6 +120,11 @@ def cmd_status(ctx: Context) -> int:
         ctx.out.write("\n")
         return 0
     print(f"database: {redact_url(ctx.config.database.url)}", file=ctx.out)
+    if clustering is not None:
+        print(
+            f"clustering: daemon {clustering['holder']} (lease until {clustering['held_until']})",
+            file=ctx.out,
+        )
     if not sources:
         print("no sources configured", file=ctx.out)
         return 0

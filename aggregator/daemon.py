@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
+from .dedup.corrections import release_clustering
 from .dedup.service import DedupService, settings_from
 from .errors import AggregatorError, StoreError
 from .fetcher import Fetcher
@@ -28,6 +29,8 @@ from .store import Store
 from .web import WebApp, WebServer
 
 log = logging.getLogger(__name__)
+
+CLUSTERING_LEASE_MIN_S = 300.0
 
 
 def worker_id() -> str:
@@ -54,6 +57,9 @@ class Daemon:
         self.cfg = cfg
         self.fetcher = fetcher or Fetcher(fetch_settings(cfg))
         self.owner = worker_id()
+        # Renewed at each of this daemon's clustering turns (one per poll round): it lapses
+        # only when the daemon died or hung, then another takes over (one reload).
+        self.clustering_lease_s = max(CLUSTERING_LEASE_MIN_S, 5.0 * cfg.polling.tick)
         self.stopping = threading.Event()
         self.rounds = 0
         self.last_round_at: datetime | None = None
@@ -97,7 +103,9 @@ class Daemon:
         database, so it is dropped and reloaded from the database next time."""
         try:
             with self._dedup_lock:  # the poll job and digest jobs share one engine
-                placed = self.dedup.process_pending(wait=False)
+                placed = self.dedup.process_pending(
+                    wait=False, worker=self.owner, lease_s=self.clustering_lease_s
+                )
         except StoreError as exc:
             log.error("database unavailable while clustering, will retry: %s", exc)
             self.dedup = self._new_dedup()
@@ -176,6 +184,11 @@ class Daemon:
         if self.web is not None:
             self.web.stop()
         self.fetcher.close()
+        try:  # the next daemon clusters at its next turn, not when the lease runs out
+            with self.store.session() as s:
+                release_clustering(s, self.owner)
+        except StoreError as exc:
+            log.warning("could not release the clustering lease (it runs out by itself): %s", exc)
         log.info("daemon %s stopped after %d rounds", self.owner, self.rounds)
 
     def run_forever(

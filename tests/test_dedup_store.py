@@ -278,3 +278,67 @@ def by_guid(store: Store, level: str) -> set[frozenset[tuple[str, str]]]:
         ):
             groups.setdefault(cid, set()).add((source, guid))
     return {frozenset(g) for g in groups.values()}
+
+
+def test_one_daemon_clusters_while_its_lease_lives_the_others_neither_place_nor_load(
+    store: Store,
+) -> None:
+    """Daemons that took turns reloaded their whole engine after each other's batches. The
+    one holding the clustering lease places every pending item; another daemon's turn places
+    nothing and loads nothing until that lease is released or runs out, then it takes over."""
+    import time
+
+    from aggregator.dedup.corrections import clustering_holder, release_clustering
+
+    ids = sorted(load_corpus(store).values())
+    n = len(ids) // 3
+    batches = [ids[:n], ids[n : 2 * n], ids[2 * n : -2], ids[-2:-1], ids[-1:]]
+
+    def stored(batch: list[int]) -> None:  # the items a poll just stored
+        with store.session() as s:
+            s.execute(
+                Item.__table__.update().where(Item.id.in_(batch)).values(dedup_state="pending")
+            )
+
+    def holder() -> str | None:
+        with store.session() as s:
+            found = clustering_holder(s, datetime.now(UTC))
+        return found[0] if found else None
+
+    with store.session() as s:
+        s.execute(Item.__table__.update().values(dedup_state="hold"))
+    a, b = DedupService(store), DedupService(store)
+    stored(batches[0])
+    assert a.process_pending(wait=False, worker="a", lease_s=600) == len(batches[0])
+    assert holder() == "a"
+
+    stored(batches[1])
+    assert b.process_pending(wait=False, worker="b", lease_s=600) == 0
+    assert not b.loaded  # no engine in memory for a daemon that does not cluster
+    assert a.process_pending(wait=False, worker="a", lease_s=600) == len(batches[1])
+
+    stored(batches[2])  # a stops: it gives the lease up, b takes over at its next turn
+    with store.session() as s:
+        release_clustering(s, "b")  # only the holder's own release counts
+    assert holder() == "a"
+    with store.session() as s:
+        release_clustering(s, "a")
+    assert holder() is None
+    assert b.process_pending(wait=False, worker="b", lease_s=0.5) == len(batches[2])
+    assert b.loaded and holder() == "b"
+
+    stored(batches[3])  # b dies: its lease runs out, and a's next turn takes over (reloading)
+    time.sleep(0.6)
+    assert a.process_pending(wait=False, worker="a", lease_s=600) == 1
+    assert holder() == "a"
+    stored(batches[4])  # b, loaded now, asks again: a's lease is live, so b leaves it to a
+    assert b.process_pending(wait=False, worker="b", lease_s=600) == 0
+    assert a.process_pending(wait=False, worker="a", lease_s=600) == 1
+    with store.session() as s:
+        assert s.scalar(select(func.count()).where(Item.dedup_state != "done")) == 0
+    expected = DedupService(store)
+    expected.load()
+    for level in ("duplicate", "story", "thread"):  # a's engine caught up with b's batch
+        assert {frozenset(m) for m in a.engine.members[level].values()} == {
+            frozenset(m) for m in expected.engine.members[level].values()
+        }

@@ -145,6 +145,11 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
         polled_by.append(sum(int(n) for n in re.findall(r"polled (\d+) feeds", content)))
     assert sum(polled_by) == len(POLLED)
     assert sum(1 for n in polled_by if n) >= 2, polled_by
+    # ... and the clustering was not: one daemon holds the clustering lease and places every
+    # item, the others never load an engine, so nobody reloads after another's batch
+    texts = [log.read_text() for log in logs]
+    assert sum(1 for text in texts if "clustered " in text) == 1, texts
+    assert not any("reloading" in text for text in texts)
     # the clusters one process makes. Placement is online, so what an item joins can depend
     # on what was placed before it (term statistics, the learned site chrome); several
     # workers store items in a different order than one process, so a few borderline

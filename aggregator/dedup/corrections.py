@@ -15,7 +15,7 @@ that split (the newer decision wins).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -63,6 +63,47 @@ def try_lock_epoch(s: Session, now: datetime) -> int | None:
 def bump_epoch(s: Session, now: datetime) -> int:
     """Count a change of cluster state (the row is already locked by this transaction)."""
     return lock_epoch(s, now, bump=True)
+
+
+def claim_clustering(s: Session, worker: str, now: datetime, lease_s: float) -> bool:
+    """Whether ``worker`` (a daemon) clusters this turn: yes while it holds the clustering
+    lease (renewed here) or when nobody's is live (taken here); no while another daemon's is.
+    The epoch row must be locked by ``s``'s transaction. Several daemons that took turns
+    each reloaded their whole engine after every batch of the others; with one holder they
+    only poll and store, and the holder places every pending item."""
+    holder, until = s.execute(
+        select(DedupEpoch.holder, DedupEpoch.held_until).where(DedupEpoch.id == EPOCH_ROW)
+    ).one()
+    if holder not in (None, worker) and until is not None and until > now:
+        return False
+    s.execute(
+        update(DedupEpoch)
+        .where(DedupEpoch.id == EPOCH_ROW)
+        .values(holder=worker, held_until=now + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+def release_clustering(s: Session, worker: str) -> None:
+    """Give up the clustering lease if ``worker`` holds it (a daemon that stops), so another
+    daemon takes over at its next turn instead of when the lease runs out."""
+    s.execute(
+        update(DedupEpoch)
+        .where(DedupEpoch.id == EPOCH_ROW, DedupEpoch.holder == worker)
+        .values(holder=None, held_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def clustering_holder(s: Session, now: datetime) -> tuple[str, datetime] | None:
+    """The daemon whose clustering lease is live, and until when (for ``status``)."""
+    row = s.execute(
+        select(DedupEpoch.holder, DedupEpoch.held_until).where(DedupEpoch.id == EPOCH_ROW)
+    ).one_or_none()
+    if row is None or row.holder is None or row.held_until is None or row.held_until <= now:
+        return None
+    return row.holder, row.held_until
 
 
 def read_epoch(s: Session) -> int:

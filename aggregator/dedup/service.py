@@ -36,7 +36,14 @@ from ..store.models import (
     Signature,
     Source,
 )
-from .corrections import bump_epoch, lock_epoch, read_epoch, try_lock_epoch
+from .corrections import (
+    bump_epoch,
+    claim_clustering,
+    clustering_holder,
+    lock_epoch,
+    read_epoch,
+    try_lock_epoch,
+)
 from .engine import (
     SEED,
     DedupItem,
@@ -331,11 +338,27 @@ class DedupService:
             pending = select(Item.id).where(Item.dedup_state == "pending").limit(1)
             return s.scalar(pending) is not None
 
-    def process_pending(self, *, limit: int | None = None, wait: bool = True) -> int:
+    def _clustered_by_another(self, worker: str) -> bool:
+        with self.store.sessions() as s:
+            holder = clustering_holder(s, datetime.now(UTC))
+        return holder is not None and holder[0] != worker
+
+    def process_pending(
+        self,
+        *,
+        limit: int | None = None,
+        wait: bool = True,
+        worker: str | None = None,
+        lease_s: float = 300.0,
+    ) -> int:
         """Place every pending item (in published order); returns how many were placed.
-        ``wait=False``: return 0 at once when another process is clustering (PostgreSQL)."""
+        ``wait=False``: return 0 at once when another process is clustering (PostgreSQL).
+        ``worker`` (a daemon): place only while holding the clustering lease, taken for
+        ``lease_s`` when no other daemon's is live (see ``corrections.claim_clustering``)."""
         if not self.loaded:
-            self.load()
+            if worker is not None and self._clustered_by_another(worker):
+                return 0  # a daemon that does not cluster never loads the engine
+            self.load()  # outside the epoch lock: on SQLite it would hold up every writer
         done = 0
         while limit is None or done < limit:
             with self.store.session() as s:
@@ -347,6 +370,8 @@ class DedupService:
                 epoch = lock_epoch(s, now) if wait else try_lock_epoch(s, now)
                 if epoch is None:
                     break  # a peer is placing the pending items
+                if worker is not None and not claim_clustering(s, worker, now, lease_s):
+                    break  # another daemon clusters: it places these items too
                 if epoch != self.epoch:
                     log.info(
                         "cluster state changed elsewhere (epoch %s -> %d): reloading",

@@ -331,10 +331,14 @@ class Correction(Base):
 
 class DedupEpoch(Base):
     """One row. Every writer of cluster state locks it first (serialising clustering across
-    processes) and bumps ``epoch`` when it changed state behind the others' backs."""
+    processes) and bumps ``epoch`` when it changed state behind the others' backs. ``holder``
+    is the daemon that clusters until ``held_until`` (renewed at each of its turns): the
+    other daemons leave their stored items to it instead of reloading to place them."""
 
     __tablename__ = "dedup_epoch"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    holder: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
