@@ -45,6 +45,25 @@ def test_db_upgrade_then_status(db_url: str) -> None:
     assert {"it-boltwise", "google-news-ki", "bing-news-ai", "heise"} <= names
     table = run("status", db_url=db_url)
     assert table.returncode == 0 and "it-boltwise" in table.stdout
+    assert data["clustering"] is None and "clustering:" not in table.stdout  # nobody yet
+
+    # a daemon that clusters holds the lease; status names it
+    from datetime import UTC, datetime
+
+    from aggregator.dedup.corrections import claim_clustering, lock_epoch
+    from aggregator.store import open_store
+
+    store = open_store(db_url)
+    try:
+        with store.session() as s:
+            now = datetime.now(UTC)
+            lock_epoch(s, now)
+            assert claim_clustering(s, "host-a:4242", now, 600)
+    finally:
+        store.close()
+    data = json.loads(run("status", "--json", db_url=db_url).stdout)
+    assert data["clustering"]["holder"] == "host-a:4242"
+    assert "clustering: daemon host-a:4242 (lease until " in run("status", db_url=db_url).stdout
 
 
 def test_commands_refuse_a_database_without_schema(pg_url: str) -> None:
