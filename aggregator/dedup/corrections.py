@@ -71,10 +71,8 @@ def claim_clustering(s: Session, worker: str, now: datetime, lease_s: float) -> 
     The epoch row must be locked by ``s``'s transaction. Several daemons that took turns
     each reloaded their whole engine after every batch of the others; with one holder they
     only poll and store, and the holder places every pending item."""
-    holder, until = s.execute(
-        select(DedupEpoch.holder, DedupEpoch.held_until).where(DedupEpoch.id == EPOCH_ROW)
-    ).one()
-    if holder not in (None, worker) and until is not None and until > now:
+    live = clustering_holder(s, now)
+    if live is not None and live[0] != worker:
         return False
     s.execute(
         update(DedupEpoch)
