@@ -6,6 +6,7 @@ stored items, so clustering quality here equals the engine's and the checks are 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from datetime import UTC, datetime
@@ -204,6 +205,39 @@ def test_a_membership_left_on_a_merged_cluster_loads_into_the_survivor(store: St
     service.load()
     assert service.engine.cluster_of["story"][newest] == live
     assert newest in service.engine.members["story"][live]
+
+
+def test_loading_holds_off_the_cyclic_collector_and_restores_it(store: Store) -> None:
+    """A load makes many long-lived objects and no garbage: the collector must not walk them
+    while it runs, and must be as it was afterwards (on, or off if the caller turned it off)."""
+    load_corpus(store)
+    DedupService(store).process_pending()
+    started: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        service = DedupService(store)
+        gc.collect()
+        started.clear()
+        service.load()
+        assert len(service.engine.records) > 20
+        # at most the one collection that runs as soon as it is back on
+        assert len(started) <= 1 and gc.isenabled(), started
+        gc.disable()
+        try:
+            DedupService(store).load()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+        # the same amount of work with the collector on does start collections
+        objects = [[i] for i in range(10 * gc.get_threshold()[0])]
+        assert started and objects
+    finally:
+        gc.callbacks.remove(note)
 
 
 def test_why_explains_with_stored_evidence(store: Store) -> None:

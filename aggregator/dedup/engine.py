@@ -23,9 +23,10 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 import numpy as np
 from datasketch import MinHash
@@ -109,6 +110,9 @@ class Merge:
     into_id: int
 
 
+NO_TERMS: Mapping[str, int] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class Rec:
     item: DedupItem
@@ -116,8 +120,9 @@ class Rec:
     publisher_key: str | None
     dup_sig: np.ndarray | None = None
     story_sig: np.ndarray | None = None
-    terms: Counter[str] = field(default_factory=Counter)
-    lead: Counter[str] = field(default_factory=Counter)  # title + lead: who and what
+    # shared empty default (dataclasses refuse it as a plain default: it is unhashable)
+    terms: Mapping[str, int] = field(default_factory=lambda: NO_TERMS)  # dropped once stored
+    lead: Mapping[str, int] = field(default_factory=lambda: NO_TERMS)  # title + lead
     vec: TermVector = EMPTY  # ``terms`` over the engine's vocabulary
     ts: float = field(init=False)  # published_at as a POSIX timestamp (window checks)
 
@@ -366,7 +371,7 @@ class Engine:
         self.vocab.count_in(rec.vec)
 
     @staticmethod
-    def _uncount_lead(total: Counter[str], lead: Counter[str]) -> None:
+    def _uncount_lead(total: Counter[str], lead: Mapping[str, int]) -> None:
         for term, n in lead.items():
             left = total[term] - n
             if left > 0:
