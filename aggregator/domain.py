@@ -12,7 +12,8 @@ LEVELS = ("duplicate", "story", "thread")
 
 @dataclass(frozen=True, slots=True)
 class ParsedEntry:
-    """One feed entry as the parser read it: links absolute, dates UTC, HTML untouched."""
+    """One feed entry as the parser read it: links absolute, dates UTC, HTML as the feed sent
+    it (not sanitised: it is untrusted and only ever read as text, through ``html_to_text``)."""
 
     guid: str | None
     url: str | None

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import feedparser
 import pytest
 from conftest import FEEDS
 
 from aggregator.domain import ParsedFeed
 from aggregator.errors import ParseError
+from aggregator.normaliser import normalise_feed
 from aggregator.parser import detect_source_type, parse_feed
 
 BASE = "https://example.org/feed/"
@@ -233,6 +235,48 @@ def test_fixture(name, version, count, source_type, title, url, published_at):
         for moment in (entry.published_at, entry.updated_at):
             assert moment is None or moment.utcoffset().total_seconds() == 0
         assert entry.url is None or entry.url.startswith(("http://", "https://"))
+
+
+# Where feedparser's HTML sanitiser changed the stored text (parse_feed turns it off: feed HTML
+# is only read as text, and html_to_text drops scripts itself): test documents of broken or
+# hostile HTML only. In crazy-html the sanitiser left the page's JavaScript in the text.
+SANITISER_CHANGED = {
+    "feedparser-crazy-html-atom03.xml",
+    "feedparser-linenoise-bytes.xml",
+    "feedparser-script-nested-cdata-content-encoded.xml",
+}
+
+
+def test_feedparser_sanitising_changes_no_item_of_a_real_feed(monkeypatch):
+    """Differential: every fixture, parsed and normalised as stored, with feedparser's HTML
+    sanitiser and relative-link rewriting on (its defaults) and off (ours)."""
+    fetched_at = datetime(2026, 1, 1, tzinfo=UTC)
+    paths = sorted(p for p in FEEDS.rglob("*") if p.suffix in (".xml", ".html"))
+
+    def items(path):
+        try:
+            feed = parse_feed(path.read_bytes(), url="https://example.org/feed/")
+        except ParseError as exc:
+            return str(exc)
+        kind = detect_source_type(feed) if feed.entries else "rss"
+        return normalise_feed(feed, source_type=kind, fetched_at=fetched_at)
+
+    ours = {p.name: items(p) for p in paths}
+    plain_parse = feedparser.parse
+
+    def sanitising(*args, **kwargs):
+        return plain_parse(
+            *args, **{**kwargs, "sanitize_html": True, "resolve_relative_uris": True}
+        )
+
+    monkeypatch.setattr(feedparser, "parse", sanitising)
+    theirs = {p.name: items(p) for p in paths}
+    assert len(paths) == 49 and sum(isinstance(v, list) and len(v) > 0 for v in ours.values()) > 30
+    changed = {name for name in ours if ours[name] != theirs[name]}
+    assert changed == SANITISER_CHANGED
+    (crazy,) = ours["feedparser-crazy-html-atom03.xml"]
+    (crazy_before,) = theirs["feedparser-crazy-html-atom03.xml"]
+    assert "executeMe" in crazy_before.text and "executeMe" not in crazy.text
 
 
 # ---------------------------------------------------------------- dates
