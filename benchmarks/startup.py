@@ -117,8 +117,8 @@ def age(src: Path, dst: Path, generations: int) -> dict[str, int]:
         table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         for table in ("items", "signatures", "cluster_members", "clusters")
     }
-    conn.execute("ANALYZE")
-    conn.commit()
+    # No ANALYZE: a store grown by the daemon has no planner statistics either, and with
+    # them SQLite chose better plans than a real store gets (a 1M start-up looked 4 s faster).
     conn.close()
     return counts
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items, to_items
 from aggregator.dedup.engine import Settings
@@ -238,6 +238,48 @@ def test_loading_holds_off_the_cyclic_collector_and_restores_it(store: Store) ->
         assert started and objects
     finally:
         gc.callbacks.remove(note)
+
+
+def test_loading_reads_the_window_through_an_index_not_the_whole_history(
+    sqlite_url: str,
+) -> None:
+    """Every query a load makes over items finds its rows through an index (the window's
+    clustered articles through ix_items_held), so start-up does not grow with the history.
+    Checked on SQLite's plans without statistics, as a store grown by the daemon has none:
+    the planner then took the one-value dedup_state index and read every item ever stored."""
+    from aggregator.store import db as store_db
+
+    engine = store_db.make_engine(sqlite_url)
+    store_db.upgrade(engine)
+    store = Store(engine)
+    load_corpus(store)
+    DedupService(store).process_pending()
+    queries: list[tuple[str, object]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and " items" in statement:
+            queries.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        DedupService(store).load()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert len(queries) >= 3  # the newest clustered item, the members, the items
+    with engine.connect() as conn:
+        for statement, parameters in queries:
+            plan = [
+                row[-1]
+                for row in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement,
+                    parameters,  # type: ignore[arg-type]
+                )
+            ]
+            on_items = [step for step in plan if step.split()[1:2] == ["items"]]
+            assert on_items and all(
+                "ix_items_held" in step or "PRIMARY KEY" in step for step in on_items
+            ), (statement, plan)
+    store.close()
 
 
 def test_why_explains_with_stored_evidence(store: Store) -> None:

@@ -97,7 +97,7 @@ _ITEM_COLUMNS = (
     Item.canonical_url,
     Item.published_at,
     Item.content_hash,
-    (func.length(Item.text) > 0).label("text"),
+    (Item.text != "").label("text"),  # not length(): that reads every text whole
 )
 _SIGNATURE_COLUMNS = (
     Signature.item_id,
@@ -179,10 +179,11 @@ class DedupService:
                     )
                 ).all()
                 eng.boilerplate.load(src.name, rows, src.boilerplate_docs)
-            newest = s.scalar(
-                select(func.max(Item.published_at)).where(
-                    Item.dedup_state == "done", Item.kind == "article"
-                )
+            newest = s.scalar(  # the last entry of ix_items_held's (done, article) part
+                select(Item.published_at)
+                .where(Item.dedup_state == "done", Item.kind == "article")
+                .order_by(Item.published_at.desc())
+                .limit(1)
             )
             eng.newest_at = newest
             horizon = eng.horizon()

@@ -73,11 +73,10 @@ class Vocabulary:
         if not counts:
             return EMPTY
         known = self._ids
-        if not known.keys() >= counts.keys():  # new terms get ids in the count's order
-            for term in counts:
-                if term not in known:
-                    self._id(term)
-        ids = np.fromiter(map(known.__getitem__, counts), dtype=np.int64, count=len(counts))
+        try:  # most terms of a held item are known by then: no test before the lookup
+            ids = np.fromiter(map(known.__getitem__, counts), dtype=np.int64, count=len(counts))
+        except KeyError:  # new terms get ids in the count's order
+            ids = np.fromiter(map(self._id, counts), dtype=np.int64, count=len(counts))
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         order = np.argsort(ids)
         return TermVector(ids[order], 1.0 + np.log(tf[order]))

@@ -177,7 +177,8 @@ class Item(Base):
         Index("ix_items_canonical_url", "canonical_url"),
         Index("ix_items_content_hash", "content_hash"),
         Index("ix_items_published_at", "published_at"),
-        Index("ix_items_dedup_state", "dedup_state"),
+        # pending items, and the clustered articles of a time window (the engine's start-up)
+        Index("ix_items_held", "dedup_state", "kind", "published_at"),
         Index("ix_items_source_entry_hash", "source_id", "entry_hash"),
         CheckConstraint("kind IN ('article', 'comment')", name="kind"),
     )
