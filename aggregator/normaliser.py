@@ -265,7 +265,9 @@ _BLOCK_TAGS = frozenset(
 )
 _CELL_TAGS = frozenset({"td", "th"})
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "svg"})
-_INVISIBLE = str.maketrans("", "", "\u200b\ufeff\u00ad")
+# zero-width space, BOM, soft hyphen (a regex: str.translate looks up every character of a
+# non-ASCII text in a dict, a tenth of a normalisation)
+_INVISIBLE_RE = re.compile("[\u200b\ufeff\u00ad]")
 _TAG_RE = re.compile(r"<[a-zA-Z/!?]")
 # A tag cut off at the end (length caps cut descriptions anywhere): html.parser would emit
 # it as text ("<di"), so a fragment of markup would be stored as if it were prose.
@@ -312,7 +314,7 @@ def _source_breaks(text: str) -> str:
 
 
 def _tidy_lines(text: str) -> str:
-    text = unicodedata.normalize("NFC", strip_controls(text).translate(_INVISIBLE))
+    text = unicodedata.normalize("NFC", _INVISIBLE_RE.sub("", strip_controls(text)))
     lines = (_squash(line) for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
