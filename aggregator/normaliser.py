@@ -11,6 +11,7 @@ import hashlib
 import re
 import unicodedata
 from datetime import UTC, datetime
+from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -329,13 +330,60 @@ def html_to_text(html: str | None) -> str:
         return ""
     if "&" not in html and not _TAG_RE.search(html):
         return _tidy_lines(_source_breaks(html))
+    html = _CUT_TAG_RE.sub("", html)
     parser = _TextExtractor()
-    try:
-        parser.feed(_CUT_TAG_RE.sub("", html))
-        parser.close()
-    except Exception:  # pragma: no cover - html.parser is lenient; last-ditch fallback
-        return _tidy_lines(re.sub(r"<[^>]*>", " ", html))
+    if not _feed_simple(parser, html):
+        parser = _TextExtractor()
+        try:
+            parser.feed(html)
+            parser.close()
+        except Exception:  # pragma: no cover - html.parser is lenient; last-ditch fallback
+            return _tidy_lines(re.sub(r"<[^>]*>", " ", html))
     return _tidy_lines("".join(parser.parts))
+
+
+# A plain start or end tag: a name of letters and digits, attributes separated by
+# whitespace, values quoted or bare. Tags of this shape are read by html.parser exactly so.
+_SIMPLE_TAG_RE = re.compile(
+    r"<(/?)([a-zA-Z][a-zA-Z0-9]*)"
+    r"((?:\s+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*)"
+    r"\s*(/?)>"
+)
+# elements whose content html.parser reads by other rules (raw text), in some Python version
+_RAW_TEXT_TAGS = frozenset(
+    {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext"}
+)
+
+
+def _feed_simple(parser: _TextExtractor, html: str) -> bool:
+    """Drive ``parser`` as html.parser would for markup made only of plain tags, text and
+    character references (most feed HTML); False, with ``parser`` half fed, on anything
+    else (comments, declarations, a bare "<", raw-text elements). html.parser is pure Python
+    and was a third of normalising a feed; the regex reads such markup several times faster."""
+    at = 0
+    for m in _SIMPLE_TAG_RE.finditer(html):
+        text = html[at : m.start()]
+        if "<" in text:
+            return False
+        if text:
+            parser.handle_data(unescape(text))
+        closing, tag, attrs, self_closing = m.groups()
+        tag = tag.lower()
+        if tag in _RAW_TEXT_TAGS or (closing and (attrs or self_closing)):
+            return False
+        if closing:
+            parser.handle_endtag(tag)
+        else:
+            parser.handle_starttag(tag, [])
+            if self_closing:  # html.parser's handle_startendtag: start, then end
+                parser.handle_endtag(tag)
+        at = m.end()
+    text = html[at:]
+    if "<" in text:
+        return False
+    if text:
+        parser.handle_data(unescape(text))
+    return True
 
 
 # WordPress appends "The post X appeared first on Y." (or the German variant) to feed
