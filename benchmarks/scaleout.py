@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 import workload  # noqa: E402
 from ingest import pg_create, pg_drop  # noqa: E402
-from poll_latency import Items  # noqa: E402
+from poll_latency import Items, serve_bodies  # noqa: E402
 
 TICK_S = os.sysconf("SC_CLK_TCK")
 
@@ -127,26 +127,7 @@ class Server:
             self.body(feed)
 
     def serve(self) -> ThreadingHTTPServer:
-        server_ = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                body = server_.body(int(self.path.rsplit("/", 1)[1]))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        return httpd
+        return serve_bodies(lambda path: self.body(int(path.rsplit("/", 1)[1])))
 
 
 def postgres_cpu_s() -> float:
