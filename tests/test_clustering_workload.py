@@ -1,10 +1,11 @@
 """Clustering at some scale: the synthetic workload of ``benchmarks/workload.py`` (labelled
 with the event and topic of every item) through parser, normaliser and engine.
 
-The workload's vocabulary is far more uniform than real news (invented names and a finite
-word list), so its stories are hard; what this checks is that clusters do not chain: with
+The workload's sentences come from a few templates over word lists (its names and some nouns
+from a long tail of coined words), so reports of different events of one topic look much
+alike and its stories are hard; what this checks is that clusters do not chain: with
 single-link thread merging, a few giant threads swallowed almost everything (thread BCubed
-precision 0.10 at 3000 items, 0.003 at 10000; 0.30 at 3000 with the check)."""
+precision 0.10 at 3000 items, 0.003 at 10000 with the workload's first, closed vocabulary)."""
 
 from __future__ import annotations
 
@@ -65,9 +66,10 @@ def test_threads_do_not_chain_on_a_synthetic_workload(tmp_path: Path) -> None:
     assert scores["duplicate"].pairwise_f1 >= 0.99
     assert scores["story"].bcubed_recall >= 0.95
     assert scores["thread"].bcubed_recall >= 0.95
-    # an item matching two stories merges them only if their centroids agree (else 0.54)
-    assert scores["story"].bcubed_precision >= 0.58
-    # threads do not chain (single-link merging here: precision 0.32, 226 threads; with the
-    # story-to-thread check 0.42 and 312; the gap widens with size)
-    assert scores["thread"].bcubed_precision >= 0.38
-    assert len({p["thread"] for p in pred}) >= 0.42 * len({topic[e] for e in truth.values()})
+    # an item matching two stories merges them only if their centroids agree (without that
+    # check: pairwise precision 0.368, 1468 false pairs; with it 0.405, 1257)
+    assert scores["story"].pairwise_precision >= 0.39
+    # threads do not chain (single-link merging here: BCubed precision 0.600, 433 threads of
+    # 646 topics; with the story-to-thread check 0.711 and 506; the gap widens with size)
+    assert scores["thread"].bcubed_precision >= 0.66
+    assert len({p["thread"] for p in pred}) >= 0.72 * len({topic[e] for e in truth.values()})
