@@ -18,22 +18,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_EMPTY_IDS = np.zeros(0, dtype=np.int64)
-_EMPTY_F = np.zeros(0, dtype=np.float64)
-
-
 @dataclass(frozen=True, slots=True)
 class TermVector:
-    """Sorted term ids and their ``1 + ln(count)`` weights."""
+    """Sorted term ids and their ``1 + ln(count)`` weights, held as the two columns of one
+    int64 array (the weights as their float64 bits): a comparison lays hundreds of vectors
+    end to end, and one concatenation of them cost half as much as two."""
 
-    ids: np.ndarray
-    tfw: np.ndarray
+    pairs: np.ndarray  # shape (n, 2), int64: term id, weight bits
+
+    @classmethod
+    def of(cls, ids: np.ndarray, tfw: np.ndarray) -> TermVector:
+        pairs = np.empty((len(ids), 2), dtype=np.int64)
+        pairs[:, 0] = ids
+        pairs[:, 1] = np.asarray(tfw, dtype=np.float64).view(np.int64)
+        return cls(pairs)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.pairs[:, 0]
+
+    @property
+    def tfw(self) -> np.ndarray:
+        return self.pairs[:, 1].view(np.float64)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.pairs)
 
 
-EMPTY = TermVector(_EMPTY_IDS, _EMPTY_F)
+EMPTY = TermVector(np.zeros((0, 2), dtype=np.int64))
 
 
 class Vocabulary:
@@ -79,7 +91,7 @@ class Vocabulary:
             ids = np.fromiter(map(self._id, counts), dtype=np.int64, count=len(counts))
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         order = np.argsort(ids)
-        return TermVector(ids[order], 1.0 + np.log(tf[order]))
+        return TermVector.of(ids[order], 1.0 + np.log(tf[order]))
 
     def count_in(self, vec: TermVector) -> None:
         self._df[vec.ids] += 1
@@ -150,13 +162,13 @@ def similarities(vocab: Vocabulary, query: TermVector, others: Sequence[TermVect
     query_idf = float(qidf.sum())
     if n == 0 or len(query) == 0:
         return Scores(zeros, zeros.astype(np.int64), zeros, zeros, query_idf)
-    id_arrays = [o.ids for o in others]
-    lens = np.fromiter(map(len, id_arrays), dtype=np.int64, count=n)
+    arrays = [o.pairs for o in others]
+    lens = np.fromiter(map(len, arrays), dtype=np.int64, count=n)
     total = int(lens.sum())
     if total == 0:
         return Scores(zeros, zeros.astype(np.int64), zeros, zeros, query_idf)
-    ids = np.concatenate(id_arrays)
-    tfw = np.concatenate([o.tfw for o in others])
+    pairs = np.concatenate(arrays)
+    ids, tfw = pairs[:, 0], pairs[:, 1].view(np.float64)
     idf = vocab.idf(ids)
     w = tfw * idf
     qw = query.tfw * qidf
