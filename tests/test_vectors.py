@@ -62,6 +62,22 @@ def test_batch_similarities_equal_the_pairwise_formulas() -> None:
     assert any(sc.cosine > 0.3) and any(sc.cosine == 0)  # the data exercises both ends
 
 
+def test_cosine_only_is_the_same_cosine() -> None:
+    """Threads and two full texts ask for the cosine alone: the same numbers, bit for bit
+    (decisions compare them with thresholds), and no overlap figures to misread."""
+    rng = random.Random(4)
+    docs = [random_doc(rng, rng.randint(0, 40)) for _ in range(30)]
+    vocab = Vocabulary()
+    vocab.count_in_many([vocab.vector(d) for d in docs])
+    others = [vocab.vector(d) for d in docs]
+    for query in (vocab.vector(random_doc(rng, 25)), vocab.vector(Counter())):
+        full = similarities(vocab, query, others)
+        lean = similarities(vocab, query, others, overlap=False)
+        assert lean.cosine.tolist() == full.cosine.tolist()
+        assert lean.query_idf == full.query_idf
+        assert len(lean.shared) == len(lean.shared_idf) == len(lean.other_idf) == 0
+
+
 def test_no_candidates_and_an_empty_query() -> None:
     vocab = Vocabulary()
     v = vocab.vector(Counter(a=2, b=1))

@@ -444,8 +444,12 @@ class Engine:
         texts, else the IDF mass of the shared terms over the shorter one's (a headline or a
         snippet shares its few words with the article it stands for). At least two shared
         terms: one common word is no evidence."""
-        sc = similarities(self.vocab, rec.vec, [o.vec for o in others])
         s = self.settings
+        vecs = [o.vec for o in others]
+        if not rec.short and not any(o.short for o in others):  # two full texts: cosine
+            cos = similarities(self.vocab, rec.vec, vecs, overlap=False).cosine
+            return [(c, s.story_threshold) for c in cos.tolist()]
+        sc = similarities(self.vocab, rec.vec, vecs)
         out = []
         for k, other in enumerate(others):
             if not rec.short and not other.short:
@@ -469,18 +473,16 @@ class Engine:
         """Cosine of two stories' centroids: what links threads, and what two stories an
         item matches must also share before they merge (else one bridging item chains
         events together)."""
-        sc = similarities(self.vocab, self.centroid_vec(story_a), [self.centroid_vec(story_b)])
-        return float(sc.cosine[0])
+        a, b = self.centroid_vec(story_a), self.centroid_vec(story_b)
+        return float(similarities(self.vocab, a, [b], overlap=False).cosine[0])
 
     def story_thread_similarity(self, story_id: int, thread_id: int) -> float:
         """Cosine of a story's centroid and a whole thread's. Two threads join only when the
         linking stories match each other *and* each other's thread as a whole, so a thread
         cannot grow by chaining loosely related stories one onto the next (single-link
         chaining made a few giant threads of a large synthetic workload)."""
-        sc = similarities(
-            self.vocab, self.centroid_vec(story_id), [self.centroid_vec(thread_id, "thread")]
-        )
-        return float(sc.cosine[0])
+        a, b = self.centroid_vec(story_id), self.centroid_vec(thread_id, "thread")
+        return float(similarities(self.vocab, a, [b], overlap=False).cosine[0])
 
     def centroid(self, cid: int, level: str = "story") -> Counter[str]:
         """A story's (or thread's) topic: the summed title-and-lead terms of its members
@@ -994,8 +996,9 @@ class Engine:
             seen_stories.add(other_story)
             if thread_of.get(other_story) != thread:  # in this thread already: stays so
                 near.append((orec, other_story))
-        vecs = [self.centroid_vec(other_story) for _, other_story in near]
-        scores = similarities(self.vocab, centroid, vecs).cosine.tolist()
+        cached, vec_of = self._centroid_vecs, self.centroid_vec
+        vecs = [cached[o] if o in cached else vec_of(o) for _, o in near]
+        scores = similarities(self.vocab, centroid, vecs, overlap=False).cosine.tolist()
         for (orec, other_story), other_centroid, score_ in zip(near, vecs, scores, strict=True):
             other = orec.item.id
             if self.thread_of_story.get(other_story) == self.thread_of_story[story_id]:

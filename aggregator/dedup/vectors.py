@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True, slots=True)
 class TermVector:
     """Sorted term ids and their ``1 + ln(count)`` weights, held as the two columns of one
@@ -146,7 +147,8 @@ class Vocabulary:
 @dataclass(frozen=True, slots=True)
 class Scores:
     """One query against many vectors: per other vector the TF-IDF cosine, the number and IDF
-    mass of the shared terms and its own IDF mass (and the query's)."""
+    mass of the shared terms and its own IDF mass (and the query's). Asked without
+    ``overlap``, the three per-vector overlap arrays are empty."""
 
     cosine: np.ndarray
     shared: np.ndarray
@@ -155,18 +157,26 @@ class Scores:
     query_idf: float
 
 
-def similarities(vocab: Vocabulary, query: TermVector, others: Sequence[TermVector]) -> Scores:
+def similarities(
+    vocab: Vocabulary, query: TermVector, others: Sequence[TermVector], *, overlap: bool = True
+) -> Scores:
+    """``overlap=False``: the cosine only (what threads compare; the overlap figures are a
+    third of the work and only headline comparisons read them)."""
     n = len(others)
     zeros = np.zeros(n, dtype=np.float64)
     qidf = vocab.idf(query.ids)
     query_idf = float(qidf.sum())
+    overlaps = n if overlap else 0
+    nothing = Scores(
+        zeros, np.zeros(overlaps, np.int64), zeros[:overlaps], zeros[:overlaps], query_idf
+    )
     if n == 0 or len(query) == 0:
-        return Scores(zeros, zeros.astype(np.int64), zeros, zeros, query_idf)
+        return nothing
     arrays = [o.pairs for o in others]
     lens = np.fromiter(map(len, arrays), dtype=np.int64, count=n)
     total = int(lens.sum())
     if total == 0:
-        return Scores(zeros, zeros.astype(np.int64), zeros, zeros, query_idf)
+        return nothing
     pairs = np.concatenate(arrays)
     ids, tfw = pairs[:, 0], pairs[:, 1].view(np.float64)
     idf = vocab.idf(ids)
@@ -176,7 +186,6 @@ def similarities(vocab: Vocabulary, query: TermVector, others: Sequence[TermVect
     scratch[query.ids] = qw
     qhit = scratch[ids]
     scratch[query.ids] = 0.0
-    hit = qhit > 0
     # reduceat over segment starts; empty segments are masked below (reduceat would
     # return the next element instead of 0)
     starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
@@ -191,6 +200,9 @@ def similarities(vocab: Vocabulary, query: TermVector, others: Sequence[TermVect
     qnorm = float(np.sqrt((qw * qw).sum()))
     with np.errstate(divide="ignore", invalid="ignore"):
         cos = np.where(norms > 0, dots / (norms * qnorm), 0.0) if qnorm else zeros
+    if not overlap:
+        return Scores(cos, nothing.shared, nothing.shared_idf, nothing.other_idf, query_idf)
+    hit = qhit > 0
     return Scores(
         cosine=cos,
         shared=seg(hit.astype(np.int64)),
