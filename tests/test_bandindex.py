@@ -46,12 +46,13 @@ def _sig(rng: random.Random, alphabet: int) -> np.ndarray:
 def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bandindex, "LEVEL0_MAX", 64)  # merges happen often in a small test
+    monkeypatch.setattr(bandindex, "LEVEL_MAX", (256, 64))  # merges often in a small test
     rng = random.Random(seed)
     ours, ref = BandIndex(BANDS), DictIndex()
     held: dict[int, np.ndarray] = {}
     free: list[int] = []
     next_slot = 0
+    spread = 0  # queries answered while every level held entries
     for _step in range(600):
         op = rng.random()
         if op < 0.45 or not held:
@@ -86,11 +87,13 @@ def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
             query = _sig(rng, 6)
             slots, counts = ours.query(query)
             assert list(zip(slots.tolist(), counts.tolist(), strict=True)) == ref.query(query)
+            spread += all(len(keys) for keys, _ in ours._levels)
     assert ours.slots() == set(held)
+    assert spread > 0
 
 
 def test_stale_entries_are_dropped_when_merged(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bandindex, "LEVEL0_MAX", 20)
+    monkeypatch.setattr(bandindex, "LEVEL_MAX", (80, 20))
     index = BandIndex(BANDS)
     sig = np.arange(BANDS, dtype=np.uint64)
     for slot in range(4):
@@ -101,7 +104,7 @@ def test_stale_entries_are_dropped_when_merged(monkeypatch: pytest.MonkeyPatch) 
     index.add(0, sig + np.uint64(1))
     index.add(1, sig + np.uint64(2))
     assert len(index) == 6 * BANDS
-    index.query(sig)  # the small level outgrows LEVEL0_MAX: merged, stale entries dropped
+    index.query(sig)  # the small level outgrows its LEVEL_MAX: merged, stale entries dropped
     assert len(index) == 2 * BANDS
     assert index.query(sig)[0].tolist() == []
     assert index.query(sig + np.uint64(2))[0].tolist() == [1]
