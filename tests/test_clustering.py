@@ -13,11 +13,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SEEDS
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items
-from aggregator.dedup.engine import DedupItem, Engine
+from aggregator.dedup.engine import DedupItem, Engine, top_k_first
 from aggregator.dedup.evaluate import evaluate, format_table, read_jsonl
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -393,3 +394,14 @@ def test_a_google_title_shortened_with_an_ellipsis_joins_the_full_article() -> N
     # the same opening, then other words: not that article, not any other
     out = engine.add(google(201, "Stadtrat beschließt neue Regeln für Parkplätze am ..."))
     assert out.evidence[(201, "duplicate")].method == "new"
+
+
+def test_the_candidate_cut_keeps_what_a_stable_sort_keeps() -> None:
+    """The k candidates sharing the most bands, in their first order, ties to the first
+    found: as ``sorted`` would choose (the cut decides which items are compared at all)."""
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 5, 299, 300, 301, 3500):
+        for k in (1, 3, 300):
+            counts = rng.integers(1, 12, n)  # few distinct values: ties at the cut
+            want = np.sort(np.argsort(-counts, kind="stable")[:k])
+            assert top_k_first(counts, k).tolist() == want.tolist()
