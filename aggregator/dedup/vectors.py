@@ -166,17 +166,13 @@ def similarities(
     zeros = np.zeros(n, dtype=np.float64)
     qidf = vocab.idf(query.ids)
     query_idf = float(qidf.sum())
-    overlaps = n if overlap else 0
-    nothing = Scores(
-        zeros, np.zeros(overlaps, np.int64), zeros[:overlaps], zeros[:overlaps], query_idf
-    )
     if n == 0 or len(query) == 0:
-        return nothing
+        return _scores(zeros, query_idf, overlap)
     arrays = [o.pairs for o in others]
     lens = np.fromiter(map(len, arrays), dtype=np.int64, count=n)
     total = int(lens.sum())
     if total == 0:
-        return nothing
+        return _scores(zeros, query_idf, overlap)
     pairs = np.concatenate(arrays)
     ids, tfw = pairs[:, 0], pairs[:, 1].view(np.float64)
     idf = vocab.idf(ids)
@@ -201,7 +197,7 @@ def similarities(
     with np.errstate(divide="ignore", invalid="ignore"):
         cos = np.where(norms > 0, dots / (norms * qnorm), 0.0) if qnorm else zeros
     if not overlap:
-        return Scores(cos, nothing.shared, nothing.shared_idf, nothing.other_idf, query_idf)
+        return _scores(cos, query_idf, overlap)
     hit = qhit > 0
     return Scores(
         cosine=cos,
@@ -210,3 +206,10 @@ def similarities(
         other_idf=seg(idf),
         query_idf=query_idf,
     )
+
+
+def _scores(cosine: np.ndarray, query_idf: float, overlap: bool) -> Scores:
+    """Scores with no shared terms anywhere (zero overlap figures), or none asked for (empty
+    ones)."""
+    n = len(cosine) if overlap else 0
+    return Scores(cosine, np.zeros(n, np.int64), np.zeros(n), np.zeros(n), query_idf)
