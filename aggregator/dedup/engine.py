@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -224,6 +225,7 @@ def _opening(rec: Rec) -> tuple[str, str] | None:
     return rec.publisher_key, " ".join(rec.title_key.split(" ", 3)[:3])
 
 
+@lru_cache(maxsize=8192)  # a few hundred publishers name every item held: once each
 def publisher_key(name: str | None) -> str | None:
     if not name:
         return None
