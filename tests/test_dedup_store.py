@@ -418,3 +418,50 @@ def test_one_daemon_clusters_while_its_lease_lives_the_others_neither_place_nor_
         assert {frozenset(m) for m in a.engine.members[level].values()} == {
             frozenset(m) for m in expected.engine.members[level].values()
         }
+
+
+def test_after_a_restart_a_held_item_without_text_is_compared_by_its_summary(
+    store: Store,
+) -> None:
+    """The load reads summaries only where the engine uses them: an item stored without text
+    (only a description) still verifies as the original of a copy placed after a restart."""
+    words = (
+        "the harbour board approved a new breakwater after three winters of storm damage to the "
+        "old quay and the fishing fleet will move to the north basin while the works go on "
+        "through the spring and summer"
+    )
+    now = datetime.now(UTC)
+    with store.session() as s:
+        for n in (1, 2):
+            s.add(
+                Source(
+                    name=f"site {n}", type="rss", url=f"http://example.invalid/{n}", created_at=now
+                )
+            )
+        s.flush()
+        ids = dict(s.execute(select(Source.name, Source.id)).all())
+        s.add(
+            Item(source_id=ids["site 1"], kind="article", guid="a", url="http://one.invalid/a",
+                 canonical_url="http://one.invalid/a", title="Breakwater approved",
+                 summary=words, text="", lang="en", published_at=now, fetched_at=now,
+                 content_hash=content_hash("Breakwater approved", ""))
+        )  # fmt: skip
+    DedupService(store).process_pending()
+    with store.session() as s:
+        s.add(
+            Item(source_id=ids["site 2"], kind="article", guid="b", url="http://two.invalid/b",
+                 canonical_url="http://two.invalid/b", title="Breakwater approved",
+                 summary="", text=words, lang="en", published_at=now, fetched_at=now,
+                 content_hash=content_hash("Breakwater approved", words))
+        )  # fmt: skip
+    restarted = DedupService(store)
+    restarted.process_pending()
+    with store.session() as s:
+        rows = s.execute(
+            select(Item.guid, ClusterMember.cluster_id, ClusterMember.method)
+            .join(ClusterMember, ClusterMember.item_id == Item.id)
+            .where(ClusterMember.level == "duplicate")
+            .order_by(Item.guid)
+        ).all()
+    assert rows[0].cluster_id == rows[1].cluster_id
+    assert rows[1].method == "minhash"

@@ -120,3 +120,15 @@ def test_counting_in_many_at_once_equals_one_by_one() -> None:
     assert {t: many.df(t) for t in WORDS} == {t: one.df(t) for t in WORDS}
     query = one.vector(docs[0])
     assert one.idf(query.ids).tolist() == many.idf(many.vector(docs[0]).ids).tolist()
+
+
+def test_a_vector_names_its_terms_known_and_new_alike() -> None:
+    """New terms get ids in the middle of known ones (looked up together, then given ids)."""
+    vocab = Vocabulary()
+    vocab.count_in(vocab.vector(Counter(a=1, b=2, c=1)))
+    doc = Counter(x=3, a=2, y=1, c=5, z=1)  # new, known, new, known, new
+    vec = vocab.vector(doc)
+    assert vec.ids.tolist() == sorted(vec.ids.tolist())
+    got = dict(zip(vocab.terms_of(vec), vec.tfw.tolist(), strict=True))
+    assert got == {t: 1 + math.log(n) for t, n in doc.items()}
+    assert vocab.vector(doc).pairs.tolist() == vec.pairs.tolist()  # and keep them
