@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from aggregator.cli import main as cli_main
     from aggregator.config import load_config
     from aggregator.dedup.engine import DedupItem, Engine, Rec, publisher_key, title_key
-    from aggregator.dedup.service import DedupService, settings_from
+    from aggregator.dedup.service import DedupService, feed_kind, settings_from
     from aggregator.dedup.text import shingles, term_counts, tokens
     from aggregator.importer import import_file
     from aggregator.normaliser import normalise_feed
@@ -94,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     dt, items = cpu(
         lambda: [
-            it
+            (kind, it)
             for f in feeds
-            for it in normalise_feed(f, source_type=detect_source_type(f), fetched_at=now)
+            for kind in (detect_source_type(f),)
+            for it in normalise_feed(f, source_type=kind, fetched_at=now)
         ]
     )
     rows.append(("normalise_feed", 1000 * dt / entries, "HTML to text, URLs, language, hash"))
@@ -120,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     # -- features alone, in a fresh engine, over the same items
     fresh = Engine(settings_from(cfg.dedup))
     recs = []
-    for n, it in enumerate(items, start=1):
-        kind = "site"
+    for n, (source_type, it) in enumerate(items, start=1):
+        kind = feed_kind(source_type)
         item = DedupItem(
             n, "s", kind, it.publisher, it.title, it.summary, it.text, it.lang,
             it.canonical_url, it.published_at,
