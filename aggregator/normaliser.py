@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -584,6 +584,10 @@ def _first_paragraph(text: str, limit: int = 500) -> str:
     return cut + " …"
 
 
+# How far after the fetch a published time may lie before it is taken for a wrong clock.
+FUTURE_SKEW = timedelta(minutes=10)
+
+
 def normalise_entry(
     entry: ParsedEntry,
     *,
@@ -623,8 +627,13 @@ def normalise_entry(
     guid = (entry.guid or "").strip() or url or f"sha256:{digest}"
 
     published_at = entry.published_at or entry.updated_at
-    estimated = published_at is None
-    published_at = fetched_at if published_at is None else _as_utc(published_at)
+    published_at = None if published_at is None else _as_utc(published_at)
+    # Undated, or dated after the fetch (a wrong clock, a local time labelled UTC): stamped
+    # with the fetch time and marked estimated. A date in the future would hold every window
+    # of its items open on nothing and sort above the real news.
+    estimated = published_at is None or published_at > fetched_at + FUTURE_SKEW
+    if estimated:
+        published_at = fetched_at
 
     lang = detect_language(f"{title}\n{text}", entry.language or feed.language)
 

@@ -251,8 +251,12 @@ class Engine:
         settings: Settings | None = None,
         *,
         texts_of: Callable[[Sequence[int]], dict[int, str]] | None = None,
+        load_range: Callable[[datetime, datetime], None] | None = None,
     ) -> None:
         self.settings = s = settings or Settings()
+        # Brings the stored items published in [from, to) back into memory (see
+        # :meth:`_reach_back`); None for an engine that is its own store (``cluster-file``).
+        self._load_range = load_range
         self.boilerplate = BoilerplateModel()
         self.records: dict[int, Rec] = {}
         self.by_source: dict[str, list[int]] = defaultdict(list)
@@ -291,6 +295,8 @@ class Engine:
         self._slot_ts = np.zeros(1024, dtype=np.float64)
         self._free_slots: list[int] = []
         self.newest_at: datetime | None = None
+        # Every placed item published at or after this is held (None: every placed item).
+        self.held_from: datetime | None = None
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
         self.apart: list[tuple[str, int, int]] = []
@@ -520,6 +526,24 @@ class Engine:
         self.cluster_of[level][item_id] = cid
         return cid
 
+    def restore(self, memberships: Iterable[tuple[int, str, int]]) -> None:
+        """Stored memberships ``(item, level, cluster)`` of held items: their clusters, and
+        the thread each of their stories lies in. Items not held are passed over."""
+        stories = []
+        for item_id, level, cid in memberships:
+            if item_id not in self.records:
+                continue
+            self.cluster_of[level][item_id] = cid
+            self.members[level].setdefault(cid, set()).add(item_id)
+            self._centroids.pop(cid, None)  # a cached centroid lacks the new member
+            self._centroid_vecs.pop(cid, None)
+            if level == "story":
+                stories.append(item_id)
+        for item_id in stories:
+            thread = self.cluster_of["thread"].get(item_id)
+            if thread is not None:
+                self.thread_of_story[self.cluster_of["story"][item_id]] = thread
+
     def _join(self, level: str, item_id: int, cid: int) -> None:
         self.members[level][cid].add(item_id)
         self.cluster_of[level][item_id] = cid
@@ -598,7 +622,10 @@ class Engine:
         """Place a new item. Re-adding a known item changes nothing."""
         if item.id in self.records:
             return Outcome(item.id)
-        self.forget_before(self.horizon())  # before placing: this item's state stays whole
+        # Before placing, so this item's state stays whole: memory follows the windows of
+        # the item being placed, whenever it arrives (an old one brings its neighbours back).
+        self.forget_before(self.horizon(item.published_at))
+        self._reach_back(item.published_at)
         if text is not None:
             self._texts[item.id] = text
         out = Outcome(item.id)
@@ -646,21 +673,38 @@ class Engine:
             self._slot_id[slot] = -1
             self._free_slots.append(slot)
 
-    def horizon(self) -> datetime | None:
-        """Items published before this can no longer match anything new: every window
-        (duplicate, story, thread) has closed on them, measured back from the newest item
-        (with a 10% margin for items that arrive out of order)."""
-        if self.newest_at is None:
-            return None
+    def reach(self) -> timedelta:
+        """How far apart two items can be and still meet at some level (every window, with
+        a 10% margin)."""
         s = self.settings
-        reach_s = 1.1 * max(s.duplicate_window_s, s.story_window_s, s.thread_window_s)
-        return self.newest_at - timedelta(seconds=reach_s)
+        return timedelta(
+            seconds=1.1 * max(s.duplicate_window_s, s.story_window_s, s.thread_window_s)
+        )
+
+    def horizon(self, at: datetime | None = None) -> datetime | None:
+        """Items published before this are out of reach of every window of an item published
+        at ``at`` or later, and of the newest item's. Measured from the earlier of the two:
+        an item dated next year must not close the windows of today's news."""
+        ref = self.newest_at if at is None or (self.newest_at and self.newest_at < at) else at
+        return None if ref is None else ref - self.reach()
+
+    def _reach_back(self, at: datetime) -> None:
+        """Make sure every placed item within reach of ``at`` is held: an item that arrives
+        late (a search feed's three-week-old entry, a new source's history) is compared with
+        the items of its own windows, read back from the store if they left memory."""
+        lo = at - self.reach()
+        if self._load_range is None or self.held_from is None or lo >= self.held_from:
+            return
+        self._load_range(lo, self.held_from)
+        self.held_from = lo
 
     def forget_before(self, horizon: datetime | None) -> int:
         """Drop items older than ``horizon`` from memory (they stay in the database), so a
         long-running engine holds one retention window, not its whole history."""
         if horizon is None:
             return 0
+        if self.held_from is None or horizon > self.held_from:
+            self.held_from = horizon
         old = []
         by_time = self._by_time  # a heap: the check costs nothing while nobody is due
         while by_time and by_time[0][0] < horizon:

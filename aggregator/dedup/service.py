@@ -133,7 +133,7 @@ def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
 class DedupService:
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.store = store
-        self.engine = Engine(settings, texts_of=self._texts_of)
+        self.engine = Engine(settings, texts_of=self._texts_of, load_range=self._load_range)
         self.loaded = False
         self.epoch: int | None = None  # the epoch the engine's state corresponds to
         self._pending = _Pending()
@@ -152,7 +152,9 @@ class DedupService:
 
     def reload(self) -> None:
         """Drop the in-memory state and load it again from the database."""
-        self.engine = Engine(self.engine.settings, texts_of=self._texts_of)
+        self.engine = Engine(
+            self.engine.settings, texts_of=self._texts_of, load_range=self._load_range
+        )
         self.loaded = False
         self.load()
 
@@ -239,14 +241,12 @@ class DedupService:
                     self._other_width,
                     eng.settings.num_perm,
                 )
-        stored_cluster: dict[tuple[int, str], int] = {}
-        for item_id, level, cluster_id in members:
-            cluster_id = _survivor(cluster_id, merged_into)
-            stored_cluster[(item_id, level)] = cluster_id
-            if item_id not in eng.records:
-                continue
-            eng.cluster_of[level][item_id] = cluster_id
-            eng.members[level].setdefault(cluster_id, set()).add(item_id)
+        stored_cluster = {
+            (item_id, level): _survivor(cluster_id, merged_into)
+            for item_id, level, cluster_id in members
+        }
+        eng.restore((item_id, level, cid) for (item_id, level), cid in stored_cluster.items())
+        eng.held_from = horizon
         eng.apart = [
             (
                 level,
@@ -255,10 +255,6 @@ class DedupService:
             )
             for level, x, y in eng.apart
         ]
-        for item_id, story in eng.cluster_of["story"].items():
-            thread = eng.cluster_of["thread"].get(item_id)
-            if thread is not None:
-                eng.thread_of_story[story] = thread
         with self.store.sessions() as s:
             top = s.scalar(select(func.max(Cluster.id))) or 0
         eng.next_cluster_id = top + 1
@@ -303,13 +299,37 @@ class DedupService:
                 .where(Item.id.in_(wanted), Item.dedup_state == "done", Item.kind == "article")
             ).all()
             eng.take_in([self._load_record(_dedup_item(item, src), sigs) for item, src in rows])
-            for item_id, level, cluster_id in s.execute(
+            stored = s.execute(
                 select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id).where(
                     ClusterMember.item_id.in_(wanted)
                 )
-            ):
-                eng.cluster_of[level][item_id] = cluster_id
-                eng.members[level].setdefault(cluster_id, set()).add(item_id)
+            ).all()
+            merged_into = _merged_into(s, {cluster_id for _, _, cluster_id in stored})
+        # merges this engine made that are not written yet move stored members too
+        merged_into.update((m.from_id, m.into_id) for m in self._pending.merges)
+        eng.restore(
+            (item_id, level, _survivor(cluster_id, merged_into))
+            for item_id, level, cluster_id in stored
+        )
+
+    def _load_range(self, published_from: datetime, published_to: datetime) -> None:
+        """The engine's way back to placed items that left memory (see
+        ``Engine._reach_back``): those published in ``[published_from, published_to)``."""
+        with self.store.sessions() as s:
+            ids = s.scalars(
+                select(Item.id).where(
+                    Item.dedup_state == "done",
+                    Item.kind == "article",
+                    Item.published_at >= published_from,
+                    Item.published_at < published_to,
+                )
+            ).all()
+        if ids:
+            log.debug(
+                "reading back %d items published %s to %s", len(ids), published_from, published_to
+            )
+            for chunk in _chunks(ids, 2000):
+                self.load_items(chunk)
 
     def _held_signature(self, stored: bytes) -> np.ndarray | None:
         """A stored signature as the engine holds it, or None (counted) when it was made with
