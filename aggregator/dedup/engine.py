@@ -60,6 +60,10 @@ class Settings:
     story_top_terms: int = 30
     lead_tokens: int = 60  # threads compare stories by their titles and leads
     max_candidates: int = 300  # story/thread candidates verified per item (most bands shared)
+    wire_title_tokens: int = 6  # an identical headline this long from another outlet: a copy
+    wire_window_s: float = 86400.0  # ... printed within this time of the other
+    template_numbers: float = 0.5  # texts alike whose numbers share less than this: a template
+    story_bridges: int = 2  # items matching two stories that merge them against their centroids
 
     def __post_init__(self) -> None:
         for name in (
@@ -68,6 +72,7 @@ class Settings:
             "thread_threshold",
             "dup_lsh_threshold",
             "story_short_threshold",
+            "template_numbers",
         ):
             v = getattr(self, name)
             if not 0 < v <= 1:
@@ -287,6 +292,10 @@ class Engine:
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
         self._cands: _Candidates | None = None  # of the item being placed
+        # stories (a, b) -> the items found matching both while their centroids disagree
+        self._bridges: dict[tuple[int, int], set[int]] = {}
+        # items whose text the one being placed shares but not its numbers (see _templated)
+        self._template_of: set[int] = set()
         # Held items by slot (small recycled ints): the story index holds slots, so an
         # item's thousands of story candidates are cut by window in one array gather
         # instead of one record lookup each.
@@ -459,6 +468,16 @@ class Engine:
         inter = int(np.count_nonzero(sb[np.minimum(at, len(sb) - 1)] == sa))
         return inter / min(len(sa), len(sb))
 
+    def numbers(self, rec: Rec) -> set[str]:
+        return {t for t in self.vocab.terms_of(rec.vec) if t.isdigit()}
+
+    def _templated(self, a: Rec, b: Rec) -> bool:
+        """Two pages of one template (the lottery draws of two days, a weekly price table):
+        their words agree, their numbers do not. A copy of an article keeps its numbers."""
+        na, nb = self.numbers(a), self.numbers(b)
+        fewer = min(len(na), len(nb))
+        return fewer >= 3 and len(na & nb) / fewer < self.settings.template_numbers
+
     def story_scores(self, rec: Rec, others: Sequence[Rec]) -> list[tuple[float, float]]:
         """(score, threshold) of ``rec`` against each of ``others``: TF-IDF cosine for two full
         texts, else the IDF mass of the shared terms over the shorter one's (a headline or a
@@ -586,6 +605,15 @@ class Engine:
             if ca is not None and cb is not None and ca != cb and {cx, cy} == {ca, cb}:
                 return False
         return True
+
+    def _bridged(self, a: int, b: int, item_id: int) -> bool:
+        """Whether ``item_id`` is at least the ``story_bridges``-th item found matching both
+        stories a and b: one item between two stories may be a bridge (a headline shared by
+        two events); several independent ones are one event told two ways (the AP's wording
+        and the local papers')."""
+        seen = self._bridges.setdefault((min(a, b), max(a, b)), set())
+        seen.add(item_id)
+        return len(seen) >= self.settings.story_bridges
 
     def _merge(self, level: str, a: int, b: int, out: Outcome) -> int:
         """Merge clusters a and b (the older id survives); returns the survivor."""
@@ -795,6 +823,7 @@ class Engine:
 
     def _place(self, rec: Rec, out: Outcome, *, existing: bool = False) -> None:
         self._cands = None  # the LSH index does not change until this item is indexed
+        self._template_of = set()
         dup = self._place_duplicate(rec, out, existing)
         story = self._place_story(rec, out, existing, dup)
         self._place_thread(rec, out, existing, story)
@@ -857,7 +886,9 @@ class Engine:
             for orec, bands in near:
                 other = orec.item.id
                 score = self.dup_similarity(item.id, other)
-                if score >= self.settings.duplicate_threshold:
+                if score >= self.settings.duplicate_threshold and self._templated(rec, orec):
+                    self._template_of.add(other)
+                elif score >= self.settings.duplicate_threshold:
                     matches.append(
                         Evidence(
                             "duplicate",
@@ -897,9 +928,15 @@ class Engine:
                 item.feed_kind in AGGREGATOR_KINDS or orec.item.feed_kind in AGGREGATOR_KINDS
             )
             same_pub = rec.publisher_key is not None and rec.publisher_key == orec.publisher_key
-            # An aggregator entry is the article of the same publisher and title; two site
-            # items with one title are the same article only if their texts agree too.
-            if aggregator and same_pub:
+            # An aggregator entry is the article of the same publisher and title; so is one
+            # whose headline, long enough to be no stock phrase, another outlet printed word
+            # for word (a wire story: 13 papers print the AP's headline). Two full texts with
+            # one title are the same article only if the texts agree too.
+            if (aggregator and same_pub) or (
+                (rec.dup_sig is None or orec.dup_sig is None)
+                and len(rec.title_key.split()) >= self.settings.wire_title_tokens
+                and self._within(rec, orec, self.settings.wire_window_s)
+            ):
                 return Evidence("duplicate", 0, "title", other, 1.0)
         return None
 
@@ -925,6 +962,7 @@ class Engine:
                 level == "story"
                 and other_cluster != target
                 and self.centroid_similarity(target, other_cluster) < self.settings.story_threshold
+                and not self._bridged(target, other_cluster, item_id)
             ):
                 continue  # one item matching two stories does not make them one event
             if self._can_merge(level, target, other_cluster):
@@ -963,6 +1001,8 @@ class Engine:
                     matches.append(Evidence("story", 0, "duplicate", other, 1.0))
                     break
         near = self._near(rec, self.settings.story_window_s)
+        if self._template_of:  # another page of its template reports another event
+            near = [orec for orec in near if orec.item.id not in self._template_of]
         for orec, (score, threshold) in zip(near, self.story_scores(rec, near), strict=True):
             if score >= threshold:
                 matches.append(

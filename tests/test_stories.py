@@ -1,0 +1,152 @@
+"""Story rules on headline-only entries, wire copies and templated pages (engine, no I/O).
+
+Each test builds the smallest set of items that exercises one rule, and each fails with the
+rule taken out of the engine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aggregator.dedup.engine import DedupItem, Engine, Settings
+
+AT = datetime(2026, 7, 13, 22, 0, tzinfo=UTC)
+
+
+def google(n: int, title: str, publisher: str, at: datetime = AT) -> DedupItem:
+    return DedupItem(
+        id=n,
+        source="Google News search",
+        feed_kind="google_news",
+        publisher=publisher,
+        title=f"{title} - {publisher}",
+        summary="",
+        text="",
+        lang="en",
+        canonical_url=None,
+        published_at=at,
+    )
+
+
+def site(n: int, title: str, text: str, publisher: str, at: datetime = AT) -> DedupItem:
+    return DedupItem(
+        id=n,
+        source=publisher,
+        feed_kind="site",
+        publisher=publisher,
+        title=title,
+        summary="",
+        text=text,
+        lang="en",
+        canonical_url=f"https://{publisher.lower().replace(' ', '')}.example/{n}",
+        published_at=at,
+    )
+
+
+def place(engine: Engine, items: list[DedupItem]) -> None:
+    for item in sorted(items, key=lambda i: (i.published_at, i.id)):
+        engine.add(item, text=item.text)
+
+
+WIRE = "Governor signs water compact with three neighbouring states after decade of talks"
+PAPERS = ["Valley Courier", "Harbor Times", "Plains Ledger", "Lakeside Post", "Ridge Herald"]
+
+
+def test_a_wire_headline_printed_by_several_outlets_is_one_article() -> None:
+    engine = Engine()
+    items = [google(i, WIRE, p, AT + timedelta(minutes=7 * i)) for i, p in enumerate(PAPERS)]
+    place(engine, items)
+    assert len({engine.cluster_of["duplicate"][i.id] for i in items}) == 1
+
+
+def test_a_short_stock_headline_or_one_a_day_later_is_not_the_same_article() -> None:
+    engine = Engine()
+    stock = [
+        google(1, "Police appeal for witnesses", "Valley Courier"),
+        google(2, "Police appeal for witnesses", "Harbor Times"),
+    ]
+    later = [
+        google(3, WIRE, "Valley Courier"),
+        google(4, WIRE, "Harbor Times", AT + timedelta(days=1, hours=2)),
+    ]
+    place(engine, stock + later)
+    dup = engine.cluster_of["duplicate"]
+    assert dup[1] != dup[2]
+    assert dup[3] != dup[4]
+
+
+TEMPLATE = (
+    "The winning numbers of the Saturday draw of the Coastal Lottery were drawn this evening "
+    "in the studio in Porthaven. The main numbers were {a}, {b}, {c}, {d}, {e} and {f}, the "
+    "bonus ball was {g}. Nobody matched all six numbers, so the jackpot rolls over to the next "
+    "draw. Players can check their tickets at any sales point or online; prizes must be claimed "
+    "within 180 days of the draw. The Coastal Lottery supports local charities with part of "
+    "every ticket sold, and publishes the full list of prize classes on its website."
+)
+
+
+def test_two_pages_of_one_template_with_other_numbers_are_neither_article_nor_story() -> None:
+    engine = Engine()
+    first = TEMPLATE.format(a=3, b=11, c=19, d=27, e=34, f=42, g=7)
+    second = TEMPLATE.format(a=5, b=14, c=21, d=30, e=38, f=45, g=9)
+    items = [
+        site(1, "Coastal Lottery: results of the Saturday draw", first, "Coast News"),
+        site(
+            2,
+            "Coastal Lottery: results of the Saturday draw",
+            second,
+            "Coast News",
+            AT + timedelta(days=7),
+        ),
+        # a copy of the first page on another outlet keeps its numbers: the same article
+        site(
+            3,
+            "Saturday lottery results",
+            first + " Reprinted with permission.",
+            "Bay Post",
+            AT + timedelta(hours=1),
+        ),
+    ]
+    place(engine, items)
+    dup, story = engine.cluster_of["duplicate"], engine.cluster_of["story"]
+    assert dup[1] == dup[3]
+    assert dup[1] != dup[2]
+    assert story[1] != story[2]
+
+
+def test_one_headline_between_two_stories_does_not_merge_them_two_do() -> None:
+    """Two wordings of one event (two stories so far, their centroids apart). A headline
+    that matches both is a possible bridge and merges nothing; a second one merges them."""
+    settings = Settings()
+    a = [
+        "Governor Alvarez signs Rio Verde water compact",
+        "Rio Verde water compact signed by Governor Alvarez",
+        "Alvarez signs Rio Verde compact on water",
+    ]
+    b = [
+        "Salton accord cuts Imperial farm allocations",
+        "Imperial farm allocations cut under Salton accord",
+        "Salton accord: allocations of Imperial farms cut",
+    ]
+    bridge = [
+        "Alvarez signs Rio Verde water compact as Salton accord cuts Imperial farm allocations",
+        "Rio Verde water compact signed by Alvarez; Salton accord cuts Imperial farm allocations",
+    ]
+    items = [google(i, t, f"Paper {i}") for i, t in enumerate(a + b)]
+    one = Engine(settings)
+    place(one, items + [google(10, bridge[0], "Paper 10", AT + timedelta(hours=1))])
+    story = one.cluster_of["story"]
+    assert len({story[i] for i in range(3)}) == 1
+    assert len({story[i] for i in range(3, 6)}) == 1
+    assert story[0] != story[3]
+    two = Engine(settings)
+    place(
+        two,
+        items
+        + [
+            google(10 + k, t, f"Paper {10 + k}", AT + timedelta(hours=1 + k))
+            for k, t in enumerate(bridge)
+        ],
+    )
+    story = two.cluster_of["story"]
+    assert len({story[i] for i in range(6)}) == 1
