@@ -79,7 +79,6 @@ def partitions(feeds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: order-dependent windows")
 def test_story_partitions_agree_between_import_orders(partitions: dict[str, dict]) -> None:
     for (a, pa), (b, pb) in combinations(partitions.items(), 2):
         assert pa.keys() == pb.keys(), f"{a} and {b} stored different items"
@@ -87,7 +86,6 @@ def test_story_partitions_agree_between_import_orders(partitions: dict[str, dict
         assert f1 >= 0.98, f"story partitions of {a} and {b} agree only to BCubed F1 {f1:.3f}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: order-dependent windows")
 def test_bears_ears_signing_is_one_story_in_every_order(partitions: dict[str, dict]) -> None:
     signing = _signing_guids()
     for name, stories in partitions.items():
