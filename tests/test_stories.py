@@ -75,20 +75,26 @@ def test_a_short_stock_headline_or_one_a_day_later_is_not_the_same_article() -> 
     assert dup[3] != dup[4]
 
 
-TEMPLATE = (
-    "The winning numbers of the Saturday draw of the Coastal Lottery were drawn this evening "
-    "in the studio in Porthaven. The main numbers were {a}, {b}, {c}, {d}, {e} and {f}, the "
-    "bonus ball was {g}. Nobody matched all six numbers, so the jackpot rolls over to the next "
-    "draw. Players can check their tickets at any sales point or online; prizes must be claimed "
-    "within 180 days of the draw. The Coastal Lottery supports local charities with part of "
-    "every ticket sold, and publishes the full list of prize classes on its website."
-)
+TEMPLATE = """Coastal Lottery results, {day} July 2026
+The winning numbers of the Saturday draw of the Coastal Lottery were drawn this evening in the
+studio in Porthaven, with a jackpot of {jackpot} million pounds on offer.
+The main numbers were {a}, {b}, {c}, {d}, {e} and {f}; the bonus ball was {g}.
+Nobody matched all six numbers, so the jackpot rolls over to the next draw.
+Lucky Dip: {h} {i} {j} {k} {l}.
+Players can check their tickets at any sales point or online; prizes must be claimed within
+180 days of the draw. The Coastal Lottery supports local charities with part of every ticket
+sold, and publishes the full list of prize classes on its website.
+"""
 
 
 def test_two_pages_of_one_template_with_other_numbers_are_neither_article_nor_story() -> None:
     engine = Engine()
-    first = TEMPLATE.format(a=3, b=11, c=19, d=27, e=34, f=42, g=7)
-    second = TEMPLATE.format(a=5, b=14, c=21, d=30, e=38, f=45, g=9)
+    first = TEMPLATE.format(
+        day=11, jackpot=4, a=3, b=11, c=19, d=27, e=34, f=42, g=7, h=1, i=5, j=2, k=8, l=4
+    )
+    second = TEMPLATE.format(
+        day=18, jackpot=6, a=5, b=14, c=21, d=30, e=38, f=45, g=9, h=9, i=3, j=7, k=0, l=6
+    )
     items = [
         site(1, "Coastal Lottery: results of the Saturday draw", first, "Coast News"),
         site(

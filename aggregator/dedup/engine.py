@@ -35,7 +35,7 @@ from datasketch.lsh import _optimal_param
 
 from ..normaliser import html_to_text
 from .bandindex import BandIndex
-from .boilerplate import BoilerplateModel
+from .boilerplate import BoilerplateModel, line_keys, split_lines
 from .text import fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
@@ -192,6 +192,25 @@ def _hashed(shingled: set[str]) -> np.ndarray:
     return np.unique(np.fromiter(map(hash, shingled), dtype=np.int64, count=len(shingled)))
 
 
+_DIGIT_RE = re.compile(r"\d")
+
+
+def number_lines(text: str, title: str) -> dict[int, str]:
+    """The lines of a page that hold a number, by their key with the digits (and the page's
+    title) masked (:func:`.boilerplate.line_keys`)."""
+    lines = [line for line in split_lines(text) if _DIGIT_RE.search(line)]
+    return dict(zip(line_keys(lines, title), map(fold, lines), strict=True))
+
+
+def _containment(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the smaller of two sorted unique arrays found in the other."""
+    if not len(a) or not len(b):
+        return 0.0
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    at = np.searchsorted(large, small)  # a hit is an equal value there
+    return int(np.count_nonzero(large[np.minimum(at, len(large) - 1)] == small)) / len(small)
+
+
 def top_k_first(counts: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest counts in their own order, the first found winning among
     equal counts (what a stable sort would keep); by one partition, not a sort (3x faster on
@@ -317,8 +336,10 @@ class Engine:
             return ""  # its description only repeats the title and the publisher
         if item.feed_kind == "bing_news":
             return _plain(item.summary)
-        text = self.raw_text(item.id) or _plain(item.summary)
-        return self.boilerplate.clean(item.source, item.title, text)
+        return self.boilerplate.clean(item.source, item.title, self._page_text(item))
+
+    def _page_text(self, item: DedupItem) -> str:
+        return self.raw_text(item.id) or _plain(item.summary)
 
     def raw_text(self, item_id: int) -> str:
         if item_id in self._texts:
@@ -464,19 +485,21 @@ class Engine:
         sa, sb = self.dup_shingles(a), self.dup_shingles(b)
         if min(len(sa), len(sb)) < 15:
             return 0.0
-        at = np.searchsorted(sb, sa)  # both sorted and unique: a hit is an equal value there
-        inter = int(np.count_nonzero(sb[np.minimum(at, len(sb) - 1)] == sa))
-        return inter / min(len(sa), len(sb))
-
-    def numbers(self, rec: Rec) -> set[str]:
-        return {t for t in self.vocab.terms_of(rec.vec) if t.isdigit()}
+        return _containment(sa, sb)
 
     def _templated(self, a: Rec, b: Rec) -> bool:
         """Two pages of one template (the lottery draws of two days, a weekly price table):
-        their words agree, their numbers do not. A copy of an article keeps its numbers."""
-        na, nb = self.numbers(a), self.numbers(b)
-        fewer = min(len(na), len(nb))
-        return fewer >= 3 and len(na & nb) / fewer < self.settings.template_numbers
+        of the lines with numbers they share (digits masked), more differ in their numbers
+        than agree, the site's own chrome (a copyright year) not counted. A copy of an
+        article keeps its numbers where they stood. The raw pages are compared: once the
+        template's lines recur they are chrome too, and cleaning would hide them."""
+        na = number_lines(self._page_text(a.item), a.item.title)
+        nb = number_lines(self._page_text(b.item), b.item.title)
+        shared = na.keys() & nb.keys()
+        differ = sum(na[k] != nb[k] for k in shared)
+        chrome = self.boilerplate.is_boilerplate
+        agree = sum(na[k] == nb[k] and not chrome(a.item.source, k) for k in shared)
+        return differ >= 2 and differ > agree
 
     def story_scores(self, rec: Rec, others: Sequence[Rec]) -> list[tuple[float, float]]:
         """(score, threshold) of ``rec`` against each of ``others``: TF-IDF cosine for two full
