@@ -36,7 +36,7 @@ from datasketch.lsh import _optimal_param
 from ..normaliser import html_to_text
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
-from .text import fold, shingles, term_counts, tokens
+from .text import content_terms, fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
 LEVELS = ("duplicate", "story", "thread")
@@ -60,7 +60,7 @@ class Settings:
     story_top_terms: int = 30
     lead_tokens: int = 60  # threads compare stories by their titles and leads
     max_candidates: int = 300  # story/thread candidates verified per item (most bands shared)
-    wire_title_tokens: int = 6  # an identical headline this long from another outlet: a copy
+    wire_title_terms: int = 5  # an identical headline this long from another outlet: a copy
     wire_window_s: float = 86400.0  # ... printed within this time of the other
     template_numbers: float = 0.5  # texts alike whose numbers share less than this: a template
     story_bridges: int = 2  # items matching two stories that merge them against their centroids
@@ -957,7 +957,8 @@ class Engine:
             # one title are the same article only if the texts agree too.
             if (aggregator and same_pub) or (
                 (rec.dup_sig is None or orec.dup_sig is None)
-                and len(rec.title_key.split()) >= self.settings.wire_title_tokens
+                and len(content_terms(rec.title_key.split(), item.lang))
+                >= self.settings.wire_title_terms
                 and self._within(rec, orec, self.settings.wire_window_s)
             ):
                 return Evidence("duplicate", 0, "title", other, 1.0)
