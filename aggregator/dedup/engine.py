@@ -34,9 +34,10 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from ..normaliser import html_to_text
+from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
-from .text import content_terms, fold, shingles, term_counts, tokens
+from .text import content_terms, fold, guess_lang, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
 LEVELS = ("duplicate", "story", "thread")
@@ -64,6 +65,8 @@ class Settings:
     wire_window_s: float = 86400.0  # ... printed within this time of the other
     template_numbers: float = 0.5  # texts alike whose numbers share less than this: a template
     story_bridges: int = 2  # items matching two stories that merge them against their centroids
+    cross_anchors: int = 3  # anchors two reports in two languages share to be one story
+    cross_postings: int = 200  # an anchor held by more items than this proposes none of them
 
     def __post_init__(self) -> None:
         for name in (
@@ -137,6 +140,8 @@ class Rec:
 
     short: bool = True
     body_len: int = 0
+    lang: str = ""  # de | en, given or guessed
+    anchors: frozenset[str] = frozenset()  # what survives translation (see .anchors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,15 +263,19 @@ def publisher_key(name: str | None) -> str | None:
     return key or None
 
 
-def title_key(title: str, publisher: str | None, feed_kind: str) -> str:
-    """Normalised title; for Google/Bing entries the ``" - Publisher"`` suffix is removed."""
+def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
+    """The title; for Google/Bing entries without the ``" - Publisher"`` suffix."""
     t = title.strip()
     if feed_kind in AGGREGATOR_KINDS and publisher:
         for sep in (" - ", " – ", " | "):
             if t.endswith(sep + publisher.strip()):
-                t = t[: -len(sep + publisher.strip())]
-                break
-    return " ".join(tokens(t))
+                return t[: -len(sep + publisher.strip())]
+    return t
+
+
+def title_key(title: str, publisher: str | None, feed_kind: str) -> str:
+    """Normalised title (see :func:`bare_title`)."""
+    return " ".join(tokens(bare_title(title, publisher, feed_kind)))
 
 
 class Engine:
@@ -292,6 +301,8 @@ class Engine:
         self.by_title: dict[str, list[int]] = defaultdict(list)
         # (publisher, first three title words) -> items: where a shortened title looks
         self.by_publisher: dict[tuple[str, str], list[int]] = defaultdict(list)
+        # anchor -> held items (what proposes reports in another language)
+        self.by_anchor: dict[str, set[int]] = defaultdict(set)
         # LSH (banding as datasketch's MinHashLSH would choose for the threshold)
         self.dup_bands = _optimal_param(s.dup_lsh_threshold, s.num_perm, 0.5, 0.5)
         # Story candidates: one band per permutation, so one shared salient term proposes
@@ -311,8 +322,6 @@ class Engine:
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
         self._cands: _Candidates | None = None  # of the item being placed
-        # stories (a, b) -> the items found matching both while their centroids disagree
-        self._bridges: dict[tuple[int, int], set[int]] = {}
         # items whose text the one being placed shares but not its numbers (see _templated)
         self._template_of: set[int] = set()
         # Held items by slot (small recycled ints): the story index holds slots, so an
@@ -406,6 +415,10 @@ class Engine:
             toks=(title_toks, body_toks),
         )
         rec.short = len(rec.terms) < self.settings.short_terms
+        rec.lang = item.lang if item.lang in ("de", "en") else guess_lang(title_toks + body_toks)
+        rec.anchors = anchors(
+            bare_title(item.title, item.publisher, item.feed_kind), body, rec.lang
+        )
         top = self._top_terms(rec.terms)
         rec.story_sig = self._minhash(top) if top else None
         rec.vec = self.vocab.vector(rec.terms)
@@ -630,13 +643,28 @@ class Engine:
         return True
 
     def _bridged(self, a: int, b: int, item_id: int) -> bool:
-        """Whether ``item_id`` is at least the ``story_bridges``-th item found matching both
-        stories a and b: one item between two stories may be a bridge (a headline shared by
-        two events); several independent ones are one event told two ways (the AP's wording
-        and the local papers')."""
-        seen = self._bridges.setdefault((min(a, b), max(a, b)), set())
-        seen.add(item_id)
-        return len(seen) >= self.settings.story_bridges
+        """Whether stories a and b, whose centroids disagree, have ``story_bridges`` items
+        matching both: ``item_id`` (being placed) and members of one that match a member of
+        the other. One item between two stories may be a bridge (a headline shared by two
+        events); several are one event told two ways (the AP's wording and the local
+        papers'). Derived from the held items alone, so a restarted engine decides alike."""
+        need = self.settings.story_bridges - 1
+        if need <= 0:
+            return True
+        members = self.members["story"]
+        for mine, theirs in ((a, b), (b, a)):
+            others = [self.records[m] for m in sorted(members.get(theirs, ())) if m in self.records]
+            if not others:
+                continue
+            for m in sorted(members.get(mine, ())):
+                rec = self.records.get(m)
+                if m == item_id or rec is None:
+                    continue
+                if any(sc >= th for sc, th in self.story_scores(rec, others)):
+                    need -= 1
+                    if need <= 0:
+                        return True
+        return False
 
     def _merge(self, level: str, a: int, b: int, out: Outcome) -> int:
         """Merge clusters a and b (the older id survives); returns the survivor."""
@@ -782,6 +810,7 @@ class Engine:
                     ids.remove(item_id)
                     if not ids:
                         del index[key]  # type: ignore[arg-type]
+            self._forget_anchors(rec)
             if item.canonical_url and self.by_url.get(item.canonical_url) == item_id:
                 del self.by_url[item.canonical_url]
             if item.content_hash and self.by_hash.get(item.content_hash) == item_id:
@@ -805,6 +834,14 @@ class Engine:
                     if level == "story":
                         self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
         return len(old)
+
+    def _forget_anchors(self, rec: Rec) -> None:
+        for anchor in rec.anchors:
+            ids = self.by_anchor.get(anchor)
+            if ids is not None:
+                ids.discard(rec.item.id)
+                if not ids:
+                    del self.by_anchor[anchor]
 
     def _restate_apart(self, leaving: set[int]) -> None:
         """Manual splits name items; when one leaves memory, a member of its cluster that
@@ -833,6 +870,7 @@ class Engine:
             rec = self.records[item_id]
             self._unindex(item_id, rec.dup_sig, "duplicate")
             self._unindex(item_id, rec.story_sig, "story")
+            self._forget_anchors(rec)
             self.vocab.count_out(rec.vec)  # document frequencies follow the new terms,
             self._features(rec)  # as a restart would count them from the stored ones
             self.count_in(rec)
@@ -877,6 +915,8 @@ class Engine:
 
     def _remember_keys(self, rec: Rec) -> None:
         item = rec.item
+        for anchor in rec.anchors:
+            self.by_anchor[anchor].add(item.id)
         if item.canonical_url:
             self.by_url.setdefault(item.canonical_url, item.id)
         if item.content_hash:
@@ -977,13 +1017,15 @@ class Engine:
                 out.evidence[(item_id, level)] = ev
                 return ev
             return Evidence(level, current, "kept")
-        matches.sort(key=lambda e: -(e.score or 0.0))
+        # a report in the other language joins the cluster of its own language's match
+        matches.sort(key=lambda e: (e.method == "anchors", -(e.score or 0.0)))
         best = matches[0]
         target = self.cluster_of[level][best.matched_item_id]  # type: ignore[index]
         for ev in matches[1:]:
             other_cluster = self.cluster_of[level][ev.matched_item_id]  # type: ignore[index]
             if (
                 level == "story"
+                and ev.method != "anchors"  # two languages' centroids never agree
                 and other_cluster != target
                 and self.centroid_similarity(target, other_cluster) < self.settings.story_threshold
                 and not self._bridged(target, other_cluster, item_id)
@@ -1024,6 +1066,11 @@ class Engine:
                 if other != item_id and other in self.cluster_of["story"]:
                     matches.append(Evidence("story", 0, "duplicate", other, 1.0))
                     break
+        for orec, shared in self._across(rec):
+            fewer = min(len(rec.anchors), len(orec.anchors))
+            matches.append(
+                Evidence("story", 0, "anchors", orec.item.id, round(len(shared) / fewer, 4))
+            )
         near = self._near(rec, self.settings.story_window_s)
         if self._template_of:  # another page of its template reports another event
             near = [orec for orec in near if orec.item.id not in self._template_of]
@@ -1043,6 +1090,30 @@ class Engine:
         return self._settle(
             "story", rec, matches[:1] + self._distinct(matches[1:], "story"), out, existing
         )
+
+    def _across(self, rec: Rec) -> list[tuple[Rec, frozenset[str]]]:
+        """Reports in the other language within the story window that share at least
+        ``cross_anchors`` anchors with ``rec``, two of them more than a country or a city's
+        exonym (a name, a figure). Proposed by the anchors few items hold."""
+        s = self.settings
+        if len(rec.anchors) < s.cross_anchors:
+            return []
+        proposed: set[int] = set()
+        for anchor in rec.anchors:
+            ids = self.by_anchor.get(anchor)
+            if ids and len(ids) <= s.cross_postings:
+                proposed |= ids
+        found = []
+        for other in sorted(proposed):
+            orec = self.records[other]
+            if other == rec.item.id or orec.lang == rec.lang:
+                continue
+            if not self._within(rec, orec, s.story_window_s):
+                continue
+            shared = rec.anchors & orec.anchors
+            if len(shared) >= s.cross_anchors and sum(not is_lexical(a) for a in shared) >= 2:
+                found.append((orec, shared))
+        return found
 
     def _distinct(self, matches: list[Evidence], level: str) -> list[Evidence]:
         """Extra matches used for merging: only the best one per other cluster, and only

@@ -364,6 +364,8 @@ class DedupService:
             rec.lead = dict(zip(map(intern, lead), lead.values(), strict=True))
             rec.short = bool(feats.get("short", True))
             rec.body_len = int(feats.get("body_len", 0))
+            rec.lang = feats.get("lang") or item.lang or ""
+            rec.anchors = frozenset(map(intern, feats.get("anchors", ())))
         eng.records[item.id] = rec
         eng.hold(item)
         eng.by_source[item.source].append(item.id)
@@ -607,6 +609,8 @@ def _signature_rows(rec: Rec) -> list[dict[str, Any]]:
                 "lead": dict(rec.lead),
                 "short": rec.short,
                 "body_len": rec.body_len,
+                "lang": rec.lang,
+                "anchors": sorted(rec.anchors),
             },
         ),
     ):
