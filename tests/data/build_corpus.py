@@ -21,15 +21,20 @@ Source format (one block per item, blocks start with a line ``@@ kind key=value 
 
     @@ variant of=K mode=utm|amp|m|http|fbclid|newsletter [time=ISO] [nolang] [nodate]
     @@ copy key=K of=K2 outlet=O time=ISO [author=...]      (syndicated reprint of K2)
-    # Changed headline
-    s|old words|new words                                    (a few small edits)
+    # Changed headline                                       (omitted: verbatim wire copy)
+    s|old words|new words                                    (a few small edits, optional)
     @@ google of=K [time=ISO]                                (points at corpus article K)
+    [# The publisher's own headline for K]
     @@ google key=K publisher=P [story=S] [thread=T] time=ISO [lang=de|en]
     # Headline of an article that is not in the corpus
+    @@ google key=K publisher=P dup=K2 time=ISO [lang=..]    (verbatim copy of K2 elsewhere:
+    # K2's headline                                           K2's dup group, story, thread)
     @@ bing of=K [time=ISO] [target=utm]
     @@ bing key=K publisher=P [story=S] [thread=T] time=ISO [lang=..] [host=...]
     # Title
     Snippet of one or two sentences.
+    @@ part name=N    (later items form part N: shuffled on their own and numbered after the
+                       earlier parts, so adding a part keeps the earlier items' ids)
 """
 
 from __future__ import annotations
@@ -281,6 +286,60 @@ Sie möchten Ihre Meinung zu „{title}“ sagen? Kommentieren können alle regi
 Hanse Depesche ist Mitglied im Deutschen Presserat und folgt dem Pressekodex.
 © 2026 Hanse Depesche Verlag GmbH, Hamburg · Impressum · Datenschutz · Cookie-Richtlinie · Kündigen · Hilfe""",
     },
+    "donaublatt": {
+        "name": "Donaublatt",
+        "lang": "de",
+        "host": "www.donaublatt.at",
+        "url": "/{section}/{num}/{slug}",
+        "header": [
+            "Donaublatt",
+            "Österreich",
+            "Wien",
+            "Bundesländer",
+            "Wirtschaft",
+            "Welt",
+            "Sport",
+            "Kultur",
+            "Meinung",
+            "ePaper",
+            "Abo",
+            "Login",
+        ],
+        "byline": "{author} | {date_de}, {time_de}",
+        "inline": [
+            "Mehr zum Thema: Wie teuer das Pendeln zwischen Wien und Niederösterreich wirklich ist",
+            "Mehr zum Thema: Die besten Heurigen am Stadtrand im Überblick",
+            "Mehr zum Thema: Was die neue Parkpickerl-Regel für Bezirke außerhalb des Gürtels bedeutet",
+        ],
+        "jobs": [
+            "Redakteurin/Redakteur Chronik (m/w/d) – Wien, 38,5 Stunden",
+            "Anzeigenverkauf Bundesländer (m/w/d) mit Dienstwagen",
+            "Lehrling Medienfachmann/-frau (m/w/d) ab September",
+            "Data Analyst (m/w/d) Leserforschung, Teilzeit möglich",
+            "Assistenz der Chefredaktion (m/w/d), Karenzvertretung",
+        ],
+        "footer": """Teilen: {title}
+Facebook | WhatsApp | E-Mail | Drucken
+
+Der Donaublatt-Frühdienst
+Von Montag bis Samstag um 6.30 Uhr: was in Österreich und der Welt wichtig ist, von unserer Frühredaktion ausgewählt. Kostenlos und jederzeit abbestellbar.
+
+Donaublatt-Shop
+Wiener Kaffeehäuser – 60 Porträts aus 250 Jahren, gebunden, 29,90 Euro
+Das Donaublatt-Jahrbuch 2026 mit allen Wahlergebnissen und Statistiken
+Donaublatt Digital: alle Artikel und das ePaper um 12,90 Euro im Monat, die ersten vier Wochen gratis
+
+Karriere
+{jobs}
+Weitere Stellen finden Sie im Donaublatt-Jobportal.
+
+Forum
+Ihre Meinung zu „{title}“ ist uns wichtig. Postings werden vor der Freischaltung geprüft. Bitte halten Sie sich an unsere Forenregeln: keine Beschimpfungen, keine Werbung, kein Thema verfehlt. Die Redaktion behält sich vor, Postings ohne Angabe von Gründen zu löschen. Das Forum ist täglich von 7 bis 22 Uhr geöffnet.
+
+Offenlegung gemäß Mediengesetz: Donaublatt Zeitungsverlag GmbH, Wien.
+© 2026 Donaublatt. Alle Rechte vorbehalten.
+Impressum | Datenschutz | AGB | Cookies | Kontakt | Werben""",
+    },
     "ledger": {
         "name": "The Ledger Wire",
         "lang": "en",
@@ -454,6 +513,8 @@ SECTION_LABELS = {
     "sport": "Sport",
     "digital": "Digital",
     "wissen": "Wissen",
+    "wien": "Wien",
+    "oesterreich": "Österreich",
     "kultur": "Kultur",
     "ki": "KI",
     "world": "World",
@@ -701,9 +762,13 @@ def build_split(split: str) -> tuple[list[dict], list[dict]]:
         items.append(item)
         labels[key] = {"dup_group": dup, "story": story, "thread": thread}
 
+    parts: list[tuple[str, int]] = []  # (part name, index of its first item)
     for b in blocks:
         a = b["attrs"]
         kind = b["kind"]
+        if kind == "part":
+            parts.append((a["name"], len(items)))
+            continue
         if kind == "site":
             key = a["key"]
             outlet = OUTLETS[a["outlet"]]
@@ -755,7 +820,7 @@ def build_split(split: str) -> tuple[list[dict], list[dict]]:
                     raise SystemExit(f"{split}: edit {old!r} not found in {a['of']}")
                 paras = joined.replace(old, new, 1).split("\n\n")
             section = a.get("section", src["section"])
-            title = b["title"]
+            title = b["title"] or src["item"]["title"]
             url = article_url(outlet, key, title, section, dt)
             text = render_page(outlet, key, title, paras, section, a.get("author", "dpn"), dt)
             item = {
@@ -816,9 +881,18 @@ def build_split(split: str) -> tuple[list[dict], list[dict]]:
                 target = external_url(publisher, headline, key, a.get("host"), lang)
                 snippet = " ".join(b["paras"])
                 dt = parse_time(a["time"])
-                story = a.get("story", f"{split}:{key}")
-                thread = a.get("thread", story)
-                dup = key
+                if "dup" in a:
+                    if a["dup"] not in labels or "story" in a or "thread" in a:
+                        raise SystemExit(f"{split}: {key}: dup= needs an earlier key, no story=")
+                    if a["dup"] in articles and headline != articles[a["dup"]]["item"]["title"]:
+                        raise SystemExit(f"{split}: {key}: a wire copy repeats the headline")
+                    dup, story, thread = (
+                        labels[a["dup"]][f] for f in ("dup_group", "story", "thread")
+                    )
+                else:
+                    story = a.get("story", f"{split}:{key}")
+                    thread = a.get("thread", story)
+                    dup = key
             if kind == "google":
                 url = google_url(key)
                 item = {
@@ -848,9 +922,14 @@ def build_split(split: str) -> tuple[list[dict], list[dict]]:
         else:
             raise SystemExit(f"{split}: unknown block kind {kind}")
 
-    # deterministic shuffle, then opaque sequential ids
-    rng = random.Random(f"{SEED}:{split}:order")
-    rng.shuffle(items)
+    # deterministic shuffle per part, then opaque sequential ids
+    bounds = [("", 0), *parts, ("", len(items))]
+    shuffled: list[dict] = []
+    for (name, start), (_, end) in zip(bounds, bounds[1:], strict=False):
+        chunk = items[start:end]
+        random.Random(f"{SEED}:{split}:order" + (f":{name}" if name else "")).shuffle(chunk)
+        shuffled.extend(chunk)
+    items = shuffled
     out_items, out_labels = [], []
     for n, item in enumerate(items, 1):
         key = item.pop("_key")
