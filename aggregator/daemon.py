@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.executors.pool import ThreadPoolExecutor as APSThreadPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from .config import Config
 from .dedup.corrections import release_clustering
@@ -25,7 +27,8 @@ from .dedup.service import DedupService, settings_from
 from .errors import AggregatorError, StoreError
 from .fetcher import Fetcher
 from .poller import fetch_settings, poll_round
-from .store import Store
+from .store import Store, repo
+from .store.models import Feed, Source
 from .web import WebApp, WebServer
 
 log = logging.getLogger(__name__)
@@ -73,10 +76,13 @@ class Daemon:
         )
 
     def poll_tick(self) -> None:
-        """One round; never raises (the scheduler would only log it less clearly)."""
+        """One round, then clustering; never raises (the scheduler would only log it less
+        clearly). Only a database outage skips the clustering: whatever the round stored is
+        clustered even if the round itself failed."""
         if self.stopping.is_set():
             return
         try:
+            self.resync_sources()
             outcomes = poll_round(
                 self.store,
                 self.cfg,
@@ -89,14 +95,42 @@ class Daemon:
             return
         except Exception:  # noqa: BLE001 - keep the daemon alive; the traceback is logged
             log.exception("poll round failed")
-            return
-        self.rounds += 1
-        self.last_round_at = datetime.now(UTC)
+            outcomes = []
+        else:
+            self.rounds += 1
+            self.last_round_at = datetime.now(UTC)
         self.dedup_tick()
         if outcomes:
             new = sum(o.items_new for o in outcomes)
             failed = sum(1 for o in outcomes if o.failed)
             log.info("polled %d feeds: %d new items, %d failed", len(outcomes), new, failed)
+
+    def resync_sources(self) -> None:
+        """Put the configured sources back when the database lost them (dropped and recreated
+        under the running daemon): one indexed query per tick when nothing is missing."""
+        names = {src.name for src in self.cfg.sources}
+        if not names:
+            return
+        try:
+            with self.store.session() as s:
+                present = set(
+                    s.scalars(
+                        select(Source.name)
+                        .join(Feed, (Feed.source_id == Source.id) & (Feed.kind == "main"))
+                        .where(Source.name.in_(names))
+                    )
+                )
+                if present >= names:
+                    return
+                missing = sorted(names - present)
+                log.warning(
+                    "%d configured sources missing from the database, adding them again: %s",
+                    len(missing),
+                    ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""),
+                )
+                repo.sync_sources(s, self.cfg.sources, datetime.now(UTC))
+        except IntegrityError:  # another daemon added them at the same moment
+            log.info("configured sources were re-added by another process")
 
     def dedup_tick(self) -> None:
         """Cluster what was stored. On failure the in-memory engine may be ahead of the

@@ -14,7 +14,8 @@ chained (``raise ... from exc``) so ``-v`` shows them.
     │   │   ├── ResponseTooLarge
     │   │   ├── HTTPStatusError (has ``status``)
     │   │   └── SourceGone     410: the source is disabled
-    │   └── ParseError         the document is not a usable feed
+    │   ├── ParseError         the document is not a usable feed
+    │   └── FeedCrash          any other exception while handling one feed (kind ``internal``)
     ├── DeliveryError          SMTP refused or unreachable (has ``retryable``)
     └── InputError             a bad file or argument given on the command line
 """
@@ -74,6 +75,14 @@ class SourceGone(HTTPStatusError):
 
 class ParseError(SourceError):
     kind = "parse"
+
+
+class FeedCrash(SourceError):
+    """An unexpected exception (a bug, an input nobody foresaw) while fetching, parsing,
+    normalising or storing one feed: recorded and backed off like any source error, so one
+    feed can never stop a round. The original exception is the ``__cause__``."""
+
+    kind = "internal"
 
 
 class DeliveryError(AggregatorError):

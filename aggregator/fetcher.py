@@ -126,15 +126,25 @@ class FetchResult:
 
 # --------------------------------------------------------------------------- pure helpers
 
-_DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
-_MAX_AGE = re.compile(r'max-age\s*=\s*"?(\d+)"?', re.IGNORECASE)
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_MAX_AGE = re.compile(r'max-age\s*=\s*"?([0-9]+)"?', re.IGNORECASE)
+
+MAX_HEADER_DELAY_S = 365 * 24 * 3600.0
+"""The longest delay a header may ask for; anything longer (400 digits, a date in year 9999)
+is clamped to this, so every value handed on is finite and fits a ``timedelta``."""
+
+
+def _delay_s(seconds: float) -> float:
+    """Clamp a header-derived delay to ``[0, MAX_HEADER_DELAY_S]`` (NaN gives 0)."""
+    return min(max(seconds, 0.0), MAX_HEADER_DELAY_S) if seconds == seconds else 0.0
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
 
-    Returns None when absent or unparseable; a date in the past gives 0.0. ``now`` must be
-    timezone-aware; naive HTTP-dates are taken as UTC (RFC 9110 dates are always GMT).
+    Returns None when absent or unparseable; a date in the past gives 0.0; anything beyond
+    ``MAX_HEADER_DELAY_S`` gives that. ``now`` must be timezone-aware; naive HTTP-dates are
+    taken as UTC (RFC 9110 dates are always GMT). Never raises for any ``value``.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -144,20 +154,20 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     if _DELTA_SECONDS.fullmatch(value):
-        return float(value)
+        return _delay_s(float(value))  # 400 digits: float() gives inf, clamped
     try:
         when = email.utils.parsedate_to_datetime(value)
+        if when is None:  # pragma: no cover - older Pythons returned None instead of raising
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return _delay_s((when - now).total_seconds())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None:  # pragma: no cover - older Pythons returned None instead of raising
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def parse_cache_control_max_age(value: str | None) -> float | None:
-    """``max-age`` seconds from a Cache-Control header, or None.
+    """``max-age`` seconds from a Cache-Control header, or None; at most ``MAX_HEADER_DELAY_S``.
 
     ``no-store``/``no-cache`` mean "do not reuse", not "poll less", so they give None too.
     The first well-formed ``max-age`` wins; ``s-maxage`` is for shared caches and ignored.
@@ -168,7 +178,7 @@ def parse_cache_control_max_age(value: str | None) -> float | None:
         directive = directive.strip()
         match = _MAX_AGE.fullmatch(directive)
         if match:
-            return float(match.group(1))
+            return _delay_s(float(match.group(1)))
     return None
 
 

@@ -18,15 +18,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .config import Config, SourceConfig
 from .domain import NewItem, ParsedFeed
-from .errors import FetchError, SourceError, SourceGone
-from .fetcher import Fetcher, FetchResult, FetchSettings
+from .errors import FeedCrash, FetchError, SourceError, SourceGone, StoreError
+from .fetcher import Fetcher, FetchResult, FetchSettings, redact_url
 from .normaliser import normalise_feed
 from .parser import Entries, parse_feed, split_entries, with_entry_hashes
-from .schedule import next_check_at
+from .schedule import MAX_RETRY_AFTER_S, backoff_s, next_check_at
 from .store import Store
 from .store.items import insert_items, known_entries, recent_item_times, record_poll
 from .store.models import Feed, Item, Source
@@ -207,9 +208,40 @@ def _source_cfg(cfg: Config, name: str) -> SourceConfig | None:
 def refresh_feed(
     store: Store, fetcher: Fetcher, cfg: Config, job: FeedJob, *, now: datetime | None = None
 ) -> PollOutcome:
-    """Poll one feed. Never raises for a feed's own failure; only a database outage escapes."""
+    """Poll one feed. Whatever goes wrong with the feed, of any exception type, becomes its
+    error row and backoff (:class:`FeedCrash` for the unforeseen); only a database outage
+    (:class:`StoreError`) escapes, to stop the round."""
     started_at = now or datetime.now(UTC)
     t0 = time.monotonic()
+    try:
+        return _refresh(store, fetcher, cfg, job, started_at, t0)
+    except StoreError:
+        raise
+    except DBAPIError as exc:
+        if exc.connection_invalidated:  # the connection died: an outage, not this feed
+            raise StoreError(f"database error: {_first_line(exc)}") from exc
+        return _record_failure(store, cfg, job, feed_crash(exc), started_at, t0)
+    except Exception as exc:  # noqa: BLE001 - containment: one feed never stops a round
+        return _record_failure(store, cfg, job, feed_crash(exc), started_at, t0)
+
+
+def feed_crash(exc: Exception) -> FeedCrash:
+    """An unexpected exception as a one-line source error, chained to the original."""
+    crash = FeedCrash(f"internal error: {type(exc).__name__}: {_first_line(exc)}")
+    crash.__cause__ = exc
+    return crash
+
+
+def _first_line(exc: Exception) -> str:
+    """The message's first line (SQLAlchemy appends the SQL and its parameters)."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, SQLAlchemyError) else None
+    lines = str(orig or exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
+def _refresh(
+    store: Store, fetcher: Fetcher, cfg: Config, job: FeedJob, started_at: datetime, t0: float
+) -> PollOutcome:
     try:
         result = fetcher.fetch(job.url, etag=job.etag, last_modified=job.last_modified)
     except SourceError as exc:
@@ -455,6 +487,7 @@ def _record_failure(
     text = " ".join(str(exc).split())[:ERROR_TEXT_LIMIT] or type(exc).__name__
     retry_after = exc.retry_after_s if isinstance(exc, FetchError) else None
     status = getattr(exc, "status", http_status)
+    honoured_s = min(retry_after, MAX_RETRY_AFTER_S) if retry_after and retry_after > 0 else None
     with store.session() as s:
         row = s.get_one(Feed, job.feed_id)
         errors = row.error_count + 1
@@ -464,7 +497,9 @@ def _record_failure(
         row.last_polled_at, row.last_result = started_at, exc.kind
         row.error_count, row.last_error, row.last_error_at = errors, text, started_at
         row.next_check_at = nxt
-        row.retry_after_until = started_at + timedelta(seconds=retry_after) if retry_after else None
+        row.retry_after_until = (
+            started_at + timedelta(seconds=honoured_s) if honoured_s is not None else None
+        )
         row.lease_owner, row.lease_until = None, None
         if isinstance(exc, SourceGone):
             row.enabled, row.disabled_reason = False, "410 Gone"
@@ -477,15 +512,58 @@ def _record_failure(
             http_status=status,
             error=text,
         )
-    log.warning(
-        "%s: %s (attempt %d, next try %s)",
-        job.source_name,
-        text,
-        errors,
-        nxt.strftime("%Y-%m-%d %H:%M:%SZ"),
-    )
+    if isinstance(exc, FeedCrash):
+        log.error(
+            "%s %s: %s (attempt %d, next try %s)",
+            job.source_name,
+            redact_url(job.url),
+            text,
+            errors,
+            nxt.strftime("%Y-%m-%d %H:%M:%SZ"),
+        )
+        log.debug("%s: traceback of the internal error", job.source_name, exc_info=exc.__cause__)
+    else:
+        log.warning(
+            "%s: %s (attempt %d, next try %s)",
+            job.source_name,
+            text,
+            errors,
+            nxt.strftime("%Y-%m-%d %H:%M:%SZ"),
+        )
     return PollOutcome(
         job.feed_id, job.source_name, job.url, exc.kind, error=text, next_check_at=nxt
+    )
+
+
+def _release_crashed(store: Store, cfg: Config, job: FeedJob, exc: Exception) -> PollOutcome:
+    """Last resort when recording a feed's failure failed too: release its lease and push its
+    next check back (by the plain backoff) so it is not claimed first at every tick."""
+    crash = feed_crash(exc)
+    text = str(crash)[:ERROR_TEXT_LIMIT]
+    now = datetime.now(UTC)
+    min_s, max_s, _ = _bounds(cfg, job)
+    nxt = now + timedelta(seconds=backoff_s(job.error_count + 1, min_s, max_s))
+    log.error("%s %s: %s (failure not recorded)", job.source_name, redact_url(job.url), text)
+    log.debug("%s: traceback", job.source_name, exc_info=exc)
+    values = dict(
+        lease_owner=None,
+        lease_until=None,
+        next_check_at=nxt,
+        last_polled_at=now,
+        last_result=crash.kind,
+        last_error=text,
+        last_error_at=now,
+        error_count=job.error_count + 1,
+    )
+    try:
+        with store.session() as s:
+            s.execute(update(Feed).where(Feed.id == job.feed_id).values(**values))
+    except StoreError:
+        raise
+    except Exception as again:  # noqa: BLE001 - the lease is this owner's: free next round
+        log.error("%s: cannot release the feed: %s", job.source_name, feed_crash(again))
+    return PollOutcome(
+        job.feed_id, job.source_name, job.url, crash.kind, error=text, next_check_at=nxt
     )
 
 
@@ -543,8 +621,13 @@ def poll_round(
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                running.pop(future)
-                outcomes.append(future.result())
+                job = running.pop(future)
+                try:
+                    outcomes.append(future.result())
+                except StoreError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - even recording the failure failed
+                    outcomes.append(_release_crashed(store, cfg, job, exc))
     if skipped:  # stopping: leased but not started
         with store.session() as s:
             s.execute(

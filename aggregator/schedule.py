@@ -7,6 +7,7 @@ every decision; callers pass ``now`` and whatever they know about the feed.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +38,18 @@ def _check_duration(name: str, value: float | None, *, allow_none: bool = True) 
         raise ValueError(f"{name} must be finite, got {value!r}")
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def _hint_s(name: str, value: float | None) -> float | None:
+    """A delay a server or feed asked for: any number is accepted (the caller must not crash on
+    what a server sends); NaN and negative ones say nothing (None), huge ones are capped later."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not value >= 0:  # negative or NaN
+        return None
+    return float(value) if value <= sys.float_info.max else math.inf  # int of 400 digits
 
 
 def _check_error_count(error_count: int) -> None:
@@ -106,6 +119,12 @@ def next_check_at(
        type, e.g. Google/Bing News never more often than every 15 min);
     5. ``Retry-After`` is honoured even beyond ``max_interval_s`` (the server asked), but at
        most ``MAX_RETRY_AFTER_S``.
+
+    ``retry_after_s``, ``ttl_s`` and ``max_age_s`` come from servers and feeds: negative or NaN
+    ones are ignored and infinite ones capped, so the result is always within
+    ``[now + max(min_interval_s, floor_s), now + max(max_interval_s, MAX_RETRY_AFTER_S)]``
+    (``now + max_interval_s`` without a ``Retry-After``). The other arguments are ours: wrong
+    ones raise ValueError.
     """
     if not isinstance(now, datetime):
         raise ValueError(f"now must be a datetime, got {type(now).__name__}")
@@ -113,9 +132,9 @@ def next_check_at(
         raise ValueError("now must be timezone-aware (UTC)")
     _check_bounds(min_interval_s, max_interval_s)
     _check_error_count(error_count)
-    _check_duration("retry_after_s", retry_after_s)
-    _check_duration("ttl_s", ttl_s)
-    _check_duration("max_age_s", max_age_s)
+    retry_after_s = _hint_s("retry_after_s", retry_after_s)
+    ttl_s = _hint_s("ttl_s", ttl_s)
+    max_age_s = _hint_s("max_age_s", max_age_s)
     _check_duration("floor_s", floor_s)
     if floor_s is not None and floor_s > max_interval_s:
         raise ValueError(

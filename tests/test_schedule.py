@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.schedule import (
     DEFAULT_INTERVAL_S,
@@ -155,9 +158,8 @@ def test_publishing_interval_without_history_is_none() -> None:
         ({"error_count": -1}, r"error_count must be >= 0, got -1"),
         ({"error_count": 1.5}, r"error_count must be an int, got float"),
         ({"error_count": True}, r"error_count must be an int, got bool"),
-        ({"retry_after_s": -5.0}, r"retry_after_s must be >= 0"),
-        ({"ttl_s": float("nan")}, r"ttl_s must be finite"),
-        ({"max_age_s": -1}, r"max_age_s must be >= 0"),
+        ({"retry_after_s": "120"}, r"retry_after_s must be a number of seconds, got str"),
+        ({"ttl_s": True}, r"ttl_s must be a number of seconds, got bool"),
         (
             {"floor_s": 100_000.0},
             r"floor_s \(100000.0\) must not exceed max_interval_s \(86400.0\)",
@@ -183,3 +185,68 @@ def test_backoff_validation() -> None:
         backoff_s(1, 10, 5)
     with pytest.raises(ValueError, match="error_count must be >= 0"):
         backoff_s(-1, 5, 10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected_s"),
+    [
+        ({"retry_after_s": -5.0}, DEFAULT_INTERVAL_S),
+        ({"retry_after_s": float("nan")}, DEFAULT_INTERVAL_S),
+        ({"retry_after_s": float("inf")}, MAX_RETRY_AFTER_S),
+        ({"retry_after_s": 10**400}, MAX_RETRY_AFTER_S),
+        ({"ttl_s": float("nan")}, DEFAULT_INTERVAL_S),
+        ({"ttl_s": float("inf")}, MAX_S),
+        ({"max_age_s": -1}, DEFAULT_INTERVAL_S),
+        ({"max_age_s": 10**400}, MAX_S),
+    ],
+)
+def test_server_hints_out_of_range_are_ignored_or_capped(kwargs: dict, expected_s: float) -> None:
+    """What a server or feed sends never raises: NaN and negative say nothing, huge is capped."""
+    assert interval_s(**kwargs) == pytest.approx(expected_s)
+
+
+# Any number a header or a feed may yield, including the ones no parser should let through.
+hint = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**400), 10**400)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    now=st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
+    bounds=st.tuples(
+        st.floats(min_value=1.0, max_value=30 * 86_400.0),
+        st.floats(min_value=1.0, max_value=30 * 86_400.0),
+    ).map(sorted),
+    floor_fraction=st.none() | st.floats(min_value=0.0, max_value=1.0),
+    error_count=st.integers(min_value=0, max_value=10**6),
+    retry_after_s=hint,
+    ttl_s=hint,
+    max_age_s=hint,
+    item_offsets_s=st.lists(st.floats(min_value=-1e9, max_value=1e9), max_size=15),
+)
+def test_next_check_is_always_within_bounds(
+    now, bounds, floor_fraction, error_count, retry_after_s, ttl_s, max_age_s, item_offsets_s
+) -> None:
+    min_s, max_s = bounds
+    floor_s = None if floor_fraction is None else floor_fraction * max_s
+    items = [now + timedelta(seconds=o) for o in item_offsets_s]
+    got_s = (
+        next_check_at(
+            now=now,
+            min_interval_s=min_s,
+            max_interval_s=max_s,
+            error_count=error_count,
+            retry_after_s=retry_after_s,
+            ttl_s=ttl_s,
+            max_age_s=max_age_s,
+            recent_item_times=items,
+            floor_s=floor_s,
+        )
+        - now
+    ).total_seconds()
+    low_s = max(min_s, floor_s or 0.0)
+    asks = retry_after_s is not None and retry_after_s > 0  # NaN > 0 is False
+    high_s = max(max_s, MAX_RETRY_AFTER_S) if asks else max_s
+    assert math.isfinite(got_s)
+    assert low_s - 1e-3 <= got_s <= high_s + 1e-3
