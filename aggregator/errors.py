@@ -13,7 +13,8 @@ chained (``raise ... from exc``) so ``-v`` shows them.
     │   │   ├── FetchTimeout
     │   │   ├── ResponseTooLarge
     │   │   ├── HTTPStatusError (has ``status``)
-    │   │   └── SourceGone     410: the source is disabled
+    │   │   │   └── SourceGone 410: the source is disabled
+    │   │   └── AddressRefused the URL leads to a non-public address
     │   └── ParseError         the document is not a usable feed
     ├── DeliveryError          SMTP refused or unreachable (has ``retryable``)
     └── InputError             a bad file or argument given on the command line
@@ -70,6 +71,12 @@ class HTTPStatusError(FetchError):
 
 class SourceGone(HTTPStatusError):
     kind = "gone"
+
+
+class AddressRefused(FetchError):
+    """A fetch would connect to a loopback, private or otherwise non-public address."""
+
+    kind = "refused"
 
 
 class ParseError(SourceError):
