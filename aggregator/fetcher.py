@@ -27,6 +27,7 @@ import email.utils
 import ipaddress
 import re
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -423,11 +424,11 @@ class _PublicOnlyTransport(httpx.HTTPTransport):
     Limits and TLS settings are httpx's defaults, as for a plain ``httpx.Client()``.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context)
         self._pool.close()  # the default pool, never used
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context,
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
@@ -454,14 +455,16 @@ class _ProxyPreflight(httpx.BaseTransport):
         self._inner.close()
 
 
-def _public_only_client(headers: Mapping[str, str]) -> httpx.Client:
+def _public_only_client(headers: Mapping[str, str], ssl_context: ssl.SSLContext) -> httpx.Client:
     """A client that connects only to public addresses; environment proxies as httpx's."""
     mounts: dict[str, httpx.BaseTransport | None] = {
-        pattern: None if proxy is None else _ProxyPreflight(httpx.HTTPTransport(proxy=proxy))
+        pattern: None
+        if proxy is None
+        else _ProxyPreflight(httpx.HTTPTransport(verify=ssl_context, proxy=proxy))
         for pattern, proxy in get_environment_proxies().items()
     }
     return httpx.Client(
-        transport=_PublicOnlyTransport(),
+        transport=_PublicOnlyTransport(ssl_context),
         mounts=mounts,
         follow_redirects=False,
         headers=headers,
@@ -489,12 +492,15 @@ class Fetcher:
         # Two pools, so a connection opened to a private address for a hop allowed there
         # is never reused by a hop that is not. Redirects are followed by hand: scheme
         # check, address rule and host slot per hop.
-        self._open = httpx.Client(transport=transport, follow_redirects=False, headers=headers)
-        self._public = (
-            _public_only_client(headers)
-            if transport is None
-            else httpx.Client(transport=transport, follow_redirects=False, headers=headers)
-        )
+        if transport is None:
+            ssl_context = httpx.create_ssl_context()  # one for both: building one takes ms
+            self._open = httpx.Client(verify=ssl_context, follow_redirects=False, headers=headers)
+            self._public = _public_only_client(headers, ssl_context)
+        else:
+            self._open = httpx.Client(transport=transport, follow_redirects=False, headers=headers)
+            self._public = httpx.Client(
+                transport=transport, follow_redirects=False, headers=headers
+            )
         self._host_slots: dict[str, threading.BoundedSemaphore] = {}
         self._host_slots_lock = threading.Lock()
 
