@@ -383,7 +383,9 @@ def _register_comment_feeds(
     if not candidates:
         return
     known = set(
-        s.scalars(select(Feed.url).where(Feed.source_id == job.source_id, Feed.url.in_(candidates)))
+        s.scalars(
+            select(Feed.url).where(Feed.source_id == job.source_id, Feed.url.in_(list(candidates)))
+        )
     )
     new_urls = [url for url in candidates if url not in known]
     if not new_urls:
@@ -393,7 +395,12 @@ def _register_comment_feeds(
             Feed.source_id == job.source_id, Feed.kind == "comments", Feed.enabled.is_(True)
         )
     )
-    admitted = admit_comment_feeds(new_urls, Counter(_host_of(u) for u in live))
+    admitted = admit_comment_feeds(
+        new_urls,
+        Counter(_host_of(u) for u in live),
+        per_document=MAX_COMMENT_FEEDS_PER_DOCUMENT,
+        per_host=MAX_COMMENT_FEEDS_PER_HOST,
+    )
     for url in admitted:
         s.add(
             Feed(

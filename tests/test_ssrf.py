@@ -23,11 +23,13 @@ from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
+from aggregator import poller
 from aggregator.config import Config
 from aggregator.errors import AddressRefused, FetchError
 from aggregator.fetcher import Fetcher, FetchSettings, non_public_reason, origin_of
 from aggregator.poller import (
     MAX_COMMENT_FEEDS_PER_DOCUMENT,
+    FeedJob,
     admit_comment_feeds,
     fetch_settings,
     poll_round,
@@ -283,7 +285,11 @@ def test_a_configured_source_on_loopback_needs_the_setting(
 
 
 def test_one_document_registers_at_most_the_cap_of_comment_feeds(
-    store: Store, httpserver: HTTPServer, internal: InternalService, caplog
+    store: Store,
+    httpserver: HTTPServer,
+    internal: InternalService,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = httpserver.url_for("").rstrip("/")
     items = [item(n, base, link=f"http://localhost:{internal.port}/p/{n}/") for n in range(300)]
@@ -309,6 +315,24 @@ def test_one_document_registers_at_most_the_cap_of_comment_feeds(
     outcomes = poll(store, cfg)
     refused = [o for o in outcomes if o.result == "refused"]
     assert len(refused) == MAX_COMMENT_FEEDS_PER_DOCUMENT
+    assert internal.requests[before:] == []
+
+    # the next document's comment feeds fill the host up to its cap, and no further
+    monkeypatch.setattr(poller, "MAX_COMMENT_FEEDS_PER_HOST", 70)
+    items = [
+        item(n, base, link=f"http://localhost:{internal.port}/p/{n}/") for n in range(300, 600)
+    ]
+    httpserver.clear()
+    httpserver.expect_request("/feed/").respond_with_data(
+        wordpress_feed(items), content_type="application/rss+xml"
+    )
+    outcomes = poll(store, cfg)
+    assert [o.items_new for o in outcomes if o.url == f"{base}/feed/"] == [300]
+    with store.session() as s:
+        comment_feeds = s.scalar(
+            select(func.count()).select_from(Feed).where(Feed.kind == "comments")
+        )
+    assert comment_feeds == 70
     assert internal.requests[before:] == []
 
 
@@ -348,12 +372,21 @@ def test_private_access_rule() -> None:
     )
     off = make_config(cfg.model_dump()["sources"])
 
-    class Job:
-        def __init__(self, url: str, kind: str, source_name: str) -> None:
-            self.url, self.kind, self.source_name = url, kind, source_name
-
     def rule(c: Config, url: str, kind: str = "comments", source: str = "wp") -> str:
-        return private_access(c, Job(url, kind, source))  # type: ignore[arg-type]
+        job = FeedJob(
+            feed_id=1,
+            url=url,
+            kind=kind,
+            etag=None,
+            last_modified=None,
+            body_hash=None,
+            error_count=0,
+            source_id=1,
+            source_name=source,
+            source_type="wordpress",
+            article_item_id=None,
+        )
+        return private_access(c, job)
 
     assert rule(cfg, "http://10.0.0.2/rss", "main", "rss") == "always"
     assert rule(off, "http://10.0.0.2/rss", "main", "rss") == "never"
