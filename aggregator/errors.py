@@ -12,9 +12,9 @@ chained (``raise ... from exc``) so ``-v`` shows them.
     │   ├── FetchError         HTTP / network failure (has ``retry_after_s``)
     │   │   ├── FetchTimeout
     │   │   ├── ResponseTooLarge
+    │   │   ├── AddressRefused the URL leads to a non-public address
     │   │   ├── HTTPStatusError (has ``status``)
-    │   │   │   └── SourceGone 410: the source is disabled
-    │   │   └── AddressRefused the URL leads to a non-public address
+    │   │   └── SourceGone     410: the source is disabled
     │   └── ParseError         the document is not a usable feed
     ├── DeliveryError          SMTP refused or unreachable (has ``retryable``)
     └── InputError             a bad file or argument given on the command line
@@ -61,6 +61,12 @@ class ResponseTooLarge(FetchError):
     kind = "too_large"
 
 
+class AddressRefused(FetchError):
+    """A fetch would connect to a loopback, private or otherwise non-public address."""
+
+    kind = "refused"
+
+
 class HTTPStatusError(FetchError):
     kind = "http"
 
@@ -71,12 +77,6 @@ class HTTPStatusError(FetchError):
 
 class SourceGone(HTTPStatusError):
     kind = "gone"
-
-
-class AddressRefused(FetchError):
-    """A fetch would connect to a loopback, private or otherwise non-public address."""
-
-    kind = "refused"
 
 
 class ParseError(SourceError):

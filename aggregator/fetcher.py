@@ -212,6 +212,74 @@ def redact_url(url: str | httpx.URL) -> str:
     return f"{parsed.scheme}://{netloc}{parsed.path}{suffix}"
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split()) or "unknown error"
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class _BoundedDecoder:
+    """Incremental Content-Encoding decoder whose every call yields at most ``max_out`` bytes."""
+
+    def __init__(self, content_encoding: str | None) -> None:
+        codings = [
+            c.strip().lower()
+            for c in (content_encoding or "").split(",")
+            if c.strip() and c.strip().lower() != "identity"
+        ]
+        if not codings:
+            self.coding = "identity"
+        elif len(codings) == 1 and codings[0] in ("gzip", "x-gzip"):
+            self.coding = "gzip"
+        elif len(codings) == 1 and codings[0] == "deflate":
+            self.coding = "deflate"
+        else:
+            raise ValueError(f"unsupported Content-Encoding {content_encoding!r}")
+        self._started = False
+        self._raw_deflate = False
+        self._obj = None if self.coding == "identity" else self._new()
+
+    def _new(self) -> zlib._Decompress:
+        if self.coding == "gzip":
+            return zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib, auto-detected
+        if self.coding == "deflate":
+            # RFC says zlib-wrapped; some servers send raw deflate, so fall back to it.
+            return zlib.decompressobj(-zlib.MAX_WBITS if self._raw_deflate else zlib.MAX_WBITS)
+        raise AssertionError("identity needs no decompressor")
+
+    def feed(self, data: bytes, max_out: int) -> bytes:
+        if self._obj is None:  # identity
+            return data
+        out = bytearray()
+        pending = data
+        while pending and len(out) < max_out:
+            try:
+                out += self._obj.decompress(pending, max_out - len(out))
+            except zlib.error:
+                if self.coding == "deflate" and not self._started and not self._raw_deflate:
+                    self._raw_deflate = True
+                    self._obj = self._new()
+                    continue
+                raise
+            self._started = True
+            pending = self._obj.unconsumed_tail
+            if self._obj.eof:
+                rest = self._obj.unused_data
+                if self.coding == "gzip" and rest.startswith(b"\x1f\x8b"):
+                    self._obj = self._new()  # concatenated gzip members
+                    pending = rest
+                else:
+                    break  # trailing garbage after the stream: ignore, like browsers do
+        return bytes(out)
+
+    def flush(self) -> bytes:
+        return b"" if self._obj is None else self._obj.flush()
+
+
+# --------------------------------------------------------------------------- address guard
+
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # IANA special-purpose ranges, named; listed rather than left to ``is_global``, whose
@@ -289,74 +357,6 @@ def origin_of(url: str | httpx.URL) -> tuple[str, str, int] | None:
     if not parsed.host or port is None:
         return None
     return scheme, parsed.host.lower().rstrip("."), port
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split()) or "unknown error"
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-class _BoundedDecoder:
-    """Incremental Content-Encoding decoder whose every call yields at most ``max_out`` bytes."""
-
-    def __init__(self, content_encoding: str | None) -> None:
-        codings = [
-            c.strip().lower()
-            for c in (content_encoding or "").split(",")
-            if c.strip() and c.strip().lower() != "identity"
-        ]
-        if not codings:
-            self.coding = "identity"
-        elif len(codings) == 1 and codings[0] in ("gzip", "x-gzip"):
-            self.coding = "gzip"
-        elif len(codings) == 1 and codings[0] == "deflate":
-            self.coding = "deflate"
-        else:
-            raise ValueError(f"unsupported Content-Encoding {content_encoding!r}")
-        self._started = False
-        self._raw_deflate = False
-        self._obj = None if self.coding == "identity" else self._new()
-
-    def _new(self) -> zlib._Decompress:
-        if self.coding == "gzip":
-            return zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib, auto-detected
-        if self.coding == "deflate":
-            # RFC says zlib-wrapped; some servers send raw deflate, so fall back to it.
-            return zlib.decompressobj(-zlib.MAX_WBITS if self._raw_deflate else zlib.MAX_WBITS)
-        raise AssertionError("identity needs no decompressor")
-
-    def feed(self, data: bytes, max_out: int) -> bytes:
-        if self._obj is None:  # identity
-            return data
-        out = bytearray()
-        pending = data
-        while pending and len(out) < max_out:
-            try:
-                out += self._obj.decompress(pending, max_out - len(out))
-            except zlib.error:
-                if self.coding == "deflate" and not self._started and not self._raw_deflate:
-                    self._raw_deflate = True
-                    self._obj = self._new()
-                    continue
-                raise
-            self._started = True
-            pending = self._obj.unconsumed_tail
-            if self._obj.eof:
-                rest = self._obj.unused_data
-                if self.coding == "gzip" and rest.startswith(b"\x1f\x8b"):
-                    self._obj = self._new()  # concatenated gzip members
-                    pending = rest
-                else:
-                    break  # trailing garbage after the stream: ignore, like browsers do
-        return bytes(out)
-
-    def flush(self) -> bytes:
-        return b"" if self._obj is None else self._obj.flush()
-
-
-# --------------------------------------------------------------------------- address guard
 
 
 def _public_addresses(host: str, port: int) -> list[str]:
