@@ -109,6 +109,9 @@ class PollingConfig(_Strict):
     per_host_limit: int = Field(default=2, ge=1, le=16)
     user_agent: str | None = None
     tick: Duration = 30.0  # how often the daemon asks the database which feeds are due
+    # Configured feeds (and comment feeds on their own scheme, host and port) may reach
+    # loopback/private addresses; URLs found in feed content never may.
+    allow_private_addresses: bool = False
 
     @model_validator(mode="after")
     def _bounds(self) -> PollingConfig:

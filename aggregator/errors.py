@@ -12,6 +12,7 @@ chained (``raise ... from exc``) so ``-v`` shows them.
     │   ├── FetchError         HTTP / network failure (has ``retry_after_s``)
     │   │   ├── FetchTimeout
     │   │   ├── ResponseTooLarge
+    │   │   ├── AddressRefused the URL leads to a non-public address
     │   │   ├── HTTPStatusError (has ``status``)
     │   │   └── SourceGone     410: the source is disabled
     │   ├── ParseError         the document is not a usable feed
@@ -59,6 +60,12 @@ class FetchTimeout(FetchError):
 
 class ResponseTooLarge(FetchError):
     kind = "too_large"
+
+
+class AddressRefused(FetchError):
+    """A fetch would connect to a loopback, private or otherwise non-public address."""
+
+    kind = "refused"
 
 
 class HTTPStatusError(FetchError):

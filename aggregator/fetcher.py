@@ -10,6 +10,11 @@ Hostile servers are the norm, not the exception, so every fetch is bounded:
   ``max_length`` so a gzip bomb is rejected after at most ``max_bytes`` of output, never
   inflated in memory (httpx's own decoder inflates a whole network chunk at once);
 - scheme: only http/https, re-checked on every redirect hop (no ``file://`` via redirect);
+- address: unless the caller allows private addresses for the hop, the connection is made
+  only to an address the host name resolved to that is public (not loopback, private,
+  link-local, multicast, reserved...): every resolved address is checked at connect time
+  and the socket goes to the very address checked, so neither odd spellings of an IP nor
+  DNS rebinding get a feed's URL into the local network;
 - concurrency: at most ``per_host_limit`` requests in flight per host across all threads.
 
 Error messages never contain URL credentials or query strings (private feeds put tokens
@@ -19,7 +24,10 @@ there); see :func:`redact_url`.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import re
+import socket
+import ssl
 import threading
 import time
 import zlib
@@ -28,10 +36,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
 
+import httpcore
 import httpx
+from httpx._utils import get_environment_proxies
 
 from aggregator.errors import (
+    AddressRefused,
     FetchError,
     FetchTimeout,
     HTTPStatusError,
@@ -45,6 +57,9 @@ __all__ = [
     "FetchResult",
     "FetchSettings",
     "Fetcher",
+    "PrivateAccess",
+    "non_public_reason",
+    "origin_of",
     "parse_cache_control_max_age",
     "parse_retry_after",
     "redact_url",
@@ -66,6 +81,14 @@ ACCEPT = (
 ACCEPT_ENCODING = "gzip, deflate"  # only what we can decode with a bounded output size
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# Which hops of a fetch may connect to a non-public address: none; only those whose origin
+# (scheme, host, port) is the origin of the URL the fetch started with; all of them.
+PrivateAccess = Literal["never", "same_origin", "always"]
+PRIVATE_HINT = (
+    "set polling.allow_private_addresses: true to allow configured sources on private networks"
+)
 
 
 @dataclass(frozen=True)
@@ -264,6 +287,200 @@ class _BoundedDecoder:
         return b"" if self._obj is None else self._obj.flush()
 
 
+# --------------------------------------------------------------------------- address guard
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IANA special-purpose ranges, named; listed rather than left to ``is_global``, whose
+# answers differ between Python versions (3.11 calls 192.0.0.8 and fec0::1 global).
+_NON_PUBLIC: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.ip_network(net), reason)
+    for net, reason in (
+        ("0.0.0.0/32", "unspecified"),
+        ("0.0.0.0/8", "this network"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared address space"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol assignment"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.88.99.0/24", "6to4 relay anycast"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+        ("240.0.0.0/4", "reserved"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::/96", "IPv4-compatible (deprecated)"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
+        ("100::/64", "discard-only"),
+        ("2001::/23", "IETF protocol assignment"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "segment routing"),
+        ("fc00::/7", "unique local"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def non_public_reason(address: str | IPAddress) -> str | None:
+    """Why a fetch must not connect to ``address`` ("loopback", "private", ...), or None
+    when the address is public. IPv6 forms that carry an IPv4 address (mapped, NAT64,
+    6to4) are judged by that IPv4 address."""
+    ip = address if not isinstance(address, str) else ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id is not None:
+            return "link-local"
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            reason = non_public_reason(embedded)
+            return f"{reason}, embedded in {ip.compressed}" if reason else None
+    for network, reason in _NON_PUBLIC:
+        if ip.version == network.version and ip in network:
+            return reason
+    if ip.is_multicast:
+        return "multicast"
+    if not ip.is_global:
+        return "not globally routable"
+    return None
+
+
+def origin_of(url: str | httpx.URL) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the scheme's default port filled in; None if unparseable."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(str(url))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    scheme = parsed.scheme.lower()
+    port = parsed.port or DEFAULT_PORTS.get(scheme)
+    if not parsed.host or port is None:
+        return None
+    return scheme, parsed.host.lower().rstrip("."), port
+
+
+def _public_addresses(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to, if every one is public; else AddressRefused.
+
+    Refusing a name when any of its addresses is non-public (rather than picking a public
+    one) leaves no room for a name that mixes internal and external addresses.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+    addresses: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = str(sockaddr[0])
+        reason = non_public_reason(address)
+        if reason is not None:
+            raise AddressRefused(f"refusing to connect to {address} ({reason})")
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise httpcore.ConnectError(f"{host} resolved to no address")
+    return addresses
+
+
+class _PublicOnlyBackend(httpcore.NetworkBackend):
+    """Resolve, vet every address, then connect to a vetted address (never re-resolve)."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: object = None,
+    ) -> httpcore.NetworkStream:
+        error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in _public_addresses(host, port):
+            try:
+                return self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout,
+                    local_address,
+                    socket_options,  # type: ignore[arg-type]
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def connect_unix_socket(self, *args: object, **kwargs: object) -> httpcore.NetworkStream:
+        raise AddressRefused("refusing to connect to a Unix socket")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _PublicOnlyTransport(httpx.HTTPTransport):
+    """httpx's own transport on a connection pool whose connections pass the address guard.
+
+    Limits and TLS settings are httpx's defaults, as for a plain ``httpx.Client()``.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context)
+        self._pool.close()  # the default pool, never used
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=_PublicOnlyBackend(),
+        )
+
+
+class _ProxyPreflight(httpx.BaseTransport):
+    """For a request sent through a proxy, which resolves the name itself: refuse a host
+    that resolves here to a non-public address. Best effort (the proxy resolves again)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        port = request.url.port or DEFAULT_PORTS.get(request.url.scheme, 80)
+        try:
+            _public_addresses(request.url.host, port)
+        except httpcore.ConnectError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _public_only_client(headers: Mapping[str, str], ssl_context: ssl.SSLContext) -> httpx.Client:
+    """A client that connects only to public addresses; environment proxies as httpx's."""
+    mounts: dict[str, httpx.BaseTransport | None] = {
+        pattern: None
+        if proxy is None
+        else _ProxyPreflight(httpx.HTTPTransport(verify=ssl_context, proxy=proxy))
+        for pattern, proxy in get_environment_proxies().items()
+    }
+    return httpx.Client(
+        transport=_PublicOnlyTransport(ssl_context),
+        mounts=mounts,
+        follow_redirects=False,
+        headers=headers,
+    )
+
+
 # --------------------------------------------------------------------------- fetcher
 
 
@@ -277,21 +494,30 @@ class Fetcher:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings or FetchSettings()
-        self._client = httpx.Client(
-            transport=transport,
-            follow_redirects=False,  # followed by hand: scheme check and host slot per hop
-            headers={
-                "User-Agent": self.settings.user_agent,
-                "Accept": ACCEPT,
-                "Accept-Encoding": ACCEPT_ENCODING,
-            },
-        )
+        headers = {
+            "User-Agent": self.settings.user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        # Two pools, so a connection opened to a private address for a hop allowed there
+        # is never reused by a hop that is not. Redirects are followed by hand: scheme
+        # check, address rule and host slot per hop.
+        if transport is None:
+            ssl_context = httpx.create_ssl_context()  # one for both: building one takes ms
+            self._open = httpx.Client(verify=ssl_context, follow_redirects=False, headers=headers)
+            self._public = _public_only_client(headers, ssl_context)
+        else:
+            self._open = httpx.Client(transport=transport, follow_redirects=False, headers=headers)
+            self._public = httpx.Client(
+                transport=transport, follow_redirects=False, headers=headers
+            )
         self._host_slots: dict[str, threading.BoundedSemaphore] = {}
         self._host_slots_lock = threading.Lock()
 
     # -- lifecycle
     def close(self) -> None:
-        self._client.close()
+        self._open.close()
+        self._public.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -327,9 +553,19 @@ class Fetcher:
         *,
         etag: str | None = None,
         last_modified: str | None = None,
+        private_addresses: PrivateAccess = "never",
     ) -> FetchResult:
-        """GET ``url`` conditionally, following redirects; raise a FetchError subclass on failure."""
+        """GET ``url`` conditionally, following redirects; raise a FetchError subclass on failure.
+
+        ``private_addresses`` says which hops may connect to non-public addresses; a hop
+        that may not and would is refused with :class:`AddressRefused`.
+        """
+        if private_addresses not in ("never", "same_origin", "always"):
+            raise ValueError(
+                f"private_addresses must be never, same_origin or always, got {private_addresses!r}"
+            )
         current = self._checked_url(url)
+        start_origin = origin_of(current)
         headers: dict[str, str] = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -344,7 +580,10 @@ class Fetcher:
                 # Queueing behind other workers is politeness, not server slowness.
                 waited_s += wait_s
                 deadline += wait_s
-                response = self._send(current, headers, deadline)
+                private_ok = private_addresses == "always" or (
+                    private_addresses == "same_origin" and origin_of(current) == start_origin
+                )
+                response = self._send(current, headers, deadline, private_ok, private_addresses)
                 try:
                     if response.status_code in REDIRECT_STATUSES:
                         next_url = self._redirect_target(current, response)
@@ -399,15 +638,30 @@ class Fetcher:
         read_s = min(self.settings.read_timeout_s, remaining_s)
         return httpx.Timeout(connect=connect_s, read=read_s, write=read_s, pool=connect_s)
 
-    def _send(self, url: httpx.URL, headers: Mapping[str, str], deadline: float) -> httpx.Response:
+    def _send(
+        self,
+        url: httpx.URL,
+        headers: Mapping[str, str],
+        deadline: float,
+        private_ok: bool,
+        private_addresses: PrivateAccess,
+    ) -> httpx.Response:
         where = redact_url(url)
         try:
             timeout = self._timeout(deadline)
         except FetchTimeout as exc:
             raise FetchTimeout(f"GET {where}: {exc}") from None
+        client = self._open if private_ok else self._public
         try:
-            request = self._client.build_request("GET", url, headers=headers, timeout=timeout)
-            return self._client.send(request, stream=True)
+            request = client.build_request("GET", url, headers=headers, timeout=timeout)
+            return client.send(request, stream=True)
+        except AddressRefused as exc:
+            hint = (
+                PRIVATE_HINT
+                if private_addresses == "never"
+                else "this feed may reach a private address only on its own host"
+            )
+            raise AddressRefused(f"{exc} for {where}: {hint}") from None
         except httpx.TimeoutException as exc:
             raise FetchTimeout(f"GET {where}: {_timeout_kind(exc)} timed out") from exc
         except httpx.ConnectError as exc:

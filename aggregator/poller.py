@@ -12,7 +12,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 from .config import Config, SourceConfig
 from .domain import NewItem, ParsedFeed
 from .errors import FeedCrash, FetchError, SourceError, SourceGone, StoreError
-from .fetcher import Fetcher, FetchResult, FetchSettings, redact_url
+from .fetcher import Fetcher, FetchResult, FetchSettings, PrivateAccess, origin_of, redact_url
 from .normaliser import normalise_feed
 from .parser import Entries, parse_feed, split_entries, with_entry_hashes
 from .schedule import MAX_RETRY_AFTER_S, backoff_s, next_check_at
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 LEASE_S = 600.0  # a claimed feed is someone's for this long, even if its worker died
 ERROR_TEXT_LIMIT = 500
+# Comment feed URLs come from feed content: one document must not make us poll (or flood)
+# an unbounded number of URLs, nor pile them up on one host.
+MAX_COMMENT_FEEDS_PER_DOCUMENT = 50
+MAX_COMMENT_FEEDS_PER_HOST = 200  # live (enabled) comment feeds of one source on one host
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +207,24 @@ def _source_cfg(cfg: Config, name: str) -> SourceConfig | None:
     return next((s for s in cfg.sources if s.name == name), None)
 
 
+def private_access(cfg: Config, job: FeedJob) -> PrivateAccess:
+    """Which hops of this feed's fetch may connect to loopback/private addresses.
+
+    Only with ``polling.allow_private_addresses``: a configured feed (config.yaml or OPML)
+    on every hop; a comment feed, found in feed content, only while on the scheme, host
+    and port of its source's configured feed URL; anything else never.
+    """
+    if not cfg.polling.allow_private_addresses:
+        return "never"
+    if job.kind != "comments":
+        return "always"
+    src = _source_cfg(cfg, job.source_name)
+    origin = origin_of(job.url)
+    if src is not None and origin is not None and origin == origin_of(src.feed_url()):
+        return "same_origin"
+    return "never"
+
+
 # ---------------------------------------------------------------- the refresh
 
 
@@ -243,7 +266,12 @@ def _refresh(
     store: Store, fetcher: Fetcher, cfg: Config, job: FeedJob, started_at: datetime, t0: float
 ) -> PollOutcome:
     try:
-        result = fetcher.fetch(job.url, etag=job.etag, last_modified=job.last_modified)
+        result = fetcher.fetch(
+            job.url,
+            etag=job.etag,
+            last_modified=job.last_modified,
+            private_addresses=private_access(cfg, job),
+        )
     except SourceError as exc:
         return _record_failure(store, cfg, job, exc, started_at, t0)
 
@@ -378,22 +406,82 @@ def _register_comment_feeds(
     now: datetime,
 ) -> None:
     oldest = now - timedelta(seconds=src.comments_max_age)
+    candidates: dict[str, int] = {}  # url -> article item id, first item wins
     for item_id, it in stored:
         url = it.comments_feed_url or (it.url.rstrip("/") + "/feed/" if it.url else None)
         if not url or it.published_at < oldest or it.published_at_estimated:
             continue
-        exists = s.scalar(select(Feed.id).where(Feed.source_id == job.source_id, Feed.url == url))
-        if exists is None:
-            s.add(
-                Feed(
-                    source_id=job.source_id,
-                    url=url,
-                    kind="comments",
-                    article_item_id=item_id,
-                    next_check_at=now,
-                    created_at=now,
-                )
+        candidates.setdefault(url, item_id)
+    if not candidates:
+        return
+    known = set(
+        s.scalars(
+            select(Feed.url).where(Feed.source_id == job.source_id, Feed.url.in_(list(candidates)))
+        )
+    )
+    new_urls = [url for url in candidates if url not in known]
+    if not new_urls:
+        return
+    live = s.scalars(
+        select(Feed.url).where(
+            Feed.source_id == job.source_id, Feed.kind == "comments", Feed.enabled.is_(True)
+        )
+    )
+    admitted = admit_comment_feeds(
+        new_urls,
+        Counter(_host_of(u) for u in live),
+        per_document=MAX_COMMENT_FEEDS_PER_DOCUMENT,
+        per_host=MAX_COMMENT_FEEDS_PER_HOST,
+    )
+    for url in admitted:
+        s.add(
+            Feed(
+                source_id=job.source_id,
+                url=url,
+                kind="comments",
+                article_item_id=candidates[url],
+                next_check_at=now,
+                created_at=now,
             )
+        )
+    if len(admitted) < len(new_urls):
+        log.warning(
+            "%s: registered %d new comment feeds of %s, skipped %d over the caps "
+            "(%d per document, %d live per host)",
+            job.source_name,
+            len(admitted),
+            job.url,
+            len(new_urls) - len(admitted),
+            MAX_COMMENT_FEEDS_PER_DOCUMENT,
+            MAX_COMMENT_FEEDS_PER_HOST,
+        )
+
+
+def admit_comment_feeds(
+    urls: Sequence[str],
+    live_per_host: Mapping[str, int],
+    *,
+    per_document: int = MAX_COMMENT_FEEDS_PER_DOCUMENT,
+    per_host: int = MAX_COMMENT_FEEDS_PER_HOST,
+) -> list[str]:
+    """The new comment feed URLs to register, in order, within the per-document cap and
+    the cap on live comment feeds per host (``live_per_host``: those already registered)."""
+    admitted: list[str] = []
+    counts = Counter(live_per_host)
+    for url in urls:
+        if len(admitted) >= per_document:
+            break
+        host = _host_of(url)
+        if counts[host] >= per_host:
+            continue
+        counts[host] += 1
+        admitted.append(url)
+    return admitted
+
+
+def _host_of(url: str) -> str:
+    origin = origin_of(url)
+    return origin[1] if origin else ""
 
 
 def _schedule(
@@ -639,9 +727,11 @@ def poll_round(
 __all__ = [
     "FeedJob",
     "PollOutcome",
+    "admit_comment_feeds",
     "claim_due_feeds",
     "fetch_settings",
     "ingest",
     "poll_round",
+    "private_access",
     "refresh_feed",
 ]

@@ -156,6 +156,7 @@ def write_config(path: Path, url: str, port: int, feeds: int) -> None:
         "  min_interval: 1m",
         "  workers: 4",
         "  per_host_limit: 16",  # every feed is on 127.0.0.1
+        "  allow_private_addresses: true",
         "sources:",
     ]
     for i in range(feeds):

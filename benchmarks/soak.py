@@ -170,7 +170,8 @@ def main() -> int:
         for k in range(args.feeds)
     )
     (work / "config.yaml").write_text(
-        "polling: {tick: 1s, min_interval: 2s, max_interval: 10s, workers: 4}\n"
+        "polling: {tick: 1s, min_interval: 2s, max_interval: 10s, workers: 4, "
+        "allow_private_addresses: true}\n"
         + (
             f"dedup: {{duplicate_window: {args.window}, story_window: {args.window}, "
             f"thread_window: {args.window}}}\n"

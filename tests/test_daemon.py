@@ -21,7 +21,7 @@ FEED = FEEDS / "rss10-rdf-en-slashdot.xml"
 def write_config(tmp_path: Path, url: str) -> Path:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
-        "polling:\n  tick: 1s\n  min_interval: 1s\n"
+        "polling:\n  tick: 1s\n  min_interval: 1s\n  allow_private_addresses: true\n"
         f"sources:\n  - name: slashdot\n    type: rss\n    url: {url}\n",
         encoding="utf-8",
     )
@@ -86,7 +86,7 @@ def test_daemon_keeps_polling_when_one_source_is_hostile(
     )
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
-        "polling:\n  tick: 1s\n  min_interval: 1s\nsources:\n"
+        "polling:\n  tick: 1s\n  min_interval: 1s\n  allow_private_addresses: true\nsources:\n"
         f"  - {{name: bomb, type: rss, url: '{httpserver.url_for('/bomb')}'}}\n"
         f"  - {{name: good, type: rss, url: '{httpserver.url_for('/good')}'}}\n",
         encoding="utf-8",

@@ -187,6 +187,7 @@ def write_config(path: Path, httpserver: HTTPServer, extra: str = "") -> Path:
         "  aggregator_min_interval: 1s",
         "  read_timeout: 5s",
         "  total_timeout: 10s",
+        "  allow_private_addresses: true",
         "sources:",
     ]
     for s in polled_sources(httpserver):
@@ -198,7 +199,12 @@ def write_config(path: Path, httpserver: HTTPServer, extra: str = "") -> Path:
 def make_config(httpserver: HTTPServer, **polling: object) -> Config:
     return Config.model_validate(
         {
-            "polling": {"min_interval": "1s", "aggregator_min_interval": "1s", **polling},
+            "polling": {
+                "min_interval": "1s",
+                "aggregator_min_interval": "1s",
+                "allow_private_addresses": True,
+                **polling,
+            },
             "sources": polled_sources(httpserver),
         }
     )
@@ -577,7 +583,7 @@ def test_passwords_never_appear_in_output_logs_or_status(
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         "smtp: {timeout: 5s}\n"
-        "polling: {min_interval: 1s, total_timeout: 5s}\n"
+        "polling: {min_interval: 1s, total_timeout: 5s, allow_private_addresses: true}\n"
         "sources:\n"
         f"  - {{name: broken, type: rss, url: '{httpserver.url_for('/broken')}'}}\n"
         "digests:\n"

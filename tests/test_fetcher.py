@@ -95,7 +95,7 @@ def test_200_returns_body_and_metadata(httpserver, fetcher: Fetcher) -> None:
         },
     )
     before_at = datetime.now(UTC)
-    result = fetcher.fetch(httpserver.url_for("/feed"))
+    result = fetcher.fetch(httpserver.url_for("/feed"), private_addresses="always")
 
     assert result.status == 200
     assert result.body == FEED
@@ -119,7 +119,7 @@ def test_200_returns_body_and_metadata(httpserver, fetcher: Fetcher) -> None:
 def test_custom_user_agent_is_sent(httpserver) -> None:
     httpserver.expect_request("/feed").respond_with_data(FEED)
     with Fetcher(FetchSettings(user_agent="probe/1.0")) as fetcher:
-        fetcher.fetch(httpserver.url_for("/feed"))
+        fetcher.fetch(httpserver.url_for("/feed"), private_addresses="always")
     assert seen_headers(httpserver)[0]["User-Agent"] == "probe/1.0"
 
 
@@ -133,8 +133,10 @@ def test_conditional_get_gives_not_modified_without_body(httpserver, fetcher: Fe
 
     httpserver.expect_request("/feed").respond_with_handler(handler)
     url = httpserver.url_for("/feed")
-    first = fetcher.fetch(url)
-    second = fetcher.fetch(url, etag=first.etag, last_modified=first.last_modified)
+    first = fetcher.fetch(url, private_addresses="always")
+    second = fetcher.fetch(
+        url, etag=first.etag, last_modified=first.last_modified, private_addresses="always"
+    )
 
     assert second.status == 304
     assert second.not_modified is True
@@ -159,14 +161,17 @@ def test_compressed_body_is_decoded(httpserver, fetcher: Fetcher, encoding, comp
     httpserver.expect_request("/feed").respond_with_data(
         compress(body), headers={"Content-Encoding": encoding}
     )
-    assert fetcher.fetch(httpserver.url_for("/feed")).body == body
+    assert fetcher.fetch(httpserver.url_for("/feed"), private_addresses="always").body == body
 
 
 def test_concatenated_gzip_members_are_all_decoded(httpserver, fetcher: Fetcher) -> None:
     httpserver.expect_request("/feed").respond_with_data(
         gzip.compress(b"first ") + gzip.compress(b"second"), headers={"Content-Encoding": "gzip"}
     )
-    assert fetcher.fetch(httpserver.url_for("/feed")).body == b"first second"
+    assert (
+        fetcher.fetch(httpserver.url_for("/feed"), private_addresses="always").body
+        == b"first second"
+    )
 
 
 def test_swappable_transport() -> None:
@@ -200,7 +205,7 @@ def test_gzip_bomb_rejected_without_inflating_it(httpserver) -> None:
         tracemalloc.start()
         try:
             with pytest.raises(ResponseTooLarge, match="larger than 1048576 bytes"):
-                fetcher.fetch(httpserver.url_for("/bomb"))
+                fetcher.fetch(httpserver.url_for("/bomb"), private_addresses="always")
             _current, peak_bytes = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -211,13 +216,16 @@ def test_gzip_bomb_rejected_without_inflating_it(httpserver) -> None:
 def test_oversized_body_with_content_length_rejected(httpserver) -> None:
     httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
     with Fetcher(FetchSettings(max_bytes=1000)) as fetcher, pytest.raises(ResponseTooLarge):
-        fetcher.fetch(httpserver.url_for("/big"))
+        fetcher.fetch(httpserver.url_for("/big"), private_addresses="always")
 
 
 def test_body_of_exactly_max_bytes_is_accepted(httpserver) -> None:
     httpserver.expect_request("/fit").respond_with_data(b"x" * 1000)
     with Fetcher(FetchSettings(max_bytes=1000)) as fetcher:
-        assert fetcher.fetch(httpserver.url_for("/fit")).body == b"x" * 1000
+        assert (
+            fetcher.fetch(httpserver.url_for("/fit"), private_addresses="always").body
+            == b"x" * 1000
+        )
 
 
 def test_oversized_body_without_content_length_rejected_while_streaming() -> None:
@@ -235,7 +243,7 @@ def test_oversized_body_without_content_length_rejected_while_streaming() -> Non
         Fetcher(FetchSettings(max_bytes=100_000)) as fetcher,
         pytest.raises(ResponseTooLarge, match="larger than 100000 bytes"),
     ):
-        fetcher.fetch(f"{base}/feed")
+        fetcher.fetch(f"{base}/feed", private_addresses="always")
     assert sent["bytes"] < 16_000_000
 
 
@@ -249,7 +257,7 @@ def test_redirect_chain_followed_and_final_url_reported(httpserver, fetcher: Fet
     )
     httpserver.expect_request("/c").respond_with_data(FEED, headers={"ETag": '"c"'})
 
-    result = fetcher.fetch(httpserver.url_for("/a"), etag='"old"')
+    result = fetcher.fetch(httpserver.url_for("/a"), etag='"old"', private_addresses="always")
 
     assert result.url == httpserver.url_for("/c")
     assert (result.status, result.body, result.etag) == (200, FEED, '"c"')
@@ -260,7 +268,7 @@ def test_redirect_chain_followed_and_final_url_reported(httpserver, fetcher: Fet
 def test_redirect_loop_gives_fetch_error(httpserver, fetcher: Fetcher) -> None:
     httpserver.expect_request("/loop").respond_with_data("", 302, headers={"Location": "/loop"})
     with pytest.raises(FetchError, match="too many redirects") as info:
-        fetcher.fetch(httpserver.url_for("/loop"))
+        fetcher.fetch(httpserver.url_for("/loop"), private_addresses="always")
     assert type(info.value) is FetchError
     assert len(httpserver.log) == FAST.max_redirects + 1
 
@@ -274,24 +282,24 @@ def test_redirect_limit_is_exact(httpserver, hops: int, ok: bool) -> None:
     httpserver.expect_request(f"/r{hops}").respond_with_data(FEED)
     with Fetcher(FetchSettings(max_redirects=2)) as fetcher:
         if ok:
-            assert fetcher.fetch(httpserver.url_for("/r0")).body == FEED
+            assert fetcher.fetch(httpserver.url_for("/r0"), private_addresses="always").body == FEED
         else:
             with pytest.raises(FetchError, match="more than 2"):
-                fetcher.fetch(httpserver.url_for("/r0"))
+                fetcher.fetch(httpserver.url_for("/r0"), private_addresses="always")
 
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://example.org/feed.xml"])
 def test_redirect_to_other_scheme_rejected(httpserver, fetcher: Fetcher, target: str) -> None:
     httpserver.expect_request("/evil").respond_with_data("", 302, headers={"Location": target})
     with pytest.raises(FetchError, match="is not http or https") as info:
-        fetcher.fetch(httpserver.url_for("/evil"))
+        fetcher.fetch(httpserver.url_for("/evil"), private_addresses="always")
     assert "redirected from" in str(info.value)
 
 
 def test_redirect_without_location_is_status_error(httpserver, fetcher: Fetcher) -> None:
     httpserver.expect_request("/nowhere").respond_with_data("", 302)
     with pytest.raises(HTTPStatusError, match="without Location") as info:
-        fetcher.fetch(httpserver.url_for("/nowhere"))
+        fetcher.fetch(httpserver.url_for("/nowhere"), private_addresses="always")
     assert info.value.status == 302
 
 
@@ -313,7 +321,7 @@ def test_non_http_url_rejected_without_network(url: str) -> None:
 def test_410_is_source_gone(httpserver, fetcher: Fetcher) -> None:
     httpserver.expect_request("/gone").respond_with_data("bye", 410)
     with pytest.raises(SourceGone) as info:
-        fetcher.fetch(httpserver.url_for("/gone"))
+        fetcher.fetch(httpserver.url_for("/gone"), private_addresses="always")
     assert info.value.status == 410
 
 
@@ -322,7 +330,7 @@ def test_429_retry_after_seconds(httpserver, fetcher: Fetcher) -> None:
         "slow down", 429, headers={"Retry-After": "120"}
     )
     with pytest.raises(HTTPStatusError) as info:
-        fetcher.fetch(httpserver.url_for("/rl"))
+        fetcher.fetch(httpserver.url_for("/rl"), private_addresses="always")
     assert (info.value.status, info.value.retry_after_s) == (429, 120.0)
     assert not isinstance(info.value, SourceGone)
 
@@ -333,7 +341,7 @@ def test_503_retry_after_http_date(httpserver, fetcher: Fetcher) -> None:
         "", 503, headers={"Retry-After": email.utils.format_datetime(retry_at, usegmt=True)}
     )
     with pytest.raises(HTTPStatusError) as info:
-        fetcher.fetch(httpserver.url_for("/busy"))
+        fetcher.fetch(httpserver.url_for("/busy"), private_addresses="always")
     assert info.value.status == 503
     assert info.value.retry_after_s == pytest.approx(300, abs=3)
 
@@ -342,7 +350,7 @@ def test_503_retry_after_http_date(httpserver, fetcher: Fetcher) -> None:
 def test_other_error_statuses(httpserver, fetcher: Fetcher, status: int) -> None:
     httpserver.expect_request("/err").respond_with_data("oops", status)
     with pytest.raises(HTTPStatusError, match=f"HTTP {status}") as info:
-        fetcher.fetch(httpserver.url_for("/err"))
+        fetcher.fetch(httpserver.url_for("/err"), private_addresses="always")
     assert info.value.status == status
     assert info.value.retry_after_s is None
     assert type(info.value) is HTTPStatusError
@@ -368,7 +376,7 @@ def test_trickling_server_hits_total_timeout() -> None:
         with serve(trickle) as base, Fetcher(settings) as fetcher:
             started = time.monotonic()
             with pytest.raises(FetchTimeout, match="total timeout of 2 s"):
-                fetcher.fetch(f"{base}/feed")
+                fetcher.fetch(f"{base}/feed", private_addresses="always")
             elapsed_s = time.monotonic() - started
     finally:
         stop.set()
@@ -387,7 +395,7 @@ def test_silent_server_hits_read_timeout() -> None:
         with serve(silent) as base, Fetcher(settings) as fetcher:
             started = time.monotonic()
             with pytest.raises(FetchTimeout, match="read timed out"):
-                fetcher.fetch(f"{base}/feed")
+                fetcher.fetch(f"{base}/feed", private_addresses="always")
             assert time.monotonic() - started < 2
     finally:
         stop.set()
@@ -399,7 +407,7 @@ def test_silent_server_hits_read_timeout() -> None:
 def test_connection_refused_names_host_without_credentials() -> None:
     url = f"http://reader:s3cret@127.0.0.1:{closed_port()}/private/feed?token=abc123"
     with Fetcher(FAST) as fetcher, pytest.raises(FetchError) as info:
-        fetcher.fetch(url)
+        fetcher.fetch(url, private_addresses="always")
     message = str(info.value)
     assert type(info.value) is FetchError
     assert "127.0.0.1" in message
@@ -415,7 +423,7 @@ def run_concurrently(fetcher: Fetcher, urls: list[str]) -> list[BaseException | 
 
     def work(i: int) -> None:
         try:
-            fetcher.fetch(urls[i])
+            fetcher.fetch(urls[i], private_addresses="always")
         except BaseException as exc:  # reported to the test thread
             errors[i] = exc
 

@@ -51,6 +51,7 @@ def make_config(sources: list[dict], *, digests: list[dict] | None = None, **pol
                 "total_timeout": "10s",
                 "read_timeout": "5s",
                 "workers": 2,
+                "allow_private_addresses": True,
                 **polling,
             },
             "sources": sources,

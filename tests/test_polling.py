@@ -45,6 +45,7 @@ def make_config(sources: list[dict], **polling: object) -> Config:
                 "total_timeout": "5s",
                 "read_timeout": "2s",
                 "workers": 4,
+                "allow_private_addresses": True,
                 **polling,
             },
             "sources": sources,
