@@ -132,6 +132,7 @@ def make_config(sources: list[dict], **polling: object) -> Config:
                 "total_timeout": "5s",
                 "read_timeout": "2s",
                 "workers": 2,
+                "allow_private_addresses": True,  # the feeds are served on loopback
                 **polling,
             },
             "sources": sources,
@@ -171,7 +172,11 @@ def write_cli_config(tmp_path: Path, db_url: str, cfg: Config) -> Path:
     path = tmp_path / "config.yaml"
     data = {
         "database": {"url": db_url},
-        "polling": {"min_interval": f"{MIN_S:.0f}s", "max_interval": f"{MAX_S:.0f}s"},
+        "polling": {
+            "min_interval": f"{MIN_S:.0f}s",
+            "max_interval": f"{MAX_S:.0f}s",
+            "allow_private_addresses": True,
+        },
         "sources": [{"name": s.name, "type": s.type, "url": s.url} for s in cfg.sources],
     }
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
