@@ -212,7 +212,8 @@ def strip_controls(text: str) -> str:
 
 
 def strip_publisher_suffix(title: str, publisher: str | None) -> str:
-    """Remove exactly one trailing ``" - Publisher"`` (Google News appends it).
+    """Remove one trailing ``" - Publisher"`` (Google News appends it), or a longer form of
+    the publisher's name.
 
     Only the given publisher is stripped: headlines contain other " - " too, and the
     publisher name itself may contain " | " or " - ".
@@ -220,11 +221,12 @@ def strip_publisher_suffix(title: str, publisher: str | None) -> str:
     title = _squash(title)
     if not publisher:
         return title
-    suffix = " - " + _squash(publisher)
-    if len(title) > len(suffix) and title.casefold().endswith(suffix.casefold()):
-        stripped = title[: -len(suffix)].rstrip()
-        if stripped:
-            return stripped
+    name = _squash(publisher).casefold()
+    cut = title.rfind(" - ")
+    # Google sometimes names the publisher at more length than its <source> does
+    # ("… - ACidade ON São Carlos" from "ACidade ON"): the last segment starts with it
+    if cut > 0 and title[cut + 3 :].casefold().startswith(name):
+        return title[:cut].rstrip()
     return title
 
 

@@ -33,11 +33,11 @@ import numpy as np
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from ..normaliser import html_to_text
+from ..normaliser import detect_language, html_to_text
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
-from .text import content_terms, fold, guess_lang, shingles, term_counts, tokens
+from .text import content_terms, fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
 LEVELS = ("duplicate", "story", "thread")
@@ -267,9 +267,11 @@ def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
     """The title; for Google/Bing entries without the ``" - Publisher"`` suffix."""
     t = title.strip()
     if feed_kind in AGGREGATOR_KINDS and publisher:
+        name = publisher.strip().casefold()
         for sep in (" - ", " – ", " | "):
-            if t.endswith(sep + publisher.strip()):
-                return t[: -len(sep + publisher.strip())]
+            cut = t.rfind(sep)  # the suffix may name the publisher at more length
+            if cut > 0 and t[cut + len(sep) :].casefold().startswith(name):
+                return t[:cut]
     return t
 
 
@@ -415,10 +417,11 @@ class Engine:
             toks=(title_toks, body_toks),
         )
         rec.short = len(rec.terms) < self.settings.short_terms
-        rec.lang = item.lang if item.lang in ("de", "en") else guess_lang(title_toks + body_toks)
-        rec.anchors = anchors(
-            bare_title(item.title, item.publisher, item.feed_kind), body, rec.lang
-        )
+        bare = bare_title(item.title, item.publisher, item.feed_kind)
+        # only a language known or clearly detected: two reports are in two languages only
+        # when both are sure (a guess between German and English splits Portuguese in two)
+        rec.lang = item.lang or detect_language(f"{bare}\n{body}") or ""
+        rec.anchors = anchors(bare, body, rec.lang)
         top = self._top_terms(rec.terms)
         rec.story_sig = self._minhash(top) if top else None
         rec.vec = self.vocab.vector(rec.terms)
@@ -997,8 +1000,7 @@ class Engine:
             # one title are the same article only if the texts agree too.
             if (aggregator and same_pub) or (
                 (rec.dup_sig is None or orec.dup_sig is None)
-                and len(content_terms(rec.title_key.split(), item.lang))
-                >= self.settings.wire_title_terms
+                and not self._is_stock(rec)
                 and self._within(rec, orec, self.settings.wire_window_s)
             ):
                 return Evidence("duplicate", 0, "title", other, 1.0)
@@ -1074,6 +1076,8 @@ class Engine:
         near = self._near(rec, self.settings.story_window_s)
         if self._template_of:  # another page of its template reports another event
             near = [orec for orec in near if orec.item.id not in self._template_of]
+        if self._is_stock(rec):  # "Police appeal for witnesses" is no event of its own
+            near = [orec for orec in near if orec.title_key != rec.title_key]
         for orec, (score, threshold) in zip(near, self.story_scores(rec, near), strict=True):
             if score >= threshold:
                 matches.append(
@@ -1091,12 +1095,20 @@ class Engine:
             "story", rec, matches[:1] + self._distinct(matches[1:], "story"), out, existing
         )
 
+    def _is_stock(self, rec: Rec) -> bool:
+        """A headline too short to name one event ("Live updates", "Polizei sucht Zeugen"):
+        the same words over two reports say nothing about their being one story."""
+        return (
+            len(content_terms(rec.title_key.split(), rec.item.lang))
+            < self.settings.wire_title_terms
+        )
+
     def _across(self, rec: Rec) -> list[tuple[Rec, frozenset[str]]]:
         """Reports in the other language within the story window that share at least
         ``cross_anchors`` anchors with ``rec``, two of them more than a country or a city's
         exonym (a name, a figure). Proposed by the anchors few items hold."""
         s = self.settings
-        if len(rec.anchors) < s.cross_anchors:
+        if len(rec.anchors) < s.cross_anchors or not rec.lang:
             return []
         proposed: set[int] = set()
         for anchor in rec.anchors:
@@ -1106,7 +1118,7 @@ class Engine:
         found = []
         for other in sorted(proposed):
             orec = self.records[other]
-            if other == rec.item.id or orec.lang == rec.lang:
+            if other == rec.item.id or orec.lang == rec.lang or not orec.lang:
                 continue
             if not self._within(rec, orec, s.story_window_s):
                 continue
