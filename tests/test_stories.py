@@ -156,3 +156,35 @@ def test_one_headline_between_two_stories_does_not_merge_them_two_do() -> None:
     )
     story = two.cluster_of["story"]
     assert len({story[i] for i in range(6)}) == 1
+
+
+def test_why_names_the_rule_that_keeps_two_items_apart() -> None:
+    from aggregator.dedup.explain import deciding_check
+
+    engine = Engine()
+    first = TEMPLATE.format(
+        day=11, jackpot=4, a=3, b=11, c=19, d=27, e=34, f=42, g=7, h=1, i=5, j=2, k=8, l=4
+    )
+    second = TEMPLATE.format(
+        day=18, jackpot=6, a=5, b=14, c=21, d=30, e=38, f=45, g=9, h=9, i=3, j=7, k=0, l=6
+    )
+    items = [
+        site(1, "Coastal Lottery results", first, "Coast News"),
+        site(2, "Coastal Lottery results", second, "Coast News", AT + timedelta(hours=20)),
+        google(3, "Police appeal for witnesses", "Valley Courier"),
+        google(4, "Police appeal for witnesses", "Harbor Times"),
+        google(5, WIRE, "Valley Courier"),
+        google(6, WIRE, "Harbor Times", AT + timedelta(days=3)),
+    ]
+    place(engine, items)
+
+    def rule(a: int, b: int, level: str) -> dict:
+        ra, rb = engine.records[a], engine.records[b]
+        apart_s = abs(ra.ts - rb.ts)
+        return deciding_check(engine, ra, rb, level, apart_s)
+
+    assert rule(1, 2, "duplicate")["rule"] == "template"
+    assert rule(1, 2, "story")["rule"] == "template"
+    assert rule(3, 4, "story")["rule"] == "stock headline"
+    window = rule(5, 6, "story")
+    assert (window["rule"], window["figure"], window["threshold"]) == ("window", 72.0, 48.0)

@@ -67,6 +67,9 @@ class Settings:
     story_bridges: int = 2  # items matching two stories that merge them against their centroids
     cross_anchors: int = 3  # anchors two reports in two languages share to be one story
     cross_postings: int = 200  # an anchor held by more items than this proposes none of them
+    cross_weight: float = (
+        2.0  # ... and whose specificity (see Engine.anchor_weight) adds up to this
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -324,7 +327,7 @@ class Engine:
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
         self._cands: _Candidates | None = None  # of the item being placed
-        # items whose text the one being placed shares but not its numbers (see _templated)
+        # items whose text the one being placed shares but not its numbers (see is_template_pair)
         self._template_of: set[int] = set()
         # Held items by slot (small recycled ints): the story index holds slots, so an
         # item's thousands of story candidates are cut by window in one array gather
@@ -503,7 +506,7 @@ class Engine:
             return 0.0
         return _containment(sa, sb)
 
-    def _templated(self, a: Rec, b: Rec) -> bool:
+    def is_template_pair(self, a: Rec, b: Rec) -> bool:
         """Two pages of one template (the lottery draws of two days, a weekly price table):
         of the lines with numbers they share (digits masked), more differ in their numbers
         than agree, the site's own chrome (a copyright year) not counted. A copy of an
@@ -646,12 +649,15 @@ class Engine:
         return True
 
     def _bridged(self, a: int, b: int, item_id: int) -> bool:
-        """Whether stories a and b, whose centroids disagree, have ``story_bridges`` items
-        matching both: ``item_id`` (being placed) and members of one that match a member of
-        the other. One item between two stories may be a bridge (a headline shared by two
-        events); several are one event told two ways (the AP's wording and the local
-        papers'). Derived from the held items alone, so a restarted engine decides alike."""
+        """Whether stories a and b, whose centroids disagree, have ``story_bridges`` headlines
+        (or snippets) matching both: ``item_id`` (being placed) and members of one that match
+        a member of the other. One headline between two stories may be a bridge (shared by
+        two events); several are one event told two ways (the AP's wording and the local
+        papers'). Full texts do not count: their stories' centroids speak for them. Derived
+        from the held items alone, so a restarted engine decides alike."""
         need = self.settings.story_bridges - 1
+        if not self.records[item_id].short:
+            return False  # full texts' centroids speak for their stories
         if need <= 0:
             return True
         members = self.members["story"]
@@ -661,7 +667,7 @@ class Engine:
                 continue
             for m in sorted(members.get(mine, ())):
                 rec = self.records.get(m)
-                if m == item_id or rec is None:
+                if m == item_id or rec is None or not rec.short:
                     continue
                 if any(sc >= th for sc, th in self.story_scores(rec, others)):
                     need -= 1
@@ -952,7 +958,7 @@ class Engine:
             for orec, bands in near:
                 other = orec.item.id
                 score = self.dup_similarity(item.id, other)
-                if score >= self.settings.duplicate_threshold and self._templated(rec, orec):
+                if score >= self.settings.duplicate_threshold and self.is_template_pair(rec, orec):
                     self._template_of.add(other)
                 elif score >= self.settings.duplicate_threshold:
                     matches.append(
@@ -1000,7 +1006,7 @@ class Engine:
             # one title are the same article only if the texts agree too.
             if (aggregator and same_pub) or (
                 (rec.dup_sig is None or orec.dup_sig is None)
-                and not self._is_stock(rec)
+                and not self.is_stock(rec)
                 and self._within(rec, orec, self.settings.wire_window_s)
             ):
                 return Evidence("duplicate", 0, "title", other, 1.0)
@@ -1076,7 +1082,7 @@ class Engine:
         near = self._near(rec, self.settings.story_window_s)
         if self._template_of:  # another page of its template reports another event
             near = [orec for orec in near if orec.item.id not in self._template_of]
-        if self._is_stock(rec):  # "Police appeal for witnesses" is no event of its own
+        if self.is_stock(rec):  # "Police appeal for witnesses" is no event of its own
             near = [orec for orec in near if orec.title_key != rec.title_key]
         for orec, (score, threshold) in zip(near, self.story_scores(rec, near), strict=True):
             if score >= threshold:
@@ -1095,13 +1101,21 @@ class Engine:
             "story", rec, matches[:1] + self._distinct(matches[1:], "story"), out, existing
         )
 
-    def _is_stock(self, rec: Rec) -> bool:
+    def is_stock(self, rec: Rec) -> bool:
         """A headline too short to name one event ("Live updates", "Polizei sucht Zeugen"):
         the same words over two reports say nothing about their being one story."""
         return (
             len(content_terms(rec.title_key.split(), rec.item.lang))
             < self.settings.wire_title_terms
         )
+
+    def anchor_weight(self, shared: Iterable[str]) -> float:
+        """How specific shared anchors are: each counts ln(N/df)/ln(N) over the held items
+        (1 for a name only these two reports hold, 0 for one every report holds), so a
+        name in every other story (a head of state, a capital) weighs little."""
+        n = len(self.records) + 1
+        log_n = np.log(n)
+        return float(sum(np.log(n / (len(self.by_anchor.get(a, ())) + 1)) for a in shared) / log_n)
 
     def _across(self, rec: Rec) -> list[tuple[Rec, frozenset[str]]]:
         """Reports in the other language within the story window that share at least
@@ -1123,7 +1137,11 @@ class Engine:
             if not self._within(rec, orec, s.story_window_s):
                 continue
             shared = rec.anchors & orec.anchors
-            if len(shared) >= s.cross_anchors and sum(not is_lexical(a) for a in shared) >= 2:
+            if (
+                len(shared) >= s.cross_anchors
+                and sum(not is_lexical(a) for a in shared) >= 2
+                and self.anchor_weight(shared) >= s.cross_weight
+            ):
                 found.append((orec, shared))
         return found
 

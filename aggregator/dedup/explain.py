@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InputError
 from ..store.models import ClusterMember, Correction, Item
-from .engine import LEVELS
+from .engine import LEVELS, Engine, Rec
 from .service import DedupService
 
 
@@ -82,12 +82,20 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
     levels = {}
     for level in LEVELS:
         ca, cb = eng.cluster_of[level][a], eng.cluster_of[level][b]
+        check = None
+        if ca != cb:
+            check = (
+                _check("manual split", None, None, "see manual_splits")
+                if splits.get(level)
+                else deciding_check(eng, ra, rb, level, dt.total_seconds())
+            )
         levels[level] = {
             "together": ca == cb,
             "clusters": [ca, cb],
             "recorded": [_member(members.get((n, level))) for n in (a, b)],
             "now": computed[level],
             "manual_splits": splits.get(level, []),
+            "deciding_check": check,
         }
     return {
         "items": [
@@ -102,6 +110,74 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
         "hours_apart": round(dt.total_seconds() / 3600, 1),
         "levels": levels,
     }
+
+
+def deciding_check(eng: Engine, ra: Rec, rb: Rec, level: str, apart_s: float) -> dict[str, Any]:
+    """The first rule that keeps two items in different clusters at ``level``, with its
+    figure and threshold: what a reader needs to see why two reports of one event are
+    apart (or that they should be)."""
+    st = eng.settings
+    window_s = {
+        "duplicate": st.duplicate_window_s,
+        "story": st.story_window_s,
+        "thread": st.thread_window_s,
+    }[level]
+    if apart_s > window_s:
+        return _check("window", round(apart_s / 3600, 1), round(window_s / 3600, 1), "hours")
+    if level == "duplicate":
+        if ra.dup_sig is not None and rb.dup_sig is not None:
+            if eng.is_template_pair(ra, rb):
+                return _check("template", None, None, "their numbers differ: two template pages")
+            sim = eng.dup_similarity(ra.item.id, rb.item.id)
+            return _check("similarity", round(sim, 4), st.duplicate_threshold, "shingles")
+        if ra.title_key != rb.title_key:
+            return _check("headline", None, None, "a headline-only entry and other words")
+        if eng.is_stock(ra):
+            return _check("stock headline", None, st.wire_title_terms, "content words at least")
+        return _check(
+            "window", round(apart_s / 3600, 1), round(st.wire_window_s / 3600, 1), "hours"
+        )
+    sa, sb = eng.cluster_of["story"][ra.item.id], eng.cluster_of["story"][rb.item.id]
+    if level == "story":
+        if ra.dup_sig is not None and rb.dup_sig is not None and eng.is_template_pair(ra, rb):
+            return _check("template", None, None, "their numbers differ: two template pages")
+        if ra.title_key == rb.title_key and eng.is_stock(ra):
+            return _check("stock headline", None, st.wire_title_terms, "content words at least")
+        if ra.lang and rb.lang and ra.lang != rb.lang:
+            shared = ra.anchors & rb.anchors
+            return _check(
+                "language",
+                len(shared),
+                st.cross_anchors,
+                "shared anchors: " + ", ".join(sorted(shared)[:10]),
+            )
+        score, threshold = eng.story_similarity(ra, rb)
+        if score < threshold:
+            return _check("similarity", round(score, 4), threshold, "terms")
+        centroids = eng.centroid_similarity(sa, sb)
+        if centroids < st.story_threshold:
+            return _check(
+                "bridge guard",
+                round(centroids, 4),
+                st.story_threshold,
+                f"story centroids disagree, and fewer than {st.story_bridges} items match both",
+            )
+        return _check("order", None, None, "similar, but never compared after both were placed")
+    ta, tb = eng.cluster_of["thread"][ra.item.id], eng.cluster_of["thread"][rb.item.id]
+    centroids = eng.centroid_similarity(sa, sb)
+    if centroids < st.thread_threshold:
+        return _check("centroid similarity", round(centroids, 4), st.thread_threshold, "stories")
+    ca, cb = eng.centroid(sa), eng.centroid(sb)
+    if max(len(ca), len(cb)) < st.short_terms:
+        return _check("thin stories", max(len(ca), len(cb)), st.short_terms, "terms")
+    cross = min(eng.story_thread_similarity(sa, tb), eng.story_thread_similarity(sb, ta))
+    if cross < st.thread_threshold:
+        return _check("anti-chaining", round(cross, 4), st.thread_threshold, "story to thread")
+    return _check("order", None, None, "similar, but never compared after both were placed")
+
+
+def _check(rule: str, figure: float | None, threshold: float | None, detail: str) -> dict[str, Any]:
+    return {"rule": rule, "figure": figure, "threshold": threshold, "detail": detail}
 
 
 def _splits_between(
@@ -210,4 +286,9 @@ def render(report: dict[str, Any]) -> str:
         if not now["window_ok"]:
             parts.append("outside the time window")
         lines.append("  now: " + "; ".join(parts))
+        check = info.get("deciding_check")
+        if check and check["rule"] != "manual split":
+            figure = "" if check["figure"] is None else f" {check['figure']}"
+            limit = "" if check["threshold"] is None else f" (threshold {check['threshold']})"
+            lines.append(f"  kept apart by: {check['rule']}{figure}{limit}: {check['detail']}")
     return "\n".join(lines)
