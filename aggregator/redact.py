@@ -42,6 +42,7 @@ _SECRET_SUFFIXES = (
 _SCHEME = re.compile(
     r"[A-Za-z][A-Za-z0-9+.\-]*://|(?<![^\s'\"(<=\[,;])[A-Za-z][A-Za-z0-9+.\-]*:/?(?!/)"
 )
+_USER_PASSWORD = re.compile(r"[^:/\s@]*(?::[^@\s]*)?@")
 _NEXT_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # what may stand between "://" and the end of a well-formed authority without userinfo
 _HOST_PORT = re.compile(r"(?:\[[^\]\s]*\]|[^\s:\[\]/?#@]*)(?::\d*)?[)\]'\",.;:]*")
@@ -102,15 +103,19 @@ def _userinfo_end(text: str, start: int) -> int | None:
     host, end = authority.group(0), authority.end()
     if "@" in host:
         return start + host.rfind("@")
-    # A "/", "?", "#" or space in the userinfo cut it short: it runs on to an "@" further on
-    # (to the last "@" of that word). That is so when what came before is not host[:port],
-    # or when a space did the cutting and no "/?#" lies between it and the "@".
+    # SQLAlchemy reads a user up to ":" or "/" and then anything up to the first "@" as the
+    # password, so a "?" or "#" in either (``user:123#4@host``) still leaves it userinfo; so
+    # does ``https://host:8443/@user``, masked for that.
+    db_style = _USER_PASSWORD.match(segment)
+    if db_style:
+        return start + db_style.end() - 1
+    # A space cut the userinfo short (or a "/", after something that is not host[:port]): it
+    # runs on to an "@" further on the line, to the last "@" of that word. An "@" after
+    # host[:port] and a "/" is in the path (``https://host/@user``).
     at = segment.find("@", end)
     if at < 0:
         return None
-    if _HOST_PORT.fullmatch(host) and (
-        end == len(segment) or not segment[end].isspace() or re.search(r"[/?#]", segment[end:at])
-    ):
+    if _HOST_PORT.fullmatch(host) and "/" in segment[end:at]:
         return None
     word = re.match(r"\S*", segment[at:])
     assert word is not None

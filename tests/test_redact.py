@@ -59,6 +59,9 @@ MALFORMED_DB_URLS = [
         ("postgresql://user:pa ss@host:notaport/db", "postgresql://***@host:notaport/db"),
         ("postgresql://user:secret@[bad/db", "postgresql://***@[bad/db"),
         ("postgresql://user:pa/ss@host/db", "postgresql://***@host/db"),
+        ("postgresql://user:123#4@host/db", "postgresql://***@host/db"),
+        # as SQLAlchemy reads it, "mastodon.social:8443/" is a user and password: masked
+        ("https://mastodon.social:8443/@Gargron.rss", "https://***@Gargron.rss"),
         ("'postgresql:/user:secret@host/db'", "'postgresql:/***@host/db'"),
         (
             "GET https://h/f?next=/login%3Ftoken%3Dabc: 500",
@@ -136,6 +139,26 @@ def test_redacted_url_never_holds_the_secret(case: tuple[str, str]) -> None:
     shown = redact_url(text)
     assert encoded not in shown and secret not in shown
     assert "***" in shown
+
+
+_RAW = st.characters(
+    codec="utf-8", exclude_categories=["Cs", "Cc", "Zs", "Zl", "Zp"], exclude_characters="@"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(_RAW, min_size=6),
+    st.sampled_from(["user:", ""]),
+    st.sampled_from(["{}", "invalid database URL '{}'", "GET {}: HTTP 500"]),
+)
+def test_unencoded_userinfo_never_shows(secret: str, user: str, context: str) -> None:
+    """A hand-typed database URL: the password as SQLAlchemy reads it (up to the first "@",
+    "/", "?" or "#" included), or a user name as it does (no "/")."""
+    assume(user or "/" not in secret)
+    text = context.format(f"postgresql+psycopg://{user}{secret}@db.example:5432/news?x=1")
+    assume(secret not in text.replace(secret, "", 1))
+    assert secret not in redact_url(text)
 
 
 # ---------------------------------------------------------------- through the command line
