@@ -443,7 +443,7 @@ class WebServer:
         self, app: WebApp, host: str, port: int, limits: ServerLimits | None = None
     ) -> None:
         self.limits = limits or ServerLimits()
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.create_server((host, port), family=family, backlog=128)
         self._listener.setblocking(False)
         self.host, self.port = host, self._listener.getsockname()[1]
