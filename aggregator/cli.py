@@ -20,7 +20,8 @@ from . import __version__
 from .config import Config, load_config
 from .digest import digest_status
 from .errors import AggregatorError, InputError
-from .store import Store, open_store, redact_url, repo
+from .redact import redact_url
+from .store import Store, open_store, repo
 from .store import db as store_db
 
 log = logging.getLogger("aggregator")
@@ -106,14 +107,16 @@ def cmd_status(ctx: Context) -> int:
     )
     if ctx.args.json:
         json.dump(
-            {
-                "database": redact_url(ctx.config.database.url),
-                "schema_revision": store_db.head_revision(),
-                "sources": sources,
-                "recent_errors": errors,
-                "digest_runs": digests,
-                "clustering": clustering,
-            },
+            _redacted(
+                {
+                    "database": ctx.config.database.url,
+                    "schema_revision": store_db.head_revision(),
+                    "sources": sources,
+                    "recent_errors": errors,
+                    "digest_runs": digests,
+                    "clustering": clustering,
+                }
+            ),
             ctx.out,
             indent=2,
         )
@@ -138,7 +141,7 @@ def cmd_status(ctx: Context) -> int:
             str(s["items"]),
             str(s["comments"]),
             s["next_check_at"] or "-",
-            _clip(s["last_error"] or "", 60),
+            _clip(redact_url(s["last_error"] or ""), 60),
         ]
         for s in sources
     ]
@@ -169,7 +172,7 @@ def cmd_status(ctx: Context) -> int:
                     d["status"],
                     d["period_end_at"][:16],
                     str(d["attempts"]),
-                    _clip(d["last_error"] or "", 60),
+                    _clip(redact_url(d["last_error"] or ""), 60),
                 ]
                 for d in digests[:10]
             ],
@@ -269,7 +272,7 @@ def cmd_poll(ctx: Context) -> int:
         outcomes = poll_round(store, ctx.config, fetcher, owner=worker_id(), all_feeds=ctx.args.all)
     for o in outcomes:
         detail = o.error or f"{o.items_seen} entries, {o.items_new} new"
-        print(f"{o.source}\t{o.result}\t{detail}\t{o.url}", file=ctx.out)
+        print(redact_url(f"{o.source}\t{o.result}\t{detail}\t{o.url}"), file=ctx.out)
     failed = [o for o in outcomes if o.failed]
     if not outcomes:
         print("no feeds due", file=ctx.out)
@@ -293,7 +296,7 @@ def cmd_import(ctx: Context) -> int:
         o = import_file(store, ctx.config, Path(name), source_name=ctx.args.source)
         if o.error:
             failed += 1
-            print(f"aggregator: error: {o.error}", file=sys.stderr)
+            print(f"aggregator: error: {redact_url(o.error)}", file=sys.stderr)
             continue
         note = f" (warning: {o.warning[:120]})" if o.warning else ""
         print(
@@ -403,7 +406,9 @@ def cmd_digest_send(ctx: Context) -> int:
     results = deliver_pending(store, ctx.config, name=digest.name, now=now)
     for r in results:
         print(
-            f"{r.digest}\trun {r.run_id}\t{r.result}" + (f"\t{r.error}" if r.error else ""),
+            redact_url(
+                f"{r.digest}\trun {r.run_id}\t{r.result}" + (f"\t{r.error}" if r.error else "")
+            ),
             file=ctx.out,
         )
     if not results:
@@ -502,15 +507,17 @@ def cmd_opml_import(ctx: Context) -> int:
     for o in report.outcomes:
         if o.action == "added":
             note = f"\trenamed: {o.feed.name!r} is taken" if o.renamed else ""
-            print(f"added\t{o.name}\t{o.feed.type}\t{o.feed.url}{note}", file=ctx.out)
+            print(redact_url(f"added\t{o.name}\t{o.feed.type}\t{o.feed.url}{note}"), file=ctx.out)
         else:
             print(
-                f"skipped\t{o.feed.name}\t{o.feed.type}\t{o.feed.url}"
-                f"\talready present as {o.name!r}",
+                redact_url(
+                    f"skipped\t{o.feed.name}\t{o.feed.type}\t{o.feed.url}"
+                    f"\talready present as {o.name!r}"
+                ),
                 file=ctx.out,
             )
     for sk in doc.skipped:
-        print(f"skipped\t{sk.name}\t-\t{sk.url}\t{sk.reason}", file=ctx.out)
+        print(redact_url(f"skipped\t{sk.name}\t-\t{sk.url}\t{sk.reason}"), file=ctx.out)
     renamed = f" ({len(report.renamed)} renamed)" if report.renamed else ""
     print(
         f"{path}: {len(report.added)} added{renamed}, {len(report.present)} already present, "
@@ -551,6 +558,17 @@ class PartialFailure(AggregatorError):
 
 
 # ---------------------------------------------------------------- output helpers
+
+
+def _redacted(value: Any) -> Any:
+    """Every string of a JSON document through :func:`redact_url`."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _clip(text: str, width: int) -> str:
@@ -702,13 +720,20 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- entry point
 
 
+class _TextFormatter(logging.Formatter):
+    """The standard line, secrets masked (a database or feed URL may be in any message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_url(super().format(record))
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
             "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_url(record.getMessage()),
         }
         return json.dumps(data, ensure_ascii=False)
 
@@ -728,7 +753,7 @@ def setup_logging(verbose: int, quiet: bool, fmt: str | None) -> None:
     if (fmt or os.environ.get("AGGREGATOR_LOG_FORMAT")) == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -767,8 +792,8 @@ def _fail(args: argparse.Namespace, exc: BaseException, *, unexpected: bool = Fa
     if args.verbose:
         import traceback
 
-        traceback.print_exception(exc, file=sys.stderr)
-    text = " ".join(str(exc).split()) or type(exc).__name__
+        sys.stderr.write(redact_url("".join(traceback.format_exception(exc))))
+    text = redact_url(" ".join(str(exc).split())) or type(exc).__name__
     if unexpected:
         text = f"unexpected {type(exc).__name__}: {text} (run with -v for details)"
     print(f"aggregator: error: {text}", file=sys.stderr)

@@ -17,8 +17,8 @@ Hostile servers are the norm, not the exception, so every fetch is bounded:
   DNS rebinding get a feed's URL into the local network;
 - concurrency: at most ``per_host_limit`` requests in flight per host across all threads.
 
-Error messages never contain URL credentials or query strings (private feeds put tokens
-there); see :func:`redact_url`.
+Error messages never contain URL credentials or secret query parameters (private feeds put
+tokens there); see :func:`aggregator.redact.redact_url`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from aggregator.errors import (
     ResponseTooLarge,
     SourceGone,
 )
+from aggregator.redact import redact_url
 
 __all__ = [
     "ACCEPT",
@@ -62,7 +63,6 @@ __all__ = [
     "origin_of",
     "parse_cache_control_max_age",
     "parse_retry_after",
-    "redact_url",
 ]
 
 
@@ -203,23 +203,6 @@ def parse_cache_control_max_age(value: str | None) -> float | None:
         if match:
             return _delay_s(float(match.group(1)))
     return None
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """The URL without userinfo, query and fragment: safe to log or put in an error."""
-    try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(str(url))
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "<invalid URL>"
-    netloc = parsed.host
-    if ":" in netloc:  # IPv6 literal
-        netloc = f"[{netloc}]"
-    if parsed.port is not None:
-        netloc = f"{netloc}:{parsed.port}"
-    suffix = "?…" if parsed.query else ""
-    if not parsed.scheme or not netloc:
-        return f"{parsed.scheme}:{parsed.path}{suffix}" if parsed.scheme else "<invalid URL>"
-    return f"{parsed.scheme}://{netloc}{parsed.path}{suffix}"
 
 
 def _one_line(text: object) -> str:

@@ -8,12 +8,18 @@ request to a :class:`Response`; the standard library's threaded server only carr
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import selectors
+import socket
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,6 +47,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 DEFAULT_SINCE_S = 48 * 3600.0
+MAX_SINCE_S = 36500 * 86400.0  # a century back is still a date
+MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds (ids are INTEGER on PostgreSQL)
 PAGE_LIMIT = 100
 
 
@@ -79,10 +87,7 @@ class WebApp:
             if path == "/":
                 return self.index(query)
             if path.startswith("/cluster/"):
-                ident = path.removeprefix("/cluster/")
-                if not ident.isdigit():
-                    return _error(404, "no such cluster")
-                return self.cluster(int(ident))
+                return self.cluster(_cluster_id(path.removeprefix("/cluster/")))
             if path == "/feed.atom":
                 return self.feed("atom", query)
             if path == "/feed.json":
@@ -94,6 +99,8 @@ class WebApp:
             return _error(404, "not found")
         except _BadRequest as exc:
             return _error(400, str(exc))
+        except _NotFound as exc:
+            return _error(404, str(exc))
 
     # ------------------------------------------------------------ pages
 
@@ -178,6 +185,19 @@ class _BadRequest(AggregatorError):
     pass
 
 
+class _NotFound(AggregatorError):
+    pass
+
+
+def _cluster_id(ident: str) -> int:
+    """A path's cluster id; one no database column can hold is a bad request, not a 503."""
+    if not (ident.isascii() and ident.isdigit()):
+        raise _NotFound("no such cluster")
+    if len(ident.lstrip("0")) > len(str(MAX_ID)) or int(ident) > MAX_ID:
+        raise _BadRequest(f"cluster id out of range (at most {MAX_ID})")
+    return int(ident)
+
+
 def _level(query: dict[str, list[str]]) -> str:
     level = (query.get("level") or ["story"])[-1]
     if level not in ("duplicate", "story", "thread"):
@@ -190,9 +210,12 @@ def _since_s(query: dict[str, list[str]], default: float | None) -> float | None
     if raw is None:
         return default
     try:
-        return parse_duration_s(raw)
+        since_s = parse_duration_s(raw)
     except ValueError as exc:
         raise _BadRequest(f"since: {exc}") from None
+    if not since_s <= MAX_SINCE_S:  # also inf, from a very long number
+        raise _BadRequest(f"since: at most {MAX_SINCE_S / 86400:g}d")
+    return since_s
 
 
 def _human(seconds: float) -> str:
@@ -324,16 +347,49 @@ def _cluster_view(s: Any, cluster: Cluster) -> dict[str, Any]:
 # ---------------------------------------------------------------- the server
 
 
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What the listener holds at most, so that idle or slow clients cannot exhaust it."""
+
+    workers: int = 8  # threads answering complete requests
+    queued: int = 64  # complete requests waiting for a worker; beyond: 503 at once
+    pending: int = 512  # connections still sending their request head; beyond: oldest dropped
+    head_timeout_s: float = 15.0  # to send the whole request head
+    io_timeout_s: float = 15.0  # per socket operation while a worker answers
+    max_head_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "queued", "pending", "max_head_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for name in ("head_timeout_s", "io_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+
+
 class _Handler(BaseHTTPRequestHandler):
+    """One request whose head the listener has already read (``head``); HTTP/1.0, so the
+    connection closes after the response."""
+
     app: WebApp  # set on the subclass made per server
     server_version = f"newsdedup/{__version__}"
     sys_version = ""
 
+    def __init__(self, sock: socket.socket, address: Any, server: Any, head: bytes) -> None:
+        self._head = head
+        super().__init__(sock, address, server)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BytesIO(self._head)
+
     def _serve(self, head: bool) -> None:
         try:
             resp = self.app.route(self.command, self.path)
-        except Exception:  # noqa: BLE001 - one request fails, the listener stays up
-            log.exception("web: %s %s failed", self.command, self.path)
+        except Exception as exc:  # noqa: BLE001 - one request fails, the listener stays up
+            log.error("web: %s %s failed: %s: %s", self.command, self.path, type(exc).__name__, exc)
+            log.debug("web: %s %s failed", self.command, self.path, exc_info=True)
             resp = Response(503, "text/plain; charset=utf-8", b"temporarily unavailable\n")
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)
@@ -355,18 +411,50 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("web: " + format, *args)
+        log.debug("web: %s " + format, self.address_string(), *args)
+
+
+@dataclass(slots=True)
+class _Pending:
+    address: Any
+    deadline: float
+    head: bytearray = field(default_factory=bytearray)
+
+
+def _head_complete(data: bytes | bytearray) -> bool:
+    return b"\r\n\r\n" in data or b"\n\n" in data
+
+
+def _plain(status: int, reason: str, text: str) -> bytes:
+    body = f"{text}\n".encode()
+    return (
+        f"HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
 
 class WebServer:
-    """The listener on its own thread; ``port`` is the bound one (config may say 0)."""
+    """The listener: one thread reads request heads from every connection without blocking,
+    a bounded pool answers complete requests. A client that connects and sends nothing, or
+    half a request, costs a socket until ``head_timeout_s``, never a thread. ``port`` is the
+    bound one (config may say 0)."""
 
-    def __init__(self, app: WebApp, host: str, port: int) -> None:
-        handler = type("Handler", (_Handler,), {"app": app})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self.host, self.port = host, self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
+    def __init__(
+        self, app: WebApp, host: str, port: int, limits: ServerLimits | None = None
+    ) -> None:
+        self.limits = limits or ServerLimits()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family, backlog=128)
+        self._listener.setblocking(False)
+        self.host, self.port = host, self._listener.getsockname()[1]
+        self._handler = type(
+            "Handler", (_Handler,), {"app": app, "timeout": self.limits.io_timeout_s}
+        )
+        self._pool = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="web-worker")
+        self._slots = threading.BoundedSemaphore(self.limits.workers + self.limits.queued)
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._loop, name="web", daemon=True)
 
     @property
     def url(self) -> str:
@@ -378,5 +466,124 @@ class WebServer:
         log.info("web pages, feeds and metrics on %s", self.url)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        else:
+            self._listener.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # ------------------------------------------------------------ the listener thread
+
+    def _loop(self) -> None:
+        pending: dict[socket.socket, _Pending] = {}
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._listener, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            try:
+                while not self._stopping.is_set():
+                    now = time.monotonic()
+                    wait_s = min((p.deadline for p in pending.values()), default=now + 1) - now
+                    for key, _ in sel.select(max(0.0, min(wait_s, 1.0))):
+                        if key.fileobj is self._listener:
+                            self._accept(sel, pending)
+                        elif key.fileobj is not self._wake_r:
+                            self._read(sel, pending, key.fileobj)  # type: ignore[arg-type]
+                    now = time.monotonic()
+                    for conn in [c for c, p in pending.items() if p.deadline <= now]:
+                        log.debug("web: %s sent no complete request in time", pending[conn].address)
+                        self._drop(sel, pending, conn)
+            except Exception as exc:  # noqa: BLE001 - reported; the daemon keeps running
+                log.error("web: listener stopped: %s: %s", type(exc).__name__, exc)
+            finally:
+                for conn in list(pending):
+                    self._drop(sel, pending, conn)
+                self._listener.close()
+
+    def _accept(self, sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending]) -> None:
+        while True:
+            try:
+                conn, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, a reset before accept
+                log.warning("web: cannot accept a connection: %s", exc)
+                return
+            if len(pending) >= self.limits.pending:
+                oldest = min(pending, key=lambda c: pending[c].deadline)
+                log.debug("web: too many unfinished requests, dropping %s", pending[oldest].address)
+                self._drop(sel, pending, oldest)
+            conn.setblocking(False)
+            pending[conn] = _Pending(address, time.monotonic() + self.limits.head_timeout_s)
+            sel.register(conn, selectors.EVENT_READ)
+
+    def _read(
+        self,
+        sel: selectors.BaseSelector,
+        pending: dict[socket.socket, _Pending],
+        conn: socket.socket,
+    ) -> None:
+        state = pending[conn]
+        try:
+            data = conn.recv(8192)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._drop(sel, pending, conn)
+            return
+        state.head += data
+        if _head_complete(state.head):
+            sel.unregister(conn)
+            del pending[conn]
+            self._dispatch(conn, state.address, bytes(state.head))
+        elif len(state.head) > self.limits.max_head_bytes:
+            sel.unregister(conn)
+            del pending[conn]
+            self._refuse(conn, _plain(431, "Request Header Fields Too Large", "request too large"))
+
+    def _drop(
+        self,
+        sel: selectors.BaseSelector,
+        pending: dict[socket.socket, _Pending],
+        conn: socket.socket,
+    ) -> None:
+        sel.unregister(conn)
+        del pending[conn]
+        conn.close()
+
+    def _dispatch(self, conn: socket.socket, address: Any, head: bytes) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("web: all %d workers busy, answering 503", self.limits.workers)
+            self._refuse(conn, _plain(503, "Service Unavailable", "busy, try again"))
+            return
+        conn.setblocking(True)
+        try:
+            self._pool.submit(self._answer, conn, address, head)
+        except RuntimeError:  # shutting down
+            self._slots.release()
+            conn.close()
+
+    def _refuse(self, conn: socket.socket, response: bytes) -> None:
+        """A short answer written without a worker: the send buffer takes it at once."""
+        with contextlib.suppress(OSError):
+            conn.send(response)
+        conn.close()
+
+    def _answer(self, conn: socket.socket, address: Any, head: bytes) -> None:
+        try:
+            self._handler(conn, address, self, head)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+            log.debug("web: %s went away: %s", address, type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - one connection fails, the listener stays up
+            log.error("web: answering %s failed: %s: %s", address, type(exc).__name__, exc)
+        finally:
+            self._slots.release()
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_WR)
+            conn.close()

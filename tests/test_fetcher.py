@@ -32,7 +32,6 @@ from aggregator.fetcher import (
     FetchSettings,
     parse_cache_control_max_age,
     parse_retry_after,
-    redact_url,
 )
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
@@ -520,19 +519,6 @@ def test_parse_retry_after_needs_aware_now() -> None:
 )
 def test_parse_cache_control_max_age(value, expected) -> None:
     assert parse_cache_control_max_age(value) == expected
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://u:p@news.google.com/rss/search?q=x", "https://news.google.com/rss/search?…"),
-        ("http://example.org:8080/feed/#frag", "http://example.org:8080/feed/"),
-        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
-        ("http://example.org:80/x", "http://example.org/x"),
-    ],
-)
-def test_redact_url(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,14 @@ headless Chromium with screenshots kept in ``artifacts/``."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import socket
+import struct
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -24,9 +29,10 @@ from aggregator.dedup.service import DedupService
 from aggregator.errors import AggregatorError
 from aggregator.importer import import_file
 from aggregator.store import Store
+from aggregator.store import db as store_db
 from aggregator.store.models import Cluster, ClusterMember
 from aggregator.stories import recent_stories
-from aggregator.web import WebApp, WebServer
+from aggregator.web import Response, ServerLimits, WebApp, WebServer
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -251,6 +257,179 @@ def test_daemon_serves_when_enabled_and_reports_a_taken_port(store: Store) -> No
         daemon.stop()
     with pytest.raises(OSError):
         get(daemon.web.url + "/healthz")
+
+
+# ---------------------------------------------------------------- hostile clients
+
+
+def test_out_of_range_numbers_are_bad_requests(site, caplog: pytest.LogCaptureFixture) -> None:
+    """Numbers no database column holds are the client's mistake: 400, one debug line."""
+    _, url = site
+    caplog.set_level(logging.DEBUG, logger="aggregator")
+    for path in [
+        "/cluster/99999999999999999999999",
+        f"/cluster/{2**31}",
+        "/cluster/" + "9" * 5000,  # beyond int()'s digit limit
+        "/?since=99999999999d",
+        "/?since=" + "9" * 400 + "d",  # a float that overflows to inf
+        "/feed.atom?since=99999999999d",
+        "/feed.json?since=36501d",
+    ]:
+        status, _, body = get(url + path)
+        assert status == 400, (path, status, body[:200])
+        assert b"range" in body or b"at most" in body, path
+    assert get(url + f"/cluster/{2**31 - 1}")[0] == 404  # the largest id: a plain miss
+    assert get(url + "/cluster/-1")[0] == 404
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /cluster/\xb9\xb2 HTTP/1.0\r\n\r\n")  # Latin-1 superscripts: "digits"
+        assert sock.recv(1024).startswith(b"HTTP/1.0 404"), "not a number, so no such cluster"
+    assert get(url + "/?since=-5d")[0] == 400
+    assert get(url + "/?since=36500d")[0] == 200
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str):
+    """The listener tests need a database, not both kinds."""
+    engine = store_db.make_engine(sqlite_url)
+    store_db.upgrade(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def _half_request(address: tuple[str, int]) -> socket.socket:
+    sock = socket.create_connection(address, timeout=10)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never the rest
+    return sock
+
+
+def _web_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("web")]
+
+
+def test_idle_half_sent_requests_hold_no_thread_and_time_out(sqlite_store: Store) -> None:
+    limits = ServerLimits(workers=2, queued=2, head_timeout_s=3.0)
+    server = WebServer(WebApp(sqlite_store, config()), "127.0.0.1", 0, limits)
+    server.start()
+    idle: list[socket.socket] = []
+    try:
+        idle = [_half_request(("127.0.0.1", server.port)) for _ in range(limits.workers + 10)]
+        time.sleep(0.2)  # the listener has read them all
+        started = time.monotonic()
+        status, _, body = get(server.url + "/healthz")
+        assert status == 200 and json.loads(body)["database"] == "ok"
+        assert time.monotonic() - started < 2.5
+        for sock in idle:  # all still waiting for the rest of their request
+            sock.settimeout(0.01)
+            with pytest.raises(TimeoutError):
+                sock.recv(1024)
+        assert len(_web_threads()) <= limits.workers + 1, _web_threads()  # + the listener
+        for sock in idle:  # each is closed once its head is overdue
+            sock.settimeout(10)
+            assert sock.recv(1024) == b""
+        assert get(server.url + "/healthz")[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+
+
+def test_unfinished_requests_beyond_the_bound_drop_the_oldest(sqlite_store: Store) -> None:
+    server = WebServer(WebApp(sqlite_store, config()), "127.0.0.1", 0, ServerLimits(pending=4))
+    server.start()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(7):
+            idle.append(_half_request(("127.0.0.1", server.port)))
+            time.sleep(0.05)  # accepted in this order
+        # the request that follows is the 8th: the four oldest unfinished ones make room
+        assert get(server.url + "/healthz")[0] == 200
+        for i, sock in enumerate(idle):
+            sock.settimeout(0.5 if i < 4 else 0.2)
+            if i < 4:
+                assert sock.recv(1024) == b"", i
+            else:
+                with pytest.raises(TimeoutError):
+                    sock.recv(1024)
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+
+
+class _Held(WebApp):
+    """Every answer waits until the test lets it go: the workers stay busy."""
+
+    def __init__(self, store: Store, cfg: Config) -> None:
+        super().__init__(store, cfg)
+        self.release = threading.Event()
+
+    def route(self, method: str, target: str) -> Response:
+        assert self.release.wait(30)
+        return Response(200, "text/plain", b"done\n")
+
+
+def test_requests_beyond_workers_and_queue_get_503_at_once(sqlite_store: Store) -> None:
+    limits = ServerLimits(workers=2, queued=1)
+    app = _Held(sqlite_store, config())
+    server = WebServer(app, "127.0.0.1", 0, limits)
+    server.start()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(limits.workers + limits.queued):  # two answering, one waiting
+            socks.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            socks[-1].sendall(b"GET / HTTP/1.0\r\n\r\n")
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, _, body = get(server.url + "/")
+        assert status == 503 and b"busy" in body and time.monotonic() - started < 2
+        assert len(_web_threads()) <= limits.workers + 1, _web_threads()
+        app.release.set()
+        for sock in socks:
+            assert sock.makefile("rb").read().endswith(b"done\n")
+        assert get(server.url + "/")[0] == 200
+    finally:
+        app.release.set()
+        for sock in socks:
+            sock.close()
+        server.stop()
+
+
+class _BigPage(WebApp):
+    """A page far larger than the socket buffers: the answer is still being written when the
+    client goes away."""
+
+    def route(self, method: str, target: str) -> Response:
+        return Response(200, "text/plain", b"x" * (16 << 20))
+
+
+def test_client_leaving_mid_response_is_one_debug_line(
+    sqlite_store: Store, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aggregator")
+    server = WebServer(_BigPage(sqlite_store, config()), "127.0.0.1", 0)
+    server.start()
+    try:
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert sock.recv(1024).startswith(b"HTTP/1.0 200")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset, with most of the answer unsent
+        deadline = time.monotonic() + 10
+        while caplog.text.count("went away") < 3:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
+        status, _, body = get(server.url + "/")
+        assert status == 200 and len(body) == 16 << 20
+    finally:
+        server.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 # ---------------------------------------------------------------- a real browser

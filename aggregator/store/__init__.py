@@ -1,6 +1,6 @@
 """Persistence: models, schema management and queries."""
 
-from .db import Store, check_schema, head_revision, make_engine, open_store, redact_url, upgrade
+from .db import Store, check_schema, head_revision, make_engine, open_store, upgrade
 
 __all__ = [
     "Store",
@@ -8,6 +8,5 @@ __all__ = [
     "head_revision",
     "make_engine",
     "open_store",
-    "redact_url",
     "upgrade",
 ]

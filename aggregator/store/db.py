@@ -23,18 +23,11 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import SchemaError, StoreError
+from ..redact import redact_url
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid database URL>"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -49,8 +42,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"invalid database URL {url!r}") from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise StoreError(f"invalid database URL {redact_url(repr(url))}") from None
     try:
         # JSON is read with orjson (the held items' terms, decoded at every start-up) and
         # written by the standard library, so what is stored stays text of one form.
@@ -68,7 +61,7 @@ def make_engine(url: str) -> Engine:
                 json_deserializer=orjson.loads,
             )
     except (ArgumentError, ImportError) as exc:
-        raise StoreError(f"cannot use database URL {redact_url(url)}: {exc}") from exc
+        raise StoreError(redact_url(f"cannot use database URL {parsed}: {exc}")) from exc
     return engine
 
 
@@ -104,7 +97,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         return before, head_revision()
     except OperationalError as exc:
         raise StoreError(
-            f"database {redact_url(str(engine.url))} unavailable: {_first_line(exc)}"
+            redact_url(f"database {engine.url} unavailable: {_first_line(exc)}")
         ) from exc
 
 
@@ -135,7 +128,7 @@ def check_schema(engine: Engine, *, create_if_new: bool = True) -> None:
             return
     except OperationalError as exc:
         raise StoreError(
-            f"database {redact_url(str(engine.url))} unavailable: {_first_line(exc)}"
+            redact_url(f"database {engine.url} unavailable: {_first_line(exc)}")
         ) from exc
     if current == head:
         return
