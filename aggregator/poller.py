@@ -572,7 +572,8 @@ def _record_failure(
     t0: float,
     http_status: int | None = None,
 ) -> PollOutcome:
-    text = " ".join(str(exc).split())[:ERROR_TEXT_LIMIT] or type(exc).__name__
+    # stored and shown: no secret of a feed URL (userinfo, a token parameter) in it
+    text = redact_url(" ".join(str(exc).split()))[:ERROR_TEXT_LIMIT] or type(exc).__name__
     retry_after = exc.retry_after_s if isinstance(exc, FetchError) else None
     status = getattr(exc, "status", http_status)
     honoured_s = min(retry_after, MAX_RETRY_AFTER_S) if retry_after and retry_after > 0 else None
