@@ -188,3 +188,16 @@ def test_why_names_the_rule_that_keeps_two_items_apart() -> None:
     assert rule(3, 4, "story")["rule"] == "stock headline"
     window = rule(5, 6, "story")
     assert (window["rule"], window["figure"], window["threshold"]) == ("window", 72.0, 48.0)
+
+
+def test_every_engine_figure_is_a_dedup_config_key_with_the_same_default() -> None:
+    from dataclasses import fields
+
+    from aggregator.config import Config, DedupConfig
+    from aggregator.dedup.service import settings_from
+
+    keys = {f.name.removesuffix("_s") for f in fields(Settings)}
+    assert keys == set(DedupConfig.model_fields)
+    assert settings_from(DedupConfig()) == Settings()
+    tuned = Config.model_validate({"dedup": {"cross_anchors": 4, "wire_window": "6h"}})
+    assert settings_from(tuned.dedup) == Settings(cross_anchors=4, wire_window_s=6 * 3600.0)

@@ -48,6 +48,9 @@ WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is l
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every figure the engine decides by; each is a key of the config's ``dedup`` section
+    (windows without the ``_s``), documented in the README."""
+
     num_perm: int = 128
     duplicate_threshold: float = 0.6
     story_threshold: float = 0.3
@@ -63,13 +66,10 @@ class Settings:
     max_candidates: int = 300  # story/thread candidates verified per item (most bands shared)
     wire_title_terms: int = 5  # an identical headline this long from another outlet: a copy
     wire_window_s: float = 86400.0  # ... printed within this time of the other
-    template_numbers: float = 0.5  # texts alike whose numbers share less than this: a template
-    story_bridges: int = 2  # items matching two stories that merge them against their centroids
+    story_bridges: int = 2  # headlines matching two stories that merge them against centroids
     cross_anchors: int = 3  # anchors two reports in two languages share to be one story
     cross_postings: int = 200  # an anchor held by more items than this proposes none of them
-    cross_weight: float = (
-        2.0  # ... and whose specificity (see Engine.anchor_weight) adds up to this
-    )
+    cross_weight: float = 2.0  # the shared anchors' specificity (Engine.anchor_weight)
 
     def __post_init__(self) -> None:
         for name in (
@@ -78,13 +78,16 @@ class Settings:
             "thread_threshold",
             "dup_lsh_threshold",
             "story_short_threshold",
-            "template_numbers",
         ):
             v = getattr(self, name)
             if not 0 < v <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {v!r}")
         if self.num_perm < 16:
             raise ValueError(f"num_perm must be >= 16, got {self.num_perm}")
+        for name in ("short_terms", "story_top_terms", "lead_tokens", "max_candidates",
+                     "wire_title_terms", "story_bridges", "cross_anchors", "cross_postings"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)

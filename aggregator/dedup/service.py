@@ -66,15 +66,12 @@ T = TypeVar("T")
 
 
 def settings_from(cfg: DedupConfig) -> Settings:
-    return Settings(
-        num_perm=cfg.num_perm,
-        duplicate_threshold=cfg.duplicate_threshold,
-        story_threshold=cfg.story_threshold,
-        thread_threshold=cfg.thread_threshold,
-        duplicate_window_s=cfg.duplicate_window,
-        story_window_s=cfg.story_window,
-        thread_window_s=cfg.thread_window,
-    )
+    """The engine's settings from the config's ``dedup`` section: the same names, windows
+    (durations in the file) in seconds."""
+    values = cfg.model_dump()
+    for window in ("duplicate_window", "story_window", "thread_window", "wire_window"):
+        values[f"{window}_s"] = values.pop(window)
+    return Settings(**values)
 
 
 def feed_kind(source_type: str) -> str:
