@@ -324,7 +324,7 @@ def html_to_text(html: str | None) -> str:
         text = None
     if text is None:
         text = _stripped_text(html)
-    return _tidy_lines(text)
+    return _tidy_lines(_UNENCODABLE_RE.sub("\ufffd", text))  # "&#xFFFE;" decoded
 
 
 def _tree_text(html: str) -> str | None:

@@ -238,7 +238,7 @@ def test_pathological_input_costs_linear_time(name):
     text = html_to_text(html)
     elapsed_s = time.process_time() - started
     assert isinstance(text, str)
-    assert not re.search("[\ud800-\udfff\x00]", text)
+    assert not re.search("[\ud800-\udfff\x00\ufffe\uffff]", text)
     assert elapsed_s < 1.0, f"{name}: {elapsed_s:.2f} s for {len(html)} characters"
 
 
@@ -251,6 +251,7 @@ def test_pathological_input_keeps_the_text_semantics():
     # nested deeper than libxml2 builds: no text is lost
     assert html_to_text(PATHOLOGICAL["nested_div_text"]).count("x") == SIZE // 6
     assert html_to_text("a\ud800b<p>c\udfff</p>") == "a\ufffdb\nc\ufffd"
+    assert html_to_text("<b>&#xD800;&#1114112;&#65534;\uffff</b>") == "\ufffd" * 4
     assert html_to_text(PATHOLOGICAL["whitespace_run"]) == "a b"
 
 
@@ -273,7 +274,7 @@ def test_html_to_text_never_raises(html):
     text = html_to_text(html)
     assert isinstance(text, str)
     assert text == text.strip() and "\n\n" not in text
-    assert not re.search("[\ud800-\udfff\x00]", text)
+    assert not re.search("[\ud800-\udfff\x00\ufffe\uffff]", text)
 
 
 @settings(max_examples=25, deadline=None)
