@@ -21,31 +21,32 @@ def google(n: int, title: str, publisher: str, at: datetime = AT) -> DedupItem:
         publisher=publisher,
         title=f"{title} - {publisher}",
         summary="",
-        text="",
         lang="en",
         canonical_url=None,
         published_at=at,
     )
 
 
-def site(n: int, title: str, text: str, publisher: str, at: datetime = AT) -> DedupItem:
-    return DedupItem(
+def site(n: int, title: str, text: str, publisher: str, at: datetime = AT) -> tuple[DedupItem, str]:
+    item = DedupItem(
         id=n,
         source=publisher,
         feed_kind="site",
         publisher=publisher,
         title=title,
         summary="",
-        text=text,
         lang="en",
         canonical_url=f"https://{publisher.lower().replace(' ', '')}.example/{n}",
         published_at=at,
     )
+    return item, text
 
 
-def place(engine: Engine, items: list[DedupItem]) -> None:
-    for item in sorted(items, key=lambda i: (i.published_at, i.id)):
-        engine.add(item, text=item.text)
+def place(engine: Engine, items: list[DedupItem | tuple[DedupItem, str]]) -> None:
+    """Items (a site's with its page text) in publication order."""
+    pairs = [it if isinstance(it, tuple) else (it, "") for it in items]
+    for item, text in sorted(pairs, key=lambda p: (p[0].published_at, p[0].id)):
+        engine.add(item, text=text)
 
 
 WIRE = "Governor signs water compact with three neighbouring states after decade of talks"

@@ -100,7 +100,6 @@ class DedupItem:
     publisher: str | None
     title: str
     summary: str
-    text: str
     lang: str | None
     canonical_url: str | None
     published_at: datetime
@@ -891,15 +890,15 @@ class Engine:
                 if cid is not None:
                     self._centroids.pop(cid, None)
                     self._centroid_vecs.pop(cid, None)
-            self._place(rec, out, existing=True)
+            self._place(rec, out)
             out.reindexed.append(item_id)
 
-    def _place(self, rec: Rec, out: Outcome, *, existing: bool = False) -> None:
+    def _place(self, rec: Rec, out: Outcome) -> None:
         self._cands = None  # the LSH index does not change until this item is indexed
         self._template_of = set()
-        dup = self._place_duplicate(rec, out, existing)
-        story = self._place_story(rec, out, existing, dup)
-        self._place_thread(rec, out, existing, story)
+        dup = self._place_duplicate(rec, out)
+        story = self._place_story(rec, out, dup)
+        self._place_thread(rec, out, story)
         self._cands = None
         self.remember(rec)
 
@@ -944,7 +943,7 @@ class Engine:
 
     # -- duplicate
 
-    def _place_duplicate(self, rec: Rec, out: Outcome, existing: bool) -> Evidence:
+    def _place_duplicate(self, rec: Rec, out: Outcome) -> Evidence:
         item = rec.item
         matches: list[Evidence] = []
         exact = self._exact_duplicate(rec)
@@ -975,7 +974,7 @@ class Engine:
                             tuple(bands),
                         )
                     )
-        return self._settle("duplicate", rec, matches, out, existing)
+        return self._settle("duplicate", rec, matches, out)
 
     def _exact_duplicate(self, rec: Rec) -> Evidence | None:
         item = rec.item
@@ -1015,9 +1014,7 @@ class Engine:
                 return Evidence("duplicate", 0, "title", other, 1.0)
         return None
 
-    def _settle(
-        self, level: str, rec: Rec, matches: list[Evidence], out: Outcome, existing: bool
-    ) -> Evidence:
+    def _settle(self, level: str, rec: Rec, matches: list[Evidence], out: Outcome) -> Evidence:
         """Join the best match's cluster and merge the others' into it."""
         item_id = rec.item.id
         current = self.cluster_of[level].get(item_id)
@@ -1066,7 +1063,7 @@ class Engine:
 
     # -- story
 
-    def _place_story(self, rec: Rec, out: Outcome, existing: bool, dup: Evidence) -> Evidence:
+    def _place_story(self, rec: Rec, out: Outcome, dup: Evidence) -> Evidence:
         item_id = rec.item.id
         matches: list[Evidence] = []
         if dup.method not in ("new", "kept") and dup.matched_item_id is not None:
@@ -1100,9 +1097,7 @@ class Engine:
                         tuple(self.matched_bands(rec.story_sig, orec.story_sig, "story")),
                     )
                 )
-        return self._settle(
-            "story", rec, matches[:1] + self._distinct(matches[1:], "story"), out, existing
-        )
+        return self._settle("story", rec, matches[:1] + self._distinct(matches[1:], "story"), out)
 
     def is_stock(self, rec: Rec) -> bool:
         """A headline too short to name one event ("Live updates", "Polizei sucht Zeugen"):
@@ -1195,7 +1190,7 @@ class Engine:
 
     # -- thread
 
-    def _place_thread(self, rec: Rec, out: Outcome, existing: bool, story: Evidence) -> None:
+    def _place_thread(self, rec: Rec, out: Outcome, story: Evidence) -> None:
         item_id = rec.item.id
         story_id = self.cluster_of["story"][item_id]
         thread = self.thread_of_story.get(story_id)

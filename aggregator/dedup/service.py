@@ -119,7 +119,6 @@ def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
         # the engine reads a summary only where there is no text (or from Bing): a feed that
         # puts whole articles in its descriptions would otherwise be held twice
         summary=item.summary if kind == "bing_news" or not item.text else "",
-        text="",  # read when needed, through Engine.texts_of
         lang=item.lang,
         canonical_url=item.canonical_url,
         published_at=item.published_at,
