@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from sys import intern
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 from datasketch import MinHash
@@ -588,6 +590,55 @@ class Engine:
         self.members[level][cid] = {item_id}
         self.cluster_of[level][item_id] = cid
         return cid
+
+    # ------------------------------------------------------------ restoring stored state
+    # A service restores an engine in this order: begin_restore, hold_stored (each held
+    # item) and take_in (a chunk of them), restore (their memberships), finish_restore.
+
+    def begin_restore(self, newest_at: datetime | None) -> datetime | None:
+        """Start from the newest placed item's time; returns the horizon from which the
+        stored items are to be held (every window of a new item reaches back to it)."""
+        self.newest_at = newest_at
+        self.held_from = self.horizon()
+        return self.held_from
+
+    def hold_stored(
+        self,
+        item: DedupItem,
+        *,
+        dup_sig: np.ndarray | None,
+        story_sig: np.ndarray | None,
+        features: Mapping[str, Any] | None,
+    ) -> Rec:
+        """Hold a stored item with its stored signatures and story features (what
+        ``service._signature_rows`` wrote); its terms are counted in by :meth:`take_in`."""
+        rec = Rec(
+            item=item,
+            title_key=title_key(item.title, item.publisher, item.feed_kind),
+            publisher_key=publisher_key(item.publisher),
+            dup_sig=dup_sig,
+            story_sig=story_sig,
+        )
+        if features is not None:
+            # the terms go straight into the vocabulary (one string per term there); the
+            # lead terms, summed into centroids, are interned: one string per term too
+            rec.vec = self.vocab.vector(features.get("terms", {}))
+            lead: Mapping[str, int] = features.get("lead", {})
+            rec.lead = dict(zip(map(intern, lead), lead.values(), strict=True))
+            rec.short = bool(features.get("short", True))
+            rec.body_len = int(features.get("body_len", 0))
+            rec.lang = str(features.get("lang") or item.lang or "")
+            rec.anchors = frozenset(map(intern, features.get("anchors", ())))
+        self.records[item.id] = rec
+        self.hold(item)
+        self.by_source[item.source].append(item.id)
+        return rec
+
+    def finish_restore(self, *, next_cluster_id: int, apart: list[tuple[str, int, int]]) -> None:
+        """The first free cluster id, and the active manual splits (each named by members
+        held, where they can be)."""
+        self.next_cluster_id = next_cluster_id
+        self.apart = apart
 
     def restore(self, memberships: Iterable[tuple[int, str, int]]) -> None:
         """Stored memberships ``(item, level, cluster)`` of held items: their clusters, and

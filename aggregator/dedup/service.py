@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from sys import intern
 from typing import Any, TypeVar
 
 import numpy as np
@@ -55,8 +54,6 @@ from .engine import (
     Outcome,
     Rec,
     Settings,
-    publisher_key,
-    title_key,
 )
 
 log = logging.getLogger(__name__)
@@ -166,7 +163,7 @@ class DedupService:
             # First: a change committed while loading then leaves the epoch behind, and the
             # next batch reloads again rather than trusting a mixed state.
             epoch = read_epoch(s)
-            eng.apart = [
+            apart = [
                 (level, x, y)
                 for level, x, y in s.execute(
                     select(Correction.level, Correction.item_id, Correction.other_item_id)
@@ -187,14 +184,13 @@ class DedupService:
                 .order_by(Item.published_at.desc())
                 .limit(1)
             )
-            eng.newest_at = newest
-            horizon = eng.horizon()
+            horizon = eng.begin_restore(newest)
             # Only what is within reach of the windows: older items stay on disk, so the
             # start-up cost follows the window, not the history.
             held = [Item.dedup_state == "done", Item.kind == "article"]
             if horizon is not None:
                 held.append(Item.published_at >= horizon)
-            split_items = {x for _, x, _ in eng.apart} | {y for _, _, y in eng.apart}
+            split_items = {x for _, x, _ in apart} | {y for _, _, y in apart}
             member_cols = (ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
             # plain rows through the connection: the ORM's row handling was a tenth of a load
             rows_of = s.connection().execute
@@ -242,18 +238,19 @@ class DedupService:
             for item_id, level, cluster_id in members
         }
         eng.restore((item_id, level, cid) for (item_id, level), cid in stored_cluster.items())
-        eng.held_from = horizon
-        eng.apart = [
-            (
-                level,
-                _stand_in(eng, stored_cluster, x, level),
-                _stand_in(eng, stored_cluster, y, level),
-            )
-            for level, x, y in eng.apart
-        ]
         with self.store.sessions() as s:
             top = s.scalar(select(func.max(Cluster.id))) or 0
-        eng.next_cluster_id = top + 1
+        eng.finish_restore(
+            next_cluster_id=top + 1,
+            apart=[
+                (
+                    level,
+                    _stand_in(eng, stored_cluster, x, level),
+                    _stand_in(eng, stored_cluster, y, level),
+                )
+                for level, x, y in apart
+            ],
+        )
         self._first_unsaved = eng.next_cluster_id
         self._pending = _Pending()
         self.epoch = epoch
@@ -341,31 +338,13 @@ class DedupService:
 
     def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> Rec:
         """A stored item's record, held (its terms are counted in by ``Engine.take_in``)."""
-        eng = self.engine
-        rec = Rec(
-            item=item,
-            title_key=title_key(item.title, item.publisher, item.feed_kind),
-            publisher_key=publisher_key(item.publisher),
-        )
         dup, story = sigs.get((item.id, "duplicate")), sigs.get((item.id, "story"))
-        if dup is not None:
-            rec.dup_sig = self._held_signature(dup.hashvalues)
-        if story is not None:
-            rec.story_sig = self._held_signature(story.hashvalues)
-            feats = story.features or {}
-            # the terms go straight into the vocabulary (one string per term there); the
-            # lead terms, summed into centroids, are interned: one string per term too
-            rec.vec = eng.vocab.vector(feats.get("terms", {}))
-            lead = feats.get("lead", {})
-            rec.lead = dict(zip(map(intern, lead), lead.values(), strict=True))
-            rec.short = bool(feats.get("short", True))
-            rec.body_len = int(feats.get("body_len", 0))
-            rec.lang = feats.get("lang") or item.lang or ""
-            rec.anchors = frozenset(map(intern, feats.get("anchors", ())))
-        eng.records[item.id] = rec
-        eng.hold(item)
-        eng.by_source[item.source].append(item.id)
-        return rec
+        return self.engine.hold_stored(
+            item,
+            dup_sig=None if dup is None else self._held_signature(dup.hashvalues),
+            story_sig=None if story is None else self._held_signature(story.hashvalues),
+            features=None if story is None else (story.features or {}),
+        )
 
     # ------------------------------------------------------------ processing
 
