@@ -282,8 +282,10 @@ def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
         name = publisher.strip().casefold()
         for sep in (" - ", " – ", " | "):
             cut = t.rfind(sep)  # the suffix may name the publisher at more length
-            if cut > 0 and t[cut + len(sep) :].casefold().startswith(name):
-                return t[:cut]
+            while cut > 0:
+                if t[cut + len(sep) :].casefold().startswith(name):
+                    return t[:cut]
+                cut = t.rfind(sep, 0, cut)
     return t
 
 
