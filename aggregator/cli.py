@@ -273,6 +273,8 @@ def cmd_poll(ctx: Context) -> int:
     for o in outcomes:
         detail = o.error or f"{o.items_seen} entries, {o.items_new} new"
         print(redact_url(f"{o.source}\t{o.result}\t{detail}\t{o.url}"), file=ctx.out)
+    placed = _dedup(ctx, store)
+    log.info("clustered %d new items", placed)
     failed = [o for o in outcomes if o.failed]
     if not outcomes:
         print("no feeds due", file=ctx.out)

@@ -6,10 +6,15 @@ local HTTP server, polled into SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 from conftest import FEEDS
 from pytest_httpserver import HTTPServer
@@ -19,7 +24,7 @@ from aggregator.config import Config
 from aggregator.dedup.service import DedupService
 from aggregator.fetcher import Fetcher
 from aggregator.poller import fetch_settings, poll_round
-from aggregator.store import Store, repo
+from aggregator.store import Store, open_store, repo
 from aggregator.store.models import ClusterMember, Item
 
 BEARS_EARS = FEEDS / "google-news-en-us-search-1.xml"
@@ -156,3 +161,51 @@ def test_a_new_outlet_with_a_known_headline_is_a_new_item(
     assert dict(by_publisher) == {"Boston Herald": ["g1"], "Yahoo Finance": ["g3"]}
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Item)) == 2
+
+
+def test_poll_once_clusters_what_it_stored(
+    db_url: str, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """`poll --once` leaves no item pending: `clusters` (which only reads) shows them at once."""
+    httpserver.expect_request("/feed").respond_with_data(
+        BEARS_EARS.read_bytes(), content_type="application/xml"
+    )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"database: {{url: '{db_url}'}}\n"
+        "polling: {allow_private_addresses: true, total_timeout: 5s}\n"
+        "sources:\n"
+        f"  - {{name: bears-ears, type: google_news, url: '{httpserver.url_for('/feed')}'}}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    base = [sys.executable, "-m", "aggregator", "-q", "--config", str(cfg)]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run("db", "upgrade")
+    assert "92 entries, 90 new" in run("poll", "--once")
+    clusters = [json.loads(line) for line in run("clusters", "--format", "jsonl").splitlines()]
+    ap = [
+        c
+        for c in clusters
+        if c["level"] == "duplicate" and any(m["title"] == AP_HEADLINE for m in c["members"])
+    ]
+    assert len(ap) == 1 and ap[0]["size"] == 10
+    store = open_store(db_url)
+    try:
+        with store.session() as s:
+            states = dict(
+                s.execute(select(Item.dedup_state, func.count()).group_by(Item.dedup_state)).all()
+            )
+            placed = s.scalar(
+                select(func.count(func.distinct(ClusterMember.item_id))).where(
+                    ClusterMember.level == "story"
+                )
+            )
+    finally:
+        store.close()
+    assert states == {"done": 90} and placed == 90
