@@ -338,12 +338,13 @@ def plan_run(
                     list_unsubscribe=digest.list_unsubscribe,
                 )
             run_id = run.id
+        deferred = sum(e.deferred for e in entries)
         log.info(
-            "digest %s: recorded run %d with %d entries (%d deferred: digest full)%s",
+            "digest %s: recorded run %d with %d entries%s%s",
             digest.name,
             run_id,
             sum(not e.deferred for e in entries),
-            sum(e.deferred for e in entries),
+            f" ({deferred} more deferred to the next run: digest full)" if deferred else "",
             " (nothing new: not sent)" if empty else "",
         )
         return run_id

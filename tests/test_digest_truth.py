@@ -6,6 +6,7 @@ report at its centre. Real SMTP server (aiosmtpd), the store on SQLite and Postg
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from test_digest import fill, make_config, parse, smtp  # noqa: F401 - smtp is a
 from aggregator.config import Config
 from aggregator.dedup.service import DedupService
 from aggregator.digest import deliver_pending, plan_run
+from aggregator.digest_view import Entry
 from aggregator.export import FeedMeta, atom
 from aggregator.store import Store
 from aggregator.store.models import Cluster, ClusterMember, DigestEntry, DigestRun, Item, Source
@@ -99,7 +101,9 @@ def send(store: Store, cfg: Config, inbox, end: datetime) -> tuple[int, str | No
     deliver_pending(store, cfg)
     if len(inbox.messages) == before:
         return run_id, None
-    return run_id, parse(inbox.messages[-1]).get_body(("plain",)).get_content().replace("\r\n", "\n")
+    return run_id, parse(inbox.messages[-1]).get_body(("plain",)).get_content().replace(
+        "\r\n", "\n"
+    )
 
 
 # ---------------------------------------------------------------- a full digest
@@ -243,13 +247,15 @@ def test_dates_follow_the_digest_language(store: Store, smtp) -> None:  # noqa: 
     month_en = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
     month_de = ("Jan.", "Feb.", "März", "Apr.", "Mai", "Juni", "Juli", "Aug.", "Sep.", "Okt.")
     month_de += ("Nov.", "Dez.")
-    end = datetime.now(UTC).astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+    end = datetime.now(UTC).astimezone(ZoneInfo("Europe/Berlin"))
     assert f"{end.day} {month_en[end.month - 1]} {end.year}" in texts["en"].split("----")[0]
     assert f"{end.day}. {month_de[end.month - 1]} {end.year}" in texts["de"].split("----")[0]
 
 
 def test_language_is_validated() -> None:
-    with pytest.raises(ValidationError, match=r"unknown digest language 'fr' \(supported: de, en\)"):
+    with pytest.raises(
+        ValidationError, match=r"unknown digest language 'fr' \(supported: de, en\)"
+    ):
         make_config(25, language="fr")
     assert make_config(25).digests[0].language == "en"
 
@@ -294,8 +300,10 @@ def test_summary_cut_at_a_boundary_without_the_title(store: Store, smtp) -> None
             "The lawyers nominated under the state quota have connections to the office…",
         ),
         # WordPress' "[…]" after a sentence that ends early: the words and "…"
-        ("Kurz. Der Stadtrat hat am Abend entschieden, dass die Altstadt [&hellip;]".replace(
-            "[&hellip;]", "[…]"), "Kurz. Der Stadtrat hat am Abend entschieden, dass die Altstadt…"),
+        (
+            "Kurz. Der Stadtrat hat am Abend entschieden, dass die Altstadt […]",
+            "Kurz. Der Stadtrat hat am Abend entschieden, dass die Altstadt…",
+        ),
         # a leading repeat of the headline, with its separator
         ("Bridge reopens: The bridge reopened on Friday.", "The bridge reopened on Friday."),
         ("BRIDGE REOPENS — after two years.", "after two years."),
@@ -347,15 +355,15 @@ def _join(store: Store, item_id: int, cluster_id: int) -> None:
         )
 
 
-def _headlines(store: Store, cid: int, cfg: Config, inbox) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
-    """The story's headline in a digest, in the Atom feed and on the web page's list."""
+def _headlines(store: Store, cid: int, cfg: Config, inbox) -> tuple[str, str, Entry]:  # type: ignore[no-untyped-def]
+    """The story's first entry in a digest, the Atom feed and the web page list's entry."""
     _, text = send(store, cfg, inbox, datetime.now(UTC) + timedelta(seconds=len(inbox.messages)))
     assert text is not None
     with store.session() as s:
         (story,) = [st for st in recent_stories(s, limit=1000) if st.entry.cluster_id == cid]
     doc = atom([story], FeedMeta(level="story", generated_at=datetime.now(UTC))).decode()
     first = flat(text).split("----------------------------------------")[1].split(" 2. ")[0]
-    return first, doc, story.entry.headline
+    return first, doc, story.entry
 
 
 def test_headline_is_a_central_member_not_an_off_topic_high_priority_one(
@@ -376,20 +384,28 @@ def test_headline_is_a_central_member_not_an_off_topic_high_priority_one(
     DedupService(store).process_pending()  # the engine stores its terms
     _join(store, press, cid)
     digest_first, feed, web = _headlines(store, cid, cfg, inbox)
-    assert "Acme" not in web and "Bears Ears" in web
-    assert web in digest_first and f"<title>{web}</title>" in feed
+    assert "Acme" not in web.headline and "Bears Ears" in web.headline
+    assert web.publisher != "Acme Corp Press Office"
+    assert f"1. {web.headline} " in digest_first and f"<title>{web.headline}</title>" in feed
 
-    # an on-topic report from that high-priority source does head it: priority breaks ties
-    # among the members that represent the story
-    on_topic = add_item(
-        store, source(store, "ownsite", priority=100, type_="wordpress"),
-        "Trump shrinks Bears Ears and Grand Staircase-Escalante national monuments again",
-        publisher="Utah Desk", published_at=NOW - timedelta(days=1),
-    )  # fmt: skip
+    # on-topic reports do head it, the high-priority source's of two alike (the other one is
+    # earlier): priority breaks ties among the members that represent the story
+    title = "Trump shrinks Bears Ears and Grand Staircase-Escalante national monuments again"
+    on_topic = [
+        add_item(
+            store, source(store, "ownsite", priority=100, type_="wordpress"), title,
+            publisher="Utah Desk", published_at=NOW - timedelta(days=1),
+        ),
+        add_item(
+            store, source(store, "plainwire"), title, publisher="Plain Wire",
+            published_at=NOW - timedelta(days=2),
+        ),
+    ]  # fmt: skip
     DedupService(store).process_pending()
-    _join(store, on_topic, cid)
+    for item_id in on_topic:
+        _join(store, item_id, cid)
     digest_first, feed, web = _headlines(store, cid, cfg, inbox)
-    assert web.startswith("Trump shrinks Bears Ears and Grand Staircase") and "Utah Desk" in (
-        digest_first
-    )
-    assert f"<title>{web}</title>" in feed
+    assert web.headline == title and web.publisher == "Utah Desk"
+    assert f"1. [Update] {title} " in digest_first and f"<title>{title}</title>" in feed
+    assert " Utah Desk · " in digest_first and "- Utah Desk" not in digest_first
+    assert "- Plain Wire (new) · " in digest_first  # an outlet beside it
