@@ -18,6 +18,9 @@ from .digest_view import Entry, FollowUp, Outlet
 from .store.models import Cluster, ClusterMember, Item, Signature, Source
 
 SUMMARY_CHARS = 320
+# A summary at least this long that ends without punctuation was cut by its feed (a short one
+# may be a phrase, such as "Watch the video").
+UNMARKED_CUT_CHARS = 100
 AGGREGATOR_TYPES = ("google_news", "bing_news")
 # Members whose centrality is within this of the best one represent the story equally well;
 # among them the source priority decides.
@@ -168,13 +171,15 @@ def drop_title(summary: str, title: str) -> str:
 
 def clean_summary(summary: str, title: str, limit: int = SUMMARY_CHARS) -> str:
     """A summary that reads whole: no leading repeat of the title; a text that was cut (too
-    long here, or cut by the feed: "...", "[…]", a dangling dot) ends at its last sentence
-    when that keeps at least half of it, else at a word boundary with "…"."""
+    long here, or cut by the feed: "...", "[…]", a dangling dot, or a long text ending
+    without punctuation) ends at its last sentence when that keeps at least half of it, else
+    at a word boundary with "…"."""
     text = drop_title(" ".join((summary or "").split()), title)
     marked = _CUT_MARK.search(text)
-    cut = marked is not None
     if marked:
         text = text[: marked.start()].rstrip()
+    # a long text that stops without closing punctuation was cut by the feed, unmarked
+    cut = marked is not None or (len(text) >= UNMARKED_CUT_CHARS and not _WHOLE.search(text))
     if len(text) > limit:
         cut, text = True, text[: limit + 1]
         if not text[-1].isspace():  # the last word runs past the limit: drop it

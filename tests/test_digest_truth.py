@@ -304,6 +304,15 @@ def test_summary_cut_at_a_boundary_without_the_title(store: Store, smtp) -> None
             "Kurz. Der Stadtrat hat am Abend entschieden, dass die Altstadt […]",
             "Kurz. Der Stadtrat hat am Abend entschieden, dass die Altstadt…",
         ),
+        # cut by the feed mid-word, unmarked: back to the last whole sentence
+        (
+            "Im Rahmen des Jump Festa 2024 gab der Zeichner bekannt, dass er seinen Manga im "
+            "nächsten Jahr abschließen möchte. Wir fassen zusammen. Charakter s",
+            "Im Rahmen des Jump Festa 2024 gab der Zeichner bekannt, dass er seinen Manga im "
+            "nächsten Jahr abschließen möchte. Wir fassen zusammen.",
+        ),
+        # short and without punctuation: a phrase, left alone
+        ("Watch the video", "Watch the video"),
         # a leading repeat of the headline, with its separator
         ("Bridge reopens: The bridge reopened on Friday.", "The bridge reopened on Friday."),
         ("BRIDGE REOPENS — after two years.", "after two years."),
