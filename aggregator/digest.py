@@ -3,8 +3,9 @@
 ``plan_run`` selects the clusters new or grown since the digest's last successful run, and in
 one transaction records the run, its entries and the fully rendered message (with a
 deterministic Message-ID). A full digest (``max_entries``) says how many stories did not fit
-and records them as deferred entries: the next run mails them first, so none is lost. ``deliver_pending`` leases recorded runs, sends their stored bytes
-and marks them sent once the SMTP server accepted them. So an SMTP outage only delays (retries
+and records them as deferred entries: the next run mails them first, so none is lost.
+``deliver_pending`` leases recorded runs, sends their stored bytes and marks them sent once
+the SMTP server accepted them. So an SMTP outage only delays (retries
 back off), a crash between send and mark resends the very same message, and two daemons on one
 PostgreSQL never both send a run (one row per digest and slot; runs leased with
 ``FOR UPDATE SKIP LOCKED``).
@@ -126,8 +127,8 @@ def build_view(
     )
     if period_start_at is not None:
         changed = changed.where(ClusterMember.joined_at > period_start_at)
-    carried = _carried(s, digest.name)
-    cluster_ids = set(s.scalars(changed.distinct())) | set(carried)
+    carried = set(_carried(s, digest.name))
+    cluster_ids = set(s.scalars(changed.distinct())) | carried
     if not cluster_ids:
         return _view(cfg, digest, period_start_at, period_end_at, [], 0), []
 
@@ -172,25 +173,21 @@ def _carried(s: Session, name: str) -> list[int]:
             .order_by(DigestEntry.position)
         )
     )
-    merged = (
-        dict(
+    if not ids:
+        return []
+    survivor = {cid: cid for cid in ids}
+    for _ in range(100):  # merge chains are short; a cycle must not hang the digest
+        merged = dict(
             s.execute(
                 select(Cluster.id, Cluster.merged_into_id).where(
-                    Cluster.merged_into_id.is_not(None)
+                    Cluster.id.in_(set(survivor.values())), Cluster.merged_into_id.is_not(None)
                 )
             ).all()
         )
-        if ids
-        else {}
-    )
-    out = []
-    for cid in ids:
-        seen = {cid}
-        while cid in merged and merged[cid] not in seen:
-            cid = merged[cid]
-            seen.add(cid)
-        out.append(cid)
-    return out
+        if not merged:
+            break
+        survivor = {cid: merged.get(now, now) for cid, now in survivor.items()}
+    return list(dict.fromkeys(survivor[cid] for cid in ids))
 
 
 def _mailed_items(s: Session, name: str, cluster_ids: set[int]) -> dict[int, set[int]]:

@@ -167,6 +167,40 @@ def test_no_silent_loss_when_the_backlog_exceeds_one_run(store: Store, smtp) -> 
         assert s.scalar(select(func.count()).select_from(DigestRun)) == n + 1
 
 
+def test_a_deferred_story_merged_into_another_is_mailed_as_the_survivor(
+    store: Store,
+    smtp,  # noqa: F811
+) -> None:
+    controller, inbox = smtp
+    cfg = make_config(controller.port, max_entries=1)
+    src = source(store, "wire")
+    for title, hours in (
+        ("Ferry service resumes after week-long strike at Harbourton port", 3),
+        ("Observatory in the Alps discovers an unusually bright comet", 2),
+    ):
+        add_item(store, src, title, publisher="Wire", published_at=NOW - timedelta(hours=hours))
+    DedupService(store).process_pending()
+    run1, text1 = send(store, cfg, inbox, datetime.now(UTC))
+    assert text1 is not None and "bright comet" in text1  # the newer of two alike
+    (left,) = mailed(store, run1, deferred=True)
+    # the deferred story is merged into a new one (its members move, their joins stay old)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    with store.session() as s:
+        survivor = Cluster(level="story", created_at=later, updated_at=later, size=1)
+        s.add(survivor)
+        s.flush()
+        s.execute(
+            update(ClusterMember)
+            .where(ClusterMember.cluster_id == left)
+            .values(cluster_id=survivor.id)
+        )
+        s.execute(update(Cluster).where(Cluster.id == left).values(merged_into_id=survivor.id))
+        survivor_id = survivor.id
+    run2, text = send(store, cfg, inbox, later + timedelta(seconds=1))
+    assert text is not None and "Ferry service resumes" in text
+    assert mailed(store, run2) == [survivor_id]
+
+
 def test_an_undated_report_does_not_push_a_dated_story_out(store: Store, smtp) -> None:  # noqa: F811
     controller, inbox = smtp
     cfg = make_config(controller.port, max_entries=1)
