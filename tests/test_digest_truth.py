@@ -111,21 +111,23 @@ def send(store: Store, cfg: Config, inbox, end: datetime) -> tuple[int, str | No
 
 def test_full_digest_says_how_many_more_and_mails_them_next(store: Store, smtp) -> None:  # noqa: F811
     controller, inbox = smtp
-    cfg = make_config(controller.port, max_entries=20)
-    cfg = cfg.model_copy(update={"http": cfg.http.model_copy(update={"base_url": "https://n.ex"})})
-    fill(store, cfg)
+    fill(store, make_config(controller.port))
     stories = live_stories(store)
-    assert len(stories) > 25  # more than fit
+    assert len(stories) > 25
+    size = len(stories) // 2 + 2  # more stories than fit in one run, fewer than in two
+    cfg = make_config(controller.port, max_entries=size)
+    cfg = cfg.model_copy(update={"http": cfg.http.model_copy(update={"base_url": "https://n.ex"})})
 
     run1, text1 = send(store, cfg, inbox, datetime.now(UTC))
     assert text1 is not None
     first, left = mailed(store, run1), mailed(store, run1, deferred=True)
-    assert len(first) == 20 and len(left) == len(stories) - 20
+    assert len(first) == size and len(left) == len(stories) - size
     assert f"… and {len(left)} more stories that did not fit" in flat(text1)
     assert "\nhttps://n.ex/?level=story\n" in text1  # the web page lists them
     html1 = parse(inbox.messages[-1]).get_body(("html",)).get_content()
     assert f"and {len(left)} more stories" in html1 and 'href="https://n.ex/?level=story"' in html1
-    assert parse(inbox.messages[-1])["Subject"].startswith(f"newsdedup daily: 20 of {len(stories)}")
+    subject = parse(inbox.messages[-1])["Subject"]
+    assert subject.startswith(f"newsdedup daily: {size} of {len(stories)} stories")
 
     # a new story arrives before the next run: the carried ones still go first
     src = source(store, "latewire")
