@@ -194,6 +194,9 @@ class DedupConfig(_Strict):
     cross_weight: float = Field(default=2.0, ge=0, le=100)
 
 
+DIGEST_LANGUAGES = ("de", "en")  # render.DATE_NAMES has their month and day names
+
+
 class DigestConfig(_Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     schedule: str
@@ -206,6 +209,15 @@ class DigestConfig(_Strict):
     keywords: list[str] = Field(default_factory=list)
     send_empty: bool = False
     list_unsubscribe: str | None = None
+    language: str = "en"  # dates and month names in the mail: en | de
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        if v not in DIGEST_LANGUAGES:
+            known = ", ".join(DIGEST_LANGUAGES)
+            raise ValueError(f"unknown digest language {v!r} (supported: {known})")
+        return v
 
     @field_validator("schedule")
     @classmethod
