@@ -553,6 +553,110 @@ def cmd_opml_export(ctx: Context) -> int:
     return 0
 
 
+def cmd_sources_list(ctx: Context) -> int:
+    with ctx.store().session() as s:
+        sources = repo.source_status(s)
+    rows = [
+        {
+            "name": x["source"],
+            "type": x["type"],
+            "origin": x["origin"] if x["in_config"] or x["origin"] == "opml" else "removed",
+            "enabled": bool(x["enabled"]),
+            "items": x["items"],
+            "url": redact_url(x["url"]),
+        }
+        for x in sources
+    ]
+    if ctx.args.json:
+        json.dump(rows, ctx.out, indent=2, ensure_ascii=False)
+        ctx.out.write("\n")
+        return 0
+    if not rows:
+        print("no sources (add them to config.yaml or run `aggregator opml import`)", file=ctx.out)
+        return 0
+    _table(
+        ctx.out,
+        ["name", "type", "origin", "enabled", "items", "url"],
+        [
+            [
+                r["name"],
+                r["type"],
+                r["origin"],
+                "yes" if r["enabled"] else "no",
+                str(r["items"]),
+                r["url"],
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def _configured(ctx: Context, name: str) -> Any:
+    return next((src for src in ctx.config.sources if src.name == name), None)
+
+
+def cmd_sources_enable(ctx: Context) -> int:
+    return _set_enabled(ctx, True)
+
+
+def cmd_sources_disable(ctx: Context) -> int:
+    return _set_enabled(ctx, False)
+
+
+def _set_enabled(ctx: Context, enabled: bool) -> int:
+    name = ctx.args.name
+    with ctx.store().session() as s:
+        changed = repo.set_source_enabled(s, name, enabled, _configured(ctx, name))
+    state = "enabled" if enabled else "disabled"
+    if not changed:
+        print(f"source {name!r} was already {state}", file=ctx.out)
+    elif enabled:
+        print(f"source {name!r} enabled: its feeds are polled from the next round", file=ctx.out)
+    else:
+        print(
+            f"source {name!r} disabled: its feeds are no longer polled (its items stay; "
+            f"`aggregator sources enable {name}` undoes this)",
+            file=ctx.out,
+        )
+    return 0
+
+
+def cmd_sources_remove(ctx: Context) -> int:
+    name = ctx.args.name
+    with ctx.store().session() as s:
+        row = repo.get_source(s, name)
+        if row.in_config and row.origin == "config":
+            raise InputError(
+                f"source {name!r} is in config.yaml: remove it there (it would come back at "
+                "the next start), then run this again to delete its stored items"
+            )
+        plan = repo.plan_removal(s, name)
+    what = (
+        f"{_n(plan.feeds, 'feed')}, {_n(plan.articles, 'article')} and "
+        f"{_n(plan.comments, 'comment')} with their cluster memberships"
+    )
+    if (plan.articles or plan.comments) and not ctx.args.yes:
+        raise InputError(
+            f"source {name!r} has stored items; removing it deletes {what}: "
+            f"run `aggregator sources remove {name} --yes` to do so, or "
+            f"`aggregator sources disable {name}` to stop polling it and keep them"
+        )
+    with ctx.store().session() as s:
+        done = repo.remove_source(s, name, datetime.now(UTC))
+    emptied = (
+        f"; {_n(done.clusters_emptied, 'cluster')} left empty deleted"
+        if done.clusters_emptied
+        else ""
+    )
+    print(
+        f"removed source {name!r}: deleted {_n(done.feeds, 'feed')}, {_n(done.articles, 'article')} "
+        f"and {_n(done.comments, 'comment')}{emptied}",
+        file=ctx.out,
+    )
+    return 0
+
+
 class PartialFailure(AggregatorError):
     """Some of the work failed; each failure was already reported."""
 
@@ -569,6 +673,10 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_redacted(v) for v in value]
     return value
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _clip(text: str, width: int) -> str:
@@ -714,6 +822,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp = osub.add_parser("export", help="write the sources as OPML")
     sp.set_defaults(func=cmd_opml_export)
     sp.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
+
+    sources = sub.add_parser("sources", help="list, disable, enable or remove sources")
+    ssub = sources.add_subparsers(dest="sources_command", metavar="SUBCOMMAND", required=True)
+    sp = ssub.add_parser(
+        "list", help="every source in the database (config and OPML): type, origin, state, items"
+    )
+    sp.set_defaults(func=cmd_sources_list)
+    sp.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    for name, func, text in (
+        (
+            "disable",
+            cmd_sources_disable,
+            "stop polling a source (its items stay); lasts across restarts",
+        ),
+        ("enable", cmd_sources_enable, "poll a disabled source again"),
+    ):
+        sp = ssub.add_parser(name, help=text, description=text)
+        sp.set_defaults(func=func)
+        sp.add_argument("name", metavar="NAME", help="the source's name (see `sources list`)")
+    text = (
+        "delete a source that is not in config.yaml, with its feeds and stored items "
+        "(items only with --yes)"
+    )
+    sp = ssub.add_parser("remove", help=text, description=text)
+    sp.set_defaults(func=cmd_sources_remove)
+    sp.add_argument("name", metavar="NAME", help="the source's name (see `sources list`)")
+    sp.add_argument(
+        "--yes", action="store_true", help="also when it has stored items: delete them too"
+    )
     return p
 
 
