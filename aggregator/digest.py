@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from .config import Config, DigestConfig
 from .digest_view import DigestView, Entry
 from .errors import DeliveryError
-from .store import Store
+from .store import Store, repo
 from .store.models import ClusterMember, DigestEntry, DigestRun
 from .stories import Member, load_members, story_entry
 
@@ -95,6 +95,7 @@ def build_view(
     period_end_at: datetime,
 ) -> tuple[DigestView, list[tuple[int, list[int], list[int]]]]:
     """The digest's content for a period, and per entry (cluster, item ids, new item ids)."""
+    repo.check_digest_sources(s, digest)
     level = digest.level
     changed = select(ClusterMember.cluster_id).where(
         ClusterMember.level == level, ClusterMember.joined_at <= period_end_at

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..config import SourceConfig
-from ..errors import InputError
+from ..config import DigestConfig, SourceConfig
+from ..errors import ConfigError, InputError
 from ..normaliser import canonical_url, content_hash, strip_publisher_suffix, unwrap_bing
 from .models import Cluster, ClusterMember, Feed, Item, PollLog, Source
 
@@ -237,6 +237,21 @@ def remove_source(session: Session, name: str, now: datetime) -> Removal:
             emptied += 1
     session.flush()
     return Removal(plan.name, plan.feeds, plan.articles, plan.comments, emptied)
+
+
+def check_digest_sources(session: Session, digest: DigestConfig) -> None:
+    """Every source a digest names exists, from config.yaml or an OPML import; a name that
+    is in neither is a config error, not a silently empty digest."""
+    if not digest.sources:
+        return
+    known = set(session.scalars(select(Source.name).where(Source.name.in_(digest.sources))))
+    missing = [name for name in digest.sources if name not in known]
+    if missing:
+        raise ConfigError(
+            f"digest {digest.name!r} names unknown source{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))}: not in config.yaml nor imported "
+            "(`aggregator sources list` shows the sources)"
+        )
 
 
 def source_status(session: Session) -> list[dict[str, Any]]:
