@@ -448,7 +448,7 @@ def cmd_digest_preview(ctx: Context) -> int:
 
 def cmd_export(ctx: Context) -> int:
     from .config import parse_duration_s
-    from .export import FeedMeta, render
+    from .export import FeedMeta, render, served_url
     from .stories import recent_stories
 
     args = ctx.args
@@ -463,7 +463,13 @@ def cmd_export(ctx: Context) -> int:
         raise InputError("--limit must be at least 1")
     with ctx.store().session() as s:
         stories = recent_stories(s, level=args.level, since_at=since_at, limit=args.limit)
-    meta = FeedMeta(level=args.level, generated_at=now, base_url=ctx.config.http.base_url)
+    base = ctx.config.http.base_url
+    meta = FeedMeta(
+        level=args.level,
+        generated_at=now,
+        base_url=base,
+        self_url=served_url(base, args.format, args.level, args.since),
+    )
     data = render(args.format, stories, meta)
     if args.output:
         _write_atomically(args.output, data)
