@@ -304,7 +304,7 @@ def cmd_import(ctx: Context) -> int:
             f"{o.path}\t{o.source}\t{o.items_seen} entries, {o.items_new} new{note}", file=ctx.out
         )
     placed = _dedup(ctx, store)
-    log.info("clustered %d new items", placed)
+    log.info("clustered %s", _n(placed, "new item"))
     if failed:
         raise PartialFailure(f"{failed} of {len(ctx.args.files)} files could not be imported")
     return 0

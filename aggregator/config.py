@@ -99,6 +99,7 @@ class PollingConfig(_Strict):
     min_interval: Duration = 300.0
     max_interval: Duration = 86400.0
     aggregator_min_interval: Duration = 900.0  # Google News / Bing News floor
+    # a feed without publishing history yet (clamped to [min_interval, max_interval])
     default_interval: Duration = 3600.0
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0

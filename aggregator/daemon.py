@@ -197,7 +197,7 @@ class Daemon:
             self.dedup = self._new_dedup()
             return
         if placed:
-            log.info("clustered %d new items", placed)
+            log.info("clustered %s", plural(placed, "new item"))
 
     def _new_dedup(self) -> DedupService:
         return DedupService(self.store, settings_from(self.cfg.dedup))

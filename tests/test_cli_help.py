@@ -60,3 +60,12 @@ def test_status_table_shows_times_to_the_second(
     row = next(line for line in text.splitlines() if line.startswith("sd "))
     assert re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$", row), row  # next check
     assert not re.search(r"\d\d:\d\d:\d\d\.\d", text) and "+00:00" not in text
+
+
+def test_counts_are_plural_only_when_they_are_many() -> None:
+    from aggregator.daemon import plural, stopping_message
+
+    assert [plural(n, "round") for n in (0, 1, 2)] == ["0 rounds", "1 round", "2 rounds"]
+    assert plural(1, "new item") == "1 new item"
+    assert stopping_message(0) == "stopping"
+    assert stopping_message(2) == "stopping: waiting for 2 fetches (Ctrl-C again to quit now)"
