@@ -164,3 +164,39 @@ def test_remove_asks_for_yes_when_items_would_go_and_says_what_it_deletes(
     # a source without items goes without --yes
     code, out, _ = cli("sources", "remove", "San Juan Record")
     assert code == 0 and "deleted 1 feed, 0 articles and 0 comments" in out
+
+
+def test_remove_recounts_clusters_shared_with_other_sources(cli: Cli, db_url: str) -> None:
+    # the same articles under a config source and under a derived one: one cluster each
+    assert cli("import", "--source", "blog", str(SLASHDOT))[0] == 0
+    assert cli("import", str(SLASHDOT))[0] == 0
+    store = open_store(db_url)
+    try:
+        with store.session() as s:
+            blog = repo_source_id(s, "blog")
+            sizes = dict(
+                s.execute(
+                    select(Cluster.id, Cluster.size).where(Cluster.merged_into_id.is_(None))
+                ).all()
+            )
+            assert sizes and all(n == 2 for n in sizes.values())  # one copy from each
+        code, out, _ = cli("sources", "remove", "Slashdot", "--yes")
+        assert code == 0 and "15 articles" in out and "cluster" not in out
+        with store.session() as s:
+            live = dict(
+                s.execute(
+                    select(Cluster.id, Cluster.size).where(Cluster.merged_into_id.is_(None))
+                ).all()
+            )
+            assert live == {cid: 1 for cid in sizes}
+            members = s.execute(
+                select(ClusterMember.cluster_id, func.count()).group_by(ClusterMember.cluster_id)
+            ).all()
+            assert dict(members) == live
+            assert {i.source_id for i in s.scalars(select(Item))} == {blog}
+    finally:
+        store.close()
+
+
+def repo_source_id(s, name: str) -> int:  # noqa: ANN001
+    return s.scalar(select(Source.id).where(Source.name == name))

@@ -115,6 +115,7 @@ def test_second_ctrl_c_quits_a_stalled_fetch_promptly_keeping_stored_items(
         stored = count_items(db)
         assert stored == 15, err.text()
 
+        assert "started: 2 sources with 2 feeds to poll" in err.text()
         sent_at = time.monotonic()
         proc.send_signal(signal.SIGINT)
         seen_at = err.wait_for("stopping: waiting for 1 fetch (Ctrl-C again to quit now)", 5)
