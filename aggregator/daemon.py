@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from .config import Config
 from .dedup.corrections import release_clustering
 from .dedup.service import DedupService, settings_from
-from .errors import AggregatorError, StoreError
+from .errors import AggregatorError, ConfigError, StoreError
 from .fetcher import Fetcher
 from .poller import fetch_settings, poll_round
 from .store import Store, repo
@@ -240,6 +240,7 @@ class Daemon:
         if self.cfg.http.enabled:
             self.web = start_web(self.store, self.cfg, health=self.health)
 
+        self._check_digest_sources()
         for digest in self.cfg.digests:
             self.scheduler.add_job(
                 self.digest_tick, trigger(digest), args=[digest.name], id=f"digest:{digest.name}"
@@ -263,6 +264,16 @@ class Daemon:
             plural(n_feeds, "feed"),
             tick_s,
         )
+
+    def _check_digest_sources(self) -> None:
+        """Say at start-up, not only at the first send, when a digest names a source that is
+        neither configured nor imported."""
+        for digest in self.cfg.digests:
+            try:
+                with self.store.session() as s:
+                    repo.check_digest_sources(s, digest)
+            except (ConfigError, StoreError) as exc:
+                log.warning("%s", exc)
 
     def _polled_counts(self) -> tuple[int, int]:
         """Enabled sources and feeds in the database (OPML imports and comment feeds too),

@@ -78,3 +78,31 @@ def test_an_unknown_digest_source_is_one_clear_error_at_build_time(
         "aggregator: error: digest 'daily' names unknown source 'Nowhere': not in config.yaml "
         "nor imported (`aggregator sources list` shows the sources)"
     ]
+
+
+def test_the_daemon_warns_at_start_about_an_unknown_digest_source(
+    store, caplog: pytest.LogCaptureFixture
+) -> None:  # noqa: ANN001
+    import logging
+
+    from aggregator.daemon import Daemon
+
+    cfg = Config.model_validate(
+        {
+            "digests": [
+                {
+                    "name": "d",
+                    "schedule": "0 7 * * *",
+                    "recipients": ["a@example.org"],
+                    "sources": ["Nowhere"],
+                }
+            ]
+        }
+    )
+    daemon = Daemon(store, cfg)
+    try:
+        with caplog.at_level(logging.WARNING):
+            daemon._check_digest_sources()
+    finally:
+        daemon.fetcher.close()
+    assert "digest 'd' names unknown source 'Nowhere'" in caplog.text
