@@ -274,6 +274,8 @@ def cmd_poll(ctx: Context) -> int:
     for o in outcomes:
         detail = o.error or f"{o.items_seen} entries, {o.items_new} new"
         print(redact_url(f"{o.source}\t{o.result}\t{detail}\t{o.url}"), file=ctx.out)
+    placed = _dedup(ctx, store)
+    log.info("clustered %d new items", placed)
     failed = [o for o in outcomes if o.failed]
     if not outcomes:
         print("no feeds due", file=ctx.out)
@@ -395,16 +397,21 @@ def cmd_eval(ctx: Context) -> int:
 
 
 def cmd_digest_send(ctx: Context) -> int:
-    from .digest import deliver_pending, last_slot, plan_run
+    from .digest import deliver_pending, last_slot, plan_run, waiting_runs
 
     digest = ctx.config.digest(ctx.args.name)
     store = ctx.store()
     _dedup(ctx, store)
     now = datetime.now(UTC)
+    results = []
+    if ctx.args.now:
+        # a run waiting for its retry slot goes first, as recorded (same bytes, same
+        # Message-ID); only then is there a question of anything new
+        results += deliver_pending(store, ctx.config, name=digest.name, now=now, retry_now=True)
     slot = now if ctx.args.now else last_slot(digest, now)
     if slot is not None:
         plan_run(store, ctx.config, digest, period_end_at=slot, now=now)
-    results = deliver_pending(store, ctx.config, name=digest.name, now=now)
+    results += deliver_pending(store, ctx.config, name=digest.name, now=now)
     for r in results:
         print(
             redact_url(
@@ -412,7 +419,17 @@ def cmd_digest_send(ctx: Context) -> int:
             ),
             file=ctx.out,
         )
-    if not results:
+    waiting = [] if results else waiting_runs(store, digest.name)
+    for run_id, next_at, error in waiting:
+        when = next_at.strftime("%Y-%m-%d %H:%M:%SZ") if next_at else "the next turn"
+        print(
+            redact_url(
+                f"{digest.name}\trun {run_id}\twaiting: retry at {when} (--now sends it now)"
+                + (f"\t{error}" if error else "")
+            ),
+            file=ctx.out,
+        )
+    if not results and not waiting:
         print(f"{digest.name}: nothing to send", file=ctx.out)
     failed = [r for r in results if r.result != "sent"]
     if failed:

@@ -180,6 +180,19 @@ class DedupConfig(_Strict):
     duplicate_window: Duration = 14 * 86400.0
     story_window: Duration = 2 * 86400.0
     thread_window: Duration = 21 * 86400.0
+    # finer figures (README, "Clustering"); the defaults are those the corpora were tuned on
+    dup_lsh_threshold: float = Field(default=0.3, gt=0, le=1)
+    story_short_threshold: float = Field(default=0.5, gt=0, le=1)
+    short_terms: int = Field(default=25, ge=1, le=1000)
+    story_top_terms: int = Field(default=30, ge=1, le=1000)
+    lead_tokens: int = Field(default=60, ge=1, le=10000)
+    max_candidates: int = Field(default=300, ge=1, le=100_000)
+    wire_title_terms: int = Field(default=5, ge=1, le=100)
+    wire_window: Duration = 86400.0
+    story_bridges: int = Field(default=2, ge=1, le=100)
+    cross_anchors: int = Field(default=3, ge=1, le=100)
+    cross_postings: int = Field(default=200, ge=1, le=1_000_000)
+    cross_weight: float = Field(default=2.0, ge=0, le=100)
 
 
 class DigestConfig(_Strict):

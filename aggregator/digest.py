@@ -286,14 +286,19 @@ def _lease_is_dead(owner: str | None) -> bool:
     return False
 
 
-def _claim(store: Store, now: datetime, owner: str, name: str | None) -> list[int]:
-    """Lease the due, unsent runs. Each lease is one conditional UPDATE, so of two workers
-    (threads or daemons, SQLite or PostgreSQL) exactly one wins a run."""
+def _claim(
+    store: Store, now: datetime, owner: str, name: str | None, *, retry_now: bool = False
+) -> list[int]:
+    """Lease the due (``retry_now``: all) unsent runs. Each lease is one conditional UPDATE,
+    so of two workers (threads or daemons, SQLite or PostgreSQL) exactly one wins a run."""
     with store.session() as s:
         stmt = select(DigestRun.id, DigestRun.lease_owner, DigestRun.lease_until).where(
-            DigestRun.status == "pending",
-            or_(DigestRun.next_attempt_at.is_(None), DigestRun.next_attempt_at <= now),
+            DigestRun.status == "pending"
         )
+        if not retry_now:
+            stmt = stmt.where(
+                or_(DigestRun.next_attempt_at.is_(None), DigestRun.next_attempt_at <= now)
+            )
         if name:
             stmt = stmt.where(DigestRun.digest_name == name)
         candidates = s.execute(stmt.order_by(DigestRun.id)).all()
@@ -325,14 +330,16 @@ def deliver_pending(
     name: str | None = None,
     now: datetime | None = None,
     owner: str | None = None,
+    retry_now: bool = False,
 ) -> list[Delivery]:
-    """Send every recorded, unsent run that is due; mark each sent once accepted."""
+    """Send every recorded, unsent run that is due; mark each sent once accepted.
+    ``retry_now`` (``digest send --now``): runs waiting for their retry slot go now too."""
     from .mailer import send_message
 
     now = now or datetime.now(UTC)
     owner = owner or owner_id()
     results = []
-    for run_id in _claim(store, now, owner, name):
+    for run_id in _claim(store, now, owner, name, retry_now=retry_now):
         with store.session() as s:
             run = s.get_one(DigestRun, run_id)
             message, digest_name = run.message, run.digest_name
@@ -397,6 +404,17 @@ def run_digest(store: Store, cfg: Config, name: str, *, period_end_at: datetime)
     """What the scheduler (and ``digest send``) does: record the slot, then deliver."""
     plan_run(store, cfg, cfg.digest(name), period_end_at=period_end_at)
     return deliver_pending(store, cfg, name=name)
+
+
+def waiting_runs(store: Store, name: str) -> list[tuple[int, datetime | None, str | None]]:
+    """The unsent runs of a digest: (run id, next attempt, last error)."""
+    with store.session() as s:
+        rows = s.execute(
+            select(DigestRun.id, DigestRun.next_attempt_at, DigestRun.last_error)
+            .where(DigestRun.digest_name == name, DigestRun.status == "pending")
+            .order_by(DigestRun.id)
+        )
+        return [(id_, at, error) for id_, at, error in rows]
 
 
 def digest_status(s: Session) -> list[dict[str, object]]:

@@ -1,20 +1,21 @@
 """ParsedEntry -> NewItem: canonical URLs, plain text, language, content hash.
 
 Pure functions, no I/O. Everything here runs once per item on the hot path, so
-regexes are compiled at import time and the HTML-to-text converter is the stdlib
-``html.parser`` (no extra dependency, tolerant of broken markup).
+regexes are compiled at import time and the HTML-to-text converter is libxml2's HTML
+parser (lxml): C, tolerant of broken markup, and linear on hostile markup.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from html import unescape
-from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from lxml import etree
 from w3lib.url import canonicalize_url
 
 from aggregator.domain import NewItem, ParsedEntry, ParsedFeed
@@ -222,11 +223,13 @@ def strip_publisher_suffix(title: str, publisher: str | None) -> str:
     if not publisher:
         return title
     name = _squash(publisher).casefold()
-    cut = title.rfind(" - ")
     # Google sometimes names the publisher at more length than its <source> does
-    # ("… - ACidade ON São Carlos" from "ACidade ON"): the last segment starts with it
-    if cut > 0 and title[cut + 3 :].casefold().startswith(name):
-        return title[:cut].rstrip()
+    # ("… - ACidade ON São Carlos" from "ACidade ON"): the suffix starts with the name
+    cut = title.rfind(" - ")
+    while cut > 0:
+        if title[cut + 3 :].casefold().startswith(name):
+            return title[:cut].rstrip()
+        cut = title.rfind(" - ", 0, cut)
     return title
 
 
@@ -277,35 +280,9 @@ _TAG_RE = re.compile(r"<[a-zA-Z/!?]")
 _CUT_TAG_RE = re.compile(r"<[a-zA-Z/!?][^<>]*$")
 
 
-class _TextExtractor(HTMLParser):
-    """Collects text nodes; block boundaries become newlines, skipped subtrees vanish."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip = 0
-
-    def handle_starttag(self, tag, attrs):  # noqa: ARG002 - HTMLParser signature
-        if tag in _SKIP_TAGS:
-            self.skip += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-        elif tag in _CELL_TAGS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag):
-        if tag in _SKIP_TAGS:
-            if self.skip:
-                self.skip -= 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data):
-        if not self.skip:
-            self.parts.append(_source_breaks(data))
-
-
-_BLANK_LINE_RE = re.compile(r"[ \t\r\f\v]*\n\s*\n\s*")
+# Starts at a newline: a leading run of spaces would be rescanned from each of its
+# positions (quadratic on a long run); spaces before the break are squashed later anyway.
+_BLANK_LINE_RE = re.compile(r"\n\s*\n\s*")
 
 
 def _source_breaks(text: str) -> str:
@@ -322,70 +299,116 @@ def _tidy_lines(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+# Lone surrogates cannot be encoded (not by lxml, not into a database) and lxml refuses
+# the noncharacters U+FFFE/U+FFFF in text: all become U+FFFD.
+_UNENCODABLE_RE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# An explicit <head> is skipped; without one, libxml2 still files a leading <title> or
+# <meta> under an implied head, and that text is kept as it always was.
+_HEAD_TAG_RE = re.compile(r"<head[\s/>]", re.IGNORECASE)
+
+
 def html_to_text(html: str | None) -> str:
     """Plain text of an HTML fragment: one line per block, entities decoded, NFC.
 
     script/style/noscript contents are dropped. Text that has no markup and no
-    entities skips the parser entirely (titles, snippets).
+    entities skips the parser entirely (titles, snippets). The parser is libxml2's (lxml):
+    linear in the input, where html.parser took minutes on a megabyte of ``<!--``.
     """
     if not html:
         return ""
+    if _UNENCODABLE_RE.search(html):
+        html = _UNENCODABLE_RE.sub("\ufffd", html)
     if "&" not in html and not _TAG_RE.search(html):
         return _tidy_lines(_source_breaks(html))
-    html = _CUT_TAG_RE.sub("", html)
-    parser = _TextExtractor()
-    if not _feed_simple(parser, html):
-        parser = _TextExtractor()
-        try:
-            parser.feed(html)
-            parser.close()
-        except Exception:  # pragma: no cover - html.parser is lenient; last-ditch fallback
-            return _tidy_lines(re.sub(r"<[^>]*>", " ", html))
-    return _tidy_lines("".join(parser.parts))
+    # as html.parser read it: CRLF a newline, a lone CR a space (HTML5 makes it a newline)
+    html = strip_controls(_CUT_TAG_RE.sub("", html)).replace("\r\n", "\n").replace("\r", " ")
+    try:
+        text = _tree_text(html)
+    except ValueError:  # lxml refusing a string: guarded against above, never seen
+        text = None
+    if text is None:
+        text = _stripped_text(html)
+    return _tidy_lines(_UNENCODABLE_RE.sub("\ufffd", text))  # "&#xFFFE;" decoded
 
 
-# A plain start or end tag: a name of letters and digits, attributes separated by
-# whitespace, values quoted or bare. Tags of this shape are read by html.parser exactly so.
-_SIMPLE_TAG_RE = re.compile(
-    r"<(/?)([a-zA-Z][a-zA-Z0-9]*)"
-    r"((?:\s+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*)"
-    r"\s*(/?)>"
-)
-# elements whose content html.parser reads by other rules (raw text), in some Python version
-_RAW_TEXT_TAGS = frozenset(
-    {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext"}
-)
-
-
-def _feed_simple(parser: _TextExtractor, html: str) -> bool:
-    """Drive ``parser`` as html.parser would for markup made only of plain tags, text and
-    character references (most feed HTML); False, with ``parser`` half fed, on anything
-    else (comments, declarations, a bare "<", raw-text elements). html.parser is pure Python
-    and was a third of normalising a feed; the regex reads such markup several times faster."""
-    at = 0
-    for m in _SIMPLE_TAG_RE.finditer(html):
-        text = html[at : m.start()]
-        if "<" in text:
-            return False
-        if text:
-            parser.handle_data(unescape(text))
-        closing, tag, attrs, self_closing = m.groups()
-        tag = tag.lower()
-        if tag in _RAW_TEXT_TAGS or (closing and (attrs or self_closing)):
-            return False
-        if closing:
-            parser.handle_endtag(tag)
+def _tree_text(html: str) -> str | None:
+    """Text of ``html`` parsed into a tree; None when libxml2 gave up part way (nesting
+    deeper than it builds), so that nothing is lost silently."""
+    parser = etree.HTMLParser(huge_tree=True, no_network=True)
+    root = etree.fromstring(html, parser)
+    if any(error.level == _FATAL for error in parser.error_log):
+        return None
+    if root is None:  # nothing but comments or whitespace
+        return ""
+    # HTML5 reads these elements' content as text, html.parser read it as markup; tags in
+    # it are not prose
+    for node in root.iter(*_RAW_TEXT_TAGS, *_RCDATA_TAGS):
+        if node.text and ("<" in node.text or "&" in node.text):
+            text = _markup_text(node.text)
+            node.text = _xml_safe(unescape(text) if node.tag in _RAW_TEXT_TAGS else text)
+    # Source newlines first, one text node at a time as html.parser's data chunks were
+    # (a newline on each side of a tag is no blank line); every newline left after that,
+    # and every one added for a block, is a line break.
+    for node in _newline_texts()(root):
+        owner = node.getparent()
+        if node.is_tail:
+            owner.tail = _source_breaks(owner.tail)
         else:
-            parser.handle_starttag(tag, [])
-            if self_closing:  # html.parser's handle_startendtag: start, then end
-                parser.handle_endtag(tag)
-        at = m.end()
-    text = html[at:]
-    if "<" in text:
-        return False
-    if text:
-        parser.handle_data(unescape(text))
-    return True
+            owner.text = _source_breaks(owner.text)
+    for node in root.iter(*_BLOCK_TAGS):
+        node.text = "\n" + (node.text or "")
+        node.tail = "\n" + (node.tail or "")
+    for node in root.iter(*_CELL_TAGS):
+        node.text = " " + (node.text or "")
+    skipped = _SKIP_TAGS if _HEAD_TAG_RE.search(html) else _SKIP_TAGS - {"head"}
+    etree.strip_elements(
+        root, *skipped, etree.Comment, etree.ProcessingInstruction, with_tail=False
+    )
+    return etree.tostring(root, method="text", encoding=str)
+
+
+_FATAL = etree.ErrorLevels.FATAL
+_per_thread = threading.local()
+
+
+def _newline_texts() -> etree.XPath:
+    """The compiled query for text nodes holding a newline, one per thread (lxml's XPath
+    objects are not to be shared between threads)."""
+    query = getattr(_per_thread, "newline_texts", None)
+    if query is None:
+        query = _per_thread.newline_texts = etree.XPath("//text()[contains(., '\n')]")
+    return query
+
+
+_RAW_ELEMENT_RE = re.compile(
+    r"<(script|style|noscript|template|svg)\b.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
+_BLOCK_TAG_RE = re.compile(
+    r"</?(?:" + "|".join(sorted(_BLOCK_TAGS)) + r")(?![^\s/>])[^>]*>?", re.IGNORECASE
+)
+_ANY_TAG_RE = re.compile(r"</?[a-zA-Z][^>]*>?")
+
+
+# content read as text (entities as written) and as escapable text (entities decoded)
+_RAW_TEXT_TAGS = ("iframe", "noembed", "noframes", "plaintext", "xmp")
+_RCDATA_TAGS = ("textarea", "title")
+
+
+def _markup_text(html: str) -> str:
+    """``html`` without skipped elements, comments and tags; each block tag a blank line
+    (``_source_breaks`` makes it a line break). Each pattern either matches at most once
+    from a position or runs to the end, so this is linear."""
+    return _ANY_TAG_RE.sub("", _BLOCK_TAG_RE.sub("\n\n", _RAW_ELEMENT_RE.sub("", html)))
+
+
+def _xml_safe(text: str) -> str:
+    return _UNENCODABLE_RE.sub("\ufffd", strip_controls(text))
+
+
+def _stripped_text(html: str) -> str:
+    """The text of markup too deeply nested for a tree (entities decoded)."""
+    return unescape(_source_breaks(_markup_text(html)))
 
 
 # WordPress appends "The post X appeared first on Y." (or the German variant) to feed

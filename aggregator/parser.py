@@ -5,6 +5,8 @@ What this layer adds on top of feedparser:
 * a DTD pre-screen: external entities, parameter entities, nested or oversized entity
   values are refused before any XML parser sees them (feedparser drops most of them
   itself, but expat still spends ~1 s per 100 KB on a quadratic blowup before giving up);
+* character references to surrogates, U+FFFE/U+FFFF or past U+10FFFF become U+FFFD before
+  parsing (one of them made feedparser lose every item of the document);
 * the body is handed over as a stream, never as ``bytes``: feedparser ``open()``s a
   bytes argument as a *file name* first, so a response body of ``/etc/passwd`` would be
   read from disk;
@@ -43,6 +45,7 @@ __all__ = [
     "Entries",
     "detect_source_type",
     "parse_feed",
+    "repair_char_refs",
     "split_entries",
     "with_entry_hashes",
 ]
@@ -118,6 +121,41 @@ def _screen_dtd(body: bytes) -> None:
     if count > _MAX_ENTITIES or count < prolog.upper().count(b"<!ENTITY"):
         # more declarations than we could check: be conservative
         raise ParseError("refused: entity expansion (unparseable entity declarations)")
+
+
+# --------------------------------------------------------------------------- char refs
+
+# Numeric references that may name a surrogate, a noncharacter or no character at all:
+# four or more significant hex digits, five or more decimal ones (possessive: a long run of
+# digits is read once, not backtracked through).
+_LONG_CHAR_REF_RE = re.compile(rb"&#(?:[xX]0*+([0-9a-fA-F]{4,}+)|0*+([0-9]{5,}+));")
+_WIDE_ENCODING = re.compile(rb"^(?:\xff\xfe|\xfe\xff|\x00|.\x00)", re.DOTALL)
+
+
+def _unencodable(code: int) -> bool:
+    return 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF) or code > 0x10FFFF
+
+
+def _replacement_ref(match: re.Match[bytes]) -> bytes:
+    hex_digits, dec_digits = match.groups()
+    digits = hex_digits or dec_digits
+    ref = match.group(0)
+    if len(digits) <= 7 and not _unencodable(int(digits, 16 if hex_digits else 10)):
+        return ref
+    # U+FFFD in exactly as many bytes (decimal, zero-padded), so entry offsets still hold
+    return b"&#" + b"65533".rjust(len(ref) - 3, b"0") + b";"
+
+
+def repair_char_refs(body: bytes) -> bytes:
+    """``body`` with every numeric character reference to a surrogate, U+FFFE/U+FFFF or a
+    code point past U+10FFFF (or too long for any) rewritten as U+FFFD, byte for byte the
+    same length. One such reference made expat reject the document and feedparser's
+    fallback parser crash on it, losing every item. Only ASCII-compatible bytes are
+    rewritten (UTF-16/32 and ISO-2022 are left alone); control-character references
+    (``&#1;``, too short to rewrite in place) are left to feedparser, which drops them."""
+    if b"&#" not in body or _WIDE_ENCODING.match(body) or b"\x1b" in body:
+        return body
+    return _LONG_CHAR_REF_RE.sub(_replacement_ref, body)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -315,6 +353,7 @@ def parse_feed(
     if not body.strip():
         raise ParseError("not a feed: empty document")
     _screen_dtd(body)
+    body = repair_char_refs(body)
 
     # Relative links resolve against where the document came from. A local file (CLI
     # import) has no usable base: fall back to the feed's own absolute self/alt link.
@@ -445,7 +484,7 @@ def split_entries(body: bytes) -> Entries | None:
     parser.StartElementHandler = on_start
     parser.EndElementHandler = on_end
     try:
-        parser.Parse(body, True)
+        parser.Parse(repair_char_refs(body), True)  # the same offsets
     except (expat.ExpatError, ValueError, LookupError):
         return None
     if not spans or any(e <= s for s, e in spans):

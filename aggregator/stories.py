@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from .digest_view import Entry, FollowUp, Outlet
+from .normaliser import is_google_news_link, unwrap_bing
 from .store.models import Cluster, ClusterMember, Item, Source
 
 SUMMARY_CHARS = 320
@@ -50,12 +51,13 @@ def _chunks(seq: list[int], n: int) -> Iterator[list[int]]:
 
 
 def link_of(item: Item, source: Source) -> str | None:
-    """The article's own URL; a Google News redirect only when nothing better is known."""
-    if item.canonical_url:
-        return item.canonical_url
-    if source.type == "google_news":
+    """The article's URL as its publisher gave it (a Bing click link unwrapped). The canonical
+    form is a matching key, not an address (an http-only or www-only site breaks under it):
+    it is linked only when no URL was stored. A Google News redirect is not the article's own
+    URL: None, so a caller uses it only when nothing better is known."""
+    if source.type == "google_news" or is_google_news_link(item.url):
         return None
-    return item.url
+    return unwrap_bing(item.url) if item.url else item.canonical_url
 
 
 def rank(m: Member) -> tuple[int, int, datetime]:

@@ -45,7 +45,6 @@ def test_threads_do_not_chain_on_a_synthetic_workload(tmp_path: Path) -> None:
                 publisher=site,
                 title=it.title,
                 summary=it.summary,
-                text="",
                 lang=it.lang,
                 canonical_url=it.canonical_url,
                 published_at=it.published_at,

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 from conftest import HOSTILE
+from sqlalchemy import select
 
 from aggregator import parser as parser_module
+from aggregator.config import Config
 from aggregator.errors import ParseError
+from aggregator.importer import import_file
 from aggregator.normaliser import normalise_feed
-from aggregator.parser import MAX_TITLE_CHARS, parse_feed
+from aggregator.parser import MAX_TITLE_CHARS, parse_feed, repair_char_refs, split_entries
+from aggregator.store.models import Item
 
 BASE = "https://example.org/feed/"
 PASSWD_MARKERS = ("root:x:0:0", "/bin/bash", "/usr/sbin/nologin")
@@ -188,3 +192,109 @@ def test_quadratic_blowup_without_prescreen_is_still_bounded(monkeypatch):
     with pytest.raises(ParseError):
         parse_feed(body, url=BASE)
     assert time.perf_counter() - started < 5
+
+
+# ---------------------------------------------------------------- bad character references
+
+BAD_REFS = ["&#xD800;", "&#xDFFF;", "&#x110000;", "&#99999999999;", "&#xFFFE;", "&#1114112;"]
+
+
+def _document_with_bad_ref(ref: str, *, atom: bool = False) -> bytes:
+    """Five items; the third has ``ref`` in its title and its description."""
+    entries = []
+    for n in range(5):
+        word = f"bad {ref} word" if n == 2 else "good"
+        if atom:
+            entries.append(
+                f"<entry><id>urn:e{n}</id><title>{word} {n}</title>"
+                f"<link href='https://example.org/{n}'/><updated>2026-01-0{n + 1}T00:00:00Z"
+                f"</updated><summary>text {word} {n}</summary></entry>"
+            )
+        else:
+            entries.append(
+                f"<item><guid>urn:e{n}</guid><title>{word} {n}</title>"
+                f"<link>https://example.org/{n}</link>"
+                f"<description>text {word} {n}</description></item>"
+            )
+    if atom:
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            f"<title>Refs</title><id>urn:f</id>{''.join(entries)}</feed>"
+        ).encode()
+    return (
+        '<?xml version="1.0" encoding="iso-8859-1"?><rss version="2.0"><channel>'
+        f"<title>Refs</title><link>https://example.org/</link>{''.join(entries)}"
+        "</channel></rss>"
+    ).encode("iso-8859-1")
+
+
+@pytest.mark.parametrize("atom", [False, True], ids=["rss", "atom"])
+@pytest.mark.parametrize("ref", BAD_REFS)
+def test_a_bad_character_reference_costs_one_character_not_the_feed(ref, atom):
+    """feedparser's fallback parser raised on these ("feed parser failed": no item at all)."""
+    feed = parse_feed(_document_with_bad_ref(ref, atom=atom), url=BASE)
+    assert feed.warning is None  # the document is well-formed once the reference is U+FFFD
+    assert [e.title for e in feed.entries] == [
+        "good 0",
+        "good 1",
+        "bad \ufffd word 2",
+        "good 3",
+        "good 4",
+    ]
+    assert "bad \ufffd word 2" in feed.entries[2].summary_html
+
+
+def test_bad_references_are_rewritten_in_place():
+    body = b"<a>&#xD800;&#x0000DFFF;&#99999999999;&#1114112;&#x10FFFF;&#8217;&#x41;&#1;</a>"
+    repaired = repair_char_refs(body)
+    assert len(repaired) == len(body)
+    assert repaired == (
+        b"<a>&#65533;&#000065533;&#00000065533;&#0065533;&#x10FFFF;&#8217;&#x41;&#1;</a>"
+    )
+    assert repair_char_refs("&#xD800;".encode("utf-16")) == "&#xD800;".encode("utf-16")
+
+
+def test_bad_references_keep_the_entries_split_and_hashed():
+    """The entry splitter reads the repaired bytes at the same offsets: entries are still cut
+    out by hash, and the cut document parses to the items not yet known."""
+    body = _document_with_bad_ref("&#x110000;")
+    entries = split_entries(body)
+    assert entries is not None and len(entries.hashes) == 5
+    assert entries.document(body, [2]).count(b"<item>") == 1
+    feed = parse_feed(entries.document(body, [2, 4]), url=BASE)
+    assert [e.title for e in feed.entries] == ["bad \ufffd word 2", "good 4"]
+
+
+@pytest.mark.parametrize("ref", ["&#xD800;", "&#99999999999;"])
+def test_document_with_a_bad_reference_is_stored_item_by_item(store, tmp_path, ref):
+    """Imported through the polling pipeline into the database: every good item is stored,
+    the bad one with U+FFFD; a second import finds every entry known by its hash."""
+    path = tmp_path / "refs.xml"
+    path.write_bytes(_document_with_bad_ref(ref))
+    first = import_file(store, Config(), path)
+    assert first.error is None and first.items_new == 5
+    with store.session() as s:
+        rows = s.execute(select(Item.title, Item.text, Item.entry_hash).order_by(Item.guid)).all()
+    assert [r.title for r in rows] == ["good 0", "good 1", "bad \ufffd word 2", "good 3", "good 4"]
+    assert rows[2].text == "text bad \ufffd word 2"
+    assert all(r.entry_hash for r in rows)
+    again = import_file(store, Config(), path)
+    assert again.error is None and again.items_new == 0 and again.items_seen == 5
+
+
+def test_an_item_of_hostile_markup_costs_linear_time():
+    """Parse and normalise a feed whose one item carries 256 KiB of nested "<div>" and 256 KiB
+    of "<!--" (html.parser: about 30 s for the second alone): well under two seconds."""
+    hostile = "<div>x" * 43690 + "<!--" * 65536
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>t</title>'
+        "<item><title>x</title><guid>g</guid><content:encoded><![CDATA["
+        + hostile
+        + "]]></content:encoded></item></channel></rss>"
+    ).encode()
+    started = time.process_time()
+    feed = parse_feed(body, url=BASE)
+    (item,) = normalise_feed(feed, source_type="rss", fetched_at=FETCHED_AT)
+    assert time.process_time() - started < 2.0
+    assert item.text == "\n".join(["x"] * 43690)  # then one unclosed comment

@@ -21,31 +21,32 @@ def google(n: int, title: str, publisher: str, at: datetime = AT) -> DedupItem:
         publisher=publisher,
         title=f"{title} - {publisher}",
         summary="",
-        text="",
         lang="en",
         canonical_url=None,
         published_at=at,
     )
 
 
-def site(n: int, title: str, text: str, publisher: str, at: datetime = AT) -> DedupItem:
-    return DedupItem(
+def site(n: int, title: str, text: str, publisher: str, at: datetime = AT) -> tuple[DedupItem, str]:
+    item = DedupItem(
         id=n,
         source=publisher,
         feed_kind="site",
         publisher=publisher,
         title=title,
         summary="",
-        text=text,
         lang="en",
         canonical_url=f"https://{publisher.lower().replace(' ', '')}.example/{n}",
         published_at=at,
     )
+    return item, text
 
 
-def place(engine: Engine, items: list[DedupItem]) -> None:
-    for item in sorted(items, key=lambda i: (i.published_at, i.id)):
-        engine.add(item, text=item.text)
+def place(engine: Engine, items: list[DedupItem | tuple[DedupItem, str]]) -> None:
+    """Items (a site's with its page text) in publication order."""
+    pairs = [it if isinstance(it, tuple) else (it, "") for it in items]
+    for item, text in sorted(pairs, key=lambda p: (p[0].published_at, p[0].id)):
+        engine.add(item, text=text)
 
 
 WIRE = "Governor signs water compact with three neighbouring states after decade of talks"
@@ -188,3 +189,43 @@ def test_why_names_the_rule_that_keeps_two_items_apart() -> None:
     assert rule(3, 4, "story")["rule"] == "stock headline"
     window = rule(5, 6, "story")
     assert (window["rule"], window["figure"], window["threshold"]) == ("window", 72.0, 48.0)
+
+
+def test_every_engine_figure_is_a_dedup_config_key_with_the_same_default() -> None:
+    from dataclasses import fields
+
+    from aggregator.config import Config, DedupConfig
+    from aggregator.dedup.service import settings_from
+
+    keys = {f.name.removesuffix("_s") for f in fields(Settings)}
+    assert keys == set(DedupConfig.model_fields)
+    assert settings_from(DedupConfig()) == Settings()
+    tuned = Config.model_validate({"dedup": {"cross_anchors": 4, "wire_window": "6h"}})
+    assert settings_from(tuned.dedup) == Settings(cross_anchors=4, wire_window_s=6 * 3600.0)
+
+
+def test_an_edited_item_is_re_placed_and_an_unchanged_one_is_not() -> None:
+    """An article edited under the same id (a new headline naming the event) joins the
+    story its new words match; re-adding it unchanged changes nothing."""
+    from dataclasses import replace
+
+    engine = Engine()
+    story = [
+        google(i, t, f"Paper {i}")
+        for i, t in enumerate(
+            [
+                "Governor Alvarez signs Rio Verde water compact",
+                "Rio Verde water compact signed by Governor Alvarez",
+            ]
+        )
+    ]
+    vague = google(5, "Statehouse news in brief this evening", "Paper 5", AT + timedelta(hours=1))
+    place(engine, [*story, vague])
+    assert engine.cluster_of["story"][5] != engine.cluster_of["story"][0]
+    assert engine.add(vague).evidence == {}  # unchanged: nothing to do
+    edited = replace(vague, title="Governor Alvarez signs the Rio Verde water compact - Paper 5")
+    out = engine.add(edited)
+    assert engine.cluster_of["story"][5] == engine.cluster_of["story"][0]
+    assert (5, "story") in out.evidence
+    assert engine.records[5].item.title == edited.title
+    assert engine.add(edited).evidence == {}  # and once placed, it is known as it is now

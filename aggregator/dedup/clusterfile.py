@@ -72,7 +72,6 @@ def to_items(rows: list[dict[str, Any]], path: Path) -> Iterator[tuple[DedupItem
                 publisher=row.get("source"),
                 title=title,
                 summary=str(row.get("summary") or ""),
-                text=text,
                 lang=row.get("lang"),
                 canonical_url=canonical_url(url) if isinstance(url, str) else None,
                 published_at=at,

@@ -24,10 +24,12 @@ import heapq
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from sys import intern
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 from datasketch import MinHash
@@ -48,6 +50,9 @@ WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is l
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every figure the engine decides by; each is a key of the config's ``dedup`` section
+    (windows without the ``_s``), documented in the README."""
+
     num_perm: int = 128
     duplicate_threshold: float = 0.6
     story_threshold: float = 0.3
@@ -63,13 +68,10 @@ class Settings:
     max_candidates: int = 300  # story/thread candidates verified per item (most bands shared)
     wire_title_terms: int = 5  # an identical headline this long from another outlet: a copy
     wire_window_s: float = 86400.0  # ... printed within this time of the other
-    template_numbers: float = 0.5  # texts alike whose numbers share less than this: a template
-    story_bridges: int = 2  # items matching two stories that merge them against their centroids
+    story_bridges: int = 2  # headlines matching two stories that merge them against centroids
     cross_anchors: int = 3  # anchors two reports in two languages share to be one story
     cross_postings: int = 200  # an anchor held by more items than this proposes none of them
-    cross_weight: float = (
-        2.0  # ... and whose specificity (see Engine.anchor_weight) adds up to this
-    )
+    cross_weight: float = 2.0  # the shared anchors' specificity (Engine.anchor_weight)
 
     def __post_init__(self) -> None:
         for name in (
@@ -78,13 +80,16 @@ class Settings:
             "thread_threshold",
             "dup_lsh_threshold",
             "story_short_threshold",
-            "template_numbers",
         ):
             v = getattr(self, name)
             if not 0 < v <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {v!r}")
         if self.num_perm < 16:
             raise ValueError(f"num_perm must be >= 16, got {self.num_perm}")
+        for name in ("short_terms", "story_top_terms", "lead_tokens", "max_candidates",
+                     "wire_title_terms", "story_bridges", "cross_anchors", "cross_postings"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,6 @@ class DedupItem:
     publisher: str | None
     title: str
     summary: str
-    text: str
     lang: str | None
     canonical_url: str | None
     published_at: datetime
@@ -231,6 +235,11 @@ def top_k_first(counts: np.ndarray, k: int) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def _fingerprint(item: DedupItem) -> tuple[object, ...]:
+    """What makes an item's placement: a change in any of these re-places it."""
+    return (item.title, item.summary, item.content_hash, item.canonical_url, item.publisher)
+
+
 def _plain(text: str | None) -> str:
     if not text:
         return ""
@@ -273,8 +282,10 @@ def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
         name = publisher.strip().casefold()
         for sep in (" - ", " – ", " | "):
             cut = t.rfind(sep)  # the suffix may name the publisher at more length
-            if cut > 0 and t[cut + len(sep) :].casefold().startswith(name):
-                return t[:cut]
+            while cut > 0:
+                if t[cut + len(sep) :].casefold().startswith(name):
+                    return t[:cut]
+                cut = t.rfind(sep, 0, cut)
     return t
 
 
@@ -587,6 +598,55 @@ class Engine:
         self.cluster_of[level][item_id] = cid
         return cid
 
+    # ------------------------------------------------------------ restoring stored state
+    # A service restores an engine in this order: begin_restore, hold_stored (each held
+    # item) and take_in (a chunk of them), restore (their memberships), finish_restore.
+
+    def begin_restore(self, newest_at: datetime | None) -> datetime | None:
+        """Start from the newest placed item's time; returns the horizon from which the
+        stored items are to be held (every window of a new item reaches back to it)."""
+        self.newest_at = newest_at
+        self.held_from = self.horizon()
+        return self.held_from
+
+    def hold_stored(
+        self,
+        item: DedupItem,
+        *,
+        dup_sig: np.ndarray | None,
+        story_sig: np.ndarray | None,
+        features: Mapping[str, Any] | None,
+    ) -> Rec:
+        """Hold a stored item with its stored signatures and story features (what
+        ``service._signature_rows`` wrote); its terms are counted in by :meth:`take_in`."""
+        rec = Rec(
+            item=item,
+            title_key=title_key(item.title, item.publisher, item.feed_kind),
+            publisher_key=publisher_key(item.publisher),
+            dup_sig=dup_sig,
+            story_sig=story_sig,
+        )
+        if features is not None:
+            # the terms go straight into the vocabulary (one string per term there); the
+            # lead terms, summed into centroids, are interned: one string per term too
+            rec.vec = self.vocab.vector(features.get("terms", {}))
+            lead: Mapping[str, int] = features.get("lead", {})
+            rec.lead = dict(zip(map(intern, lead), lead.values(), strict=True))
+            rec.short = bool(features.get("short", True))
+            rec.body_len = int(features.get("body_len", 0))
+            rec.lang = str(features.get("lang") or item.lang or "")
+            rec.anchors = frozenset(map(intern, features.get("anchors", ())))
+        self.records[item.id] = rec
+        self.hold(item)
+        self.by_source[item.source].append(item.id)
+        return rec
+
+    def finish_restore(self, *, next_cluster_id: int, apart: list[tuple[str, int, int]]) -> None:
+        """The first free cluster id, and the active manual splits (each named by members
+        held, where they can be)."""
+        self.next_cluster_id = next_cluster_id
+        self.apart = apart
+
     def restore(self, memberships: Iterable[tuple[int, str, int]]) -> None:
         """Stored memberships ``(item, level, cluster)`` of held items: their clusters, and
         the thread each of their stories lies in. Items not held are passed over."""
@@ -707,9 +767,13 @@ class Engine:
     # ------------------------------------------------------------ placement
 
     def add(self, item: DedupItem, *, text: str | None = None) -> Outcome:
-        """Place a new item. Re-adding a known item changes nothing."""
-        if item.id in self.records:
-            return Outcome(item.id)
+        """Place a new item. Re-adding a known item changes nothing; adding a held item
+        whose title or text changed (an edited article) re-places it."""
+        held = self.records.get(item.id)
+        if held is not None:
+            if _fingerprint(held.item) == _fingerprint(item):
+                return Outcome(item.id)
+            return self._update(held, item, text)
         # Before placing, so this item's state stays whole: memory follows the windows of
         # the item being placed, whenever it arrives (an old one brings its neighbours back).
         self.forget_before(self.horizon(item.published_at))
@@ -734,6 +798,34 @@ class Engine:
         self._place(rec, out)
         if self.newest_at is None or item.published_at > self.newest_at:
             self.newest_at = item.published_at
+        return out
+
+    def update(self, item: DedupItem, *, text: str | None = None) -> Outcome:
+        """Re-place a held item as changed (one loaded from the store whose stored features
+        are of an earlier version), whatever its fields say."""
+        return self._update(self.records[item.id], item, text)
+
+    def _update(self, rec: Rec, item: DedupItem, text: str | None) -> Outcome:
+        """Re-place an edited item: its features made anew, it stays in its clusters (they
+        only merge) and joins whatever its new text matches. It keeps its place in time
+        (the first published time): the windows it was placed in stay its own."""
+        out = Outcome(item.id)
+        self.forget_before(self.horizon(rec.item.published_at))  # as add() does
+        self._reach_back(rec.item.published_at)
+        self._drop_keys(rec)
+        self.vocab.count_out(rec.vec)
+        for level in ("story", "thread"):  # its old lead is summed into these centroids
+            cid = self.cluster_of[level].get(item.id)
+            self._centroids.pop(cid, None)  # type: ignore[arg-type]
+            self._centroid_vecs.pop(cid, None)  # type: ignore[arg-type]
+        rec.item = replace(item, published_at=rec.item.published_at)
+        rec.title_key = title_key(item.title, item.publisher, item.feed_kind)
+        rec.publisher_key = publisher_key(item.publisher)
+        if text is not None:
+            self._texts[item.id] = text
+        self._features(rec)
+        self.count_in(rec)
+        self._place(rec, out)
         return out
 
     def hold(self, item: DedupItem) -> None:
@@ -807,24 +899,12 @@ class Engine:
             item = rec.item
             # term statistics cover what is held, as after a restart (and stay bounded)
             self.vocab.count_out(rec.vec)
-            self._unindex(item_id, rec.dup_sig, "duplicate")
-            self._unindex(item_id, rec.story_sig, "story")
-            for index, key in (
-                (self.by_source, item.source),
-                (self.by_title, rec.title_key),
-                (self.by_publisher, _opening(rec)),
-            ):
-                ids = index.get(key)  # type: ignore[call-overload]
-                if ids and item_id in ids:
-                    ids.remove(item_id)
-                    if not ids:
-                        del index[key]  # type: ignore[arg-type]
-            self._forget_anchors(rec)
-            if item.canonical_url and self.by_url.get(item.canonical_url) == item_id:
-                del self.by_url[item.canonical_url]
-            if item.content_hash and self.by_hash.get(item.content_hash) == item_id:
-                del self.by_hash[item.content_hash]
-            self._shingle_cache.pop(item_id, None)
+            self._drop_keys(rec)
+            ids = self.by_source.get(item.source)
+            if ids and item_id in ids:
+                ids.remove(item_id)
+                if not ids:
+                    del self.by_source[item.source]
             self._texts.pop(item_id, None)
             self._release(item_id)
             for level in LEVELS:
@@ -843,6 +923,25 @@ class Engine:
                     if level == "story":
                         self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
         return len(old)
+
+    def _drop_keys(self, rec: Rec) -> None:
+        """Make an item unfindable (what :meth:`remember` did undone): it leaves memory, or
+        it changed and is found anew by its new features."""
+        item_id, item = rec.item.id, rec.item
+        self._unindex(item_id, rec.dup_sig, "duplicate")
+        self._unindex(item_id, rec.story_sig, "story")
+        for index, key in ((self.by_title, rec.title_key), (self.by_publisher, _opening(rec))):
+            ids = index.get(key)  # type: ignore[call-overload]
+            if ids and item_id in ids:
+                ids.remove(item_id)
+                if not ids:
+                    del index[key]  # type: ignore[arg-type]
+        self._forget_anchors(rec)
+        if item.canonical_url and self.by_url.get(item.canonical_url) == item_id:
+            del self.by_url[item.canonical_url]
+        if item.content_hash and self.by_hash.get(item.content_hash) == item_id:
+            del self.by_hash[item.content_hash]
+        self._shingle_cache.pop(item_id, None)
 
     def _forget_anchors(self, rec: Rec) -> None:
         for anchor in rec.anchors:
@@ -888,15 +987,15 @@ class Engine:
                 if cid is not None:
                     self._centroids.pop(cid, None)
                     self._centroid_vecs.pop(cid, None)
-            self._place(rec, out, existing=True)
+            self._place(rec, out)
             out.reindexed.append(item_id)
 
-    def _place(self, rec: Rec, out: Outcome, *, existing: bool = False) -> None:
+    def _place(self, rec: Rec, out: Outcome) -> None:
         self._cands = None  # the LSH index does not change until this item is indexed
         self._template_of = set()
-        dup = self._place_duplicate(rec, out, existing)
-        story = self._place_story(rec, out, existing, dup)
-        self._place_thread(rec, out, existing, story)
+        dup = self._place_duplicate(rec, out)
+        story = self._place_story(rec, out, dup)
+        self._place_thread(rec, out, story)
         self._cands = None
         self.remember(rec)
 
@@ -941,7 +1040,7 @@ class Engine:
 
     # -- duplicate
 
-    def _place_duplicate(self, rec: Rec, out: Outcome, existing: bool) -> Evidence:
+    def _place_duplicate(self, rec: Rec, out: Outcome) -> Evidence:
         item = rec.item
         matches: list[Evidence] = []
         exact = self._exact_duplicate(rec)
@@ -972,7 +1071,7 @@ class Engine:
                             tuple(bands),
                         )
                     )
-        return self._settle("duplicate", rec, matches, out, existing)
+        return self._settle("duplicate", rec, matches, out)
 
     def _exact_duplicate(self, rec: Rec) -> Evidence | None:
         item = rec.item
@@ -1012,9 +1111,7 @@ class Engine:
                 return Evidence("duplicate", 0, "title", other, 1.0)
         return None
 
-    def _settle(
-        self, level: str, rec: Rec, matches: list[Evidence], out: Outcome, existing: bool
-    ) -> Evidence:
+    def _settle(self, level: str, rec: Rec, matches: list[Evidence], out: Outcome) -> Evidence:
         """Join the best match's cluster and merge the others' into it."""
         item_id = rec.item.id
         current = self.cluster_of[level].get(item_id)
@@ -1063,7 +1160,7 @@ class Engine:
 
     # -- story
 
-    def _place_story(self, rec: Rec, out: Outcome, existing: bool, dup: Evidence) -> Evidence:
+    def _place_story(self, rec: Rec, out: Outcome, dup: Evidence) -> Evidence:
         item_id = rec.item.id
         matches: list[Evidence] = []
         if dup.method not in ("new", "kept") and dup.matched_item_id is not None:
@@ -1097,9 +1194,7 @@ class Engine:
                         tuple(self.matched_bands(rec.story_sig, orec.story_sig, "story")),
                     )
                 )
-        return self._settle(
-            "story", rec, matches[:1] + self._distinct(matches[1:], "story"), out, existing
-        )
+        return self._settle("story", rec, matches[:1] + self._distinct(matches[1:], "story"), out)
 
     def is_stock(self, rec: Rec) -> bool:
         """A headline too short to name one event ("Live updates", "Polizei sucht Zeugen"):
@@ -1192,7 +1287,7 @@ class Engine:
 
     # -- thread
 
-    def _place_thread(self, rec: Rec, out: Outcome, existing: bool, story: Evidence) -> None:
+    def _place_thread(self, rec: Rec, out: Outcome, story: Evidence) -> None:
         item_id = rec.item.id
         story_id = self.cluster_of["story"][item_id]
         thread = self.thread_of_story.get(story_id)

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from sys import intern
 from typing import Any, TypeVar
 
 import numpy as np
@@ -55,8 +54,6 @@ from .engine import (
     Outcome,
     Rec,
     Settings,
-    publisher_key,
-    title_key,
 )
 
 log = logging.getLogger(__name__)
@@ -66,15 +63,12 @@ T = TypeVar("T")
 
 
 def settings_from(cfg: DedupConfig) -> Settings:
-    return Settings(
-        num_perm=cfg.num_perm,
-        duplicate_threshold=cfg.duplicate_threshold,
-        story_threshold=cfg.story_threshold,
-        thread_threshold=cfg.thread_threshold,
-        duplicate_window_s=cfg.duplicate_window,
-        story_window_s=cfg.story_window,
-        thread_window_s=cfg.thread_window,
-    )
+    """The engine's settings from the config's ``dedup`` section: the same names, windows
+    (durations in the file) in seconds."""
+    values = cfg.model_dump()
+    for window in ("duplicate_window", "story_window", "thread_window", "wire_window"):
+        values[f"{window}_s"] = values.pop(window)
+    return Settings(**values)
 
 
 def feed_kind(source_type: str) -> str:
@@ -122,7 +116,6 @@ def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
         # the engine reads a summary only where there is no text (or from Bing): a feed that
         # puts whole articles in its descriptions would otherwise be held twice
         summary=item.summary if kind == "bing_news" or not item.text else "",
-        text="",  # read when needed, through Engine.texts_of
         lang=item.lang,
         canonical_url=item.canonical_url,
         published_at=item.published_at,
@@ -170,7 +163,7 @@ class DedupService:
             # First: a change committed while loading then leaves the epoch behind, and the
             # next batch reloads again rather than trusting a mixed state.
             epoch = read_epoch(s)
-            eng.apart = [
+            apart = [
                 (level, x, y)
                 for level, x, y in s.execute(
                     select(Correction.level, Correction.item_id, Correction.other_item_id)
@@ -191,14 +184,13 @@ class DedupService:
                 .order_by(Item.published_at.desc())
                 .limit(1)
             )
-            eng.newest_at = newest
-            horizon = eng.horizon()
+            horizon = eng.begin_restore(newest)
             # Only what is within reach of the windows: older items stay on disk, so the
             # start-up cost follows the window, not the history.
             held = [Item.dedup_state == "done", Item.kind == "article"]
             if horizon is not None:
                 held.append(Item.published_at >= horizon)
-            split_items = {x for _, x, _ in eng.apart} | {y for _, _, y in eng.apart}
+            split_items = {x for _, x, _ in apart} | {y for _, _, y in apart}
             member_cols = (ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
             # plain rows through the connection: the ORM's row handling was a tenth of a load
             rows_of = s.connection().execute
@@ -246,18 +238,19 @@ class DedupService:
             for item_id, level, cluster_id in members
         }
         eng.restore((item_id, level, cid) for (item_id, level), cid in stored_cluster.items())
-        eng.held_from = horizon
-        eng.apart = [
-            (
-                level,
-                _stand_in(eng, stored_cluster, x, level),
-                _stand_in(eng, stored_cluster, y, level),
-            )
-            for level, x, y in eng.apart
-        ]
         with self.store.sessions() as s:
             top = s.scalar(select(func.max(Cluster.id))) or 0
-        eng.next_cluster_id = top + 1
+        eng.finish_restore(
+            next_cluster_id=top + 1,
+            apart=[
+                (
+                    level,
+                    _stand_in(eng, stored_cluster, x, level),
+                    _stand_in(eng, stored_cluster, y, level),
+                )
+                for level, x, y in apart
+            ],
+        )
         self._first_unsaved = eng.next_cluster_id
         self._pending = _Pending()
         self.epoch = epoch
@@ -270,8 +263,9 @@ class DedupService:
         with _gc_paused():
             self._load_items(ids)
 
-    def _load_items(self, ids: Iterable[int]) -> None:
+    def _load_items(self, ids: Iterable[int], *, pending_too: bool = False) -> None:
         eng = self.engine
+        states = ("done", "pending") if pending_too else ("done",)
         with self.store.sessions() as s:
             wanted = {i for i in ids if i not in eng.records}
             stories = select(ClusterMember.cluster_id).where(
@@ -296,7 +290,7 @@ class DedupService:
             rows = s.execute(
                 select(Item, Source)
                 .join(Source, Source.id == Item.source_id)
-                .where(Item.id.in_(wanted), Item.dedup_state == "done", Item.kind == "article")
+                .where(Item.id.in_(wanted), Item.dedup_state.in_(states), Item.kind == "article")
             ).all()
             eng.take_in([self._load_record(_dedup_item(item, src), sigs) for item, src in rows])
             stored = s.execute(
@@ -345,31 +339,13 @@ class DedupService:
 
     def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> Rec:
         """A stored item's record, held (its terms are counted in by ``Engine.take_in``)."""
-        eng = self.engine
-        rec = Rec(
-            item=item,
-            title_key=title_key(item.title, item.publisher, item.feed_kind),
-            publisher_key=publisher_key(item.publisher),
-        )
         dup, story = sigs.get((item.id, "duplicate")), sigs.get((item.id, "story"))
-        if dup is not None:
-            rec.dup_sig = self._held_signature(dup.hashvalues)
-        if story is not None:
-            rec.story_sig = self._held_signature(story.hashvalues)
-            feats = story.features or {}
-            # the terms go straight into the vocabulary (one string per term there); the
-            # lead terms, summed into centroids, are interned: one string per term too
-            rec.vec = eng.vocab.vector(feats.get("terms", {}))
-            lead = feats.get("lead", {})
-            rec.lead = dict(zip(map(intern, lead), lead.values(), strict=True))
-            rec.short = bool(feats.get("short", True))
-            rec.body_len = int(feats.get("body_len", 0))
-            rec.lang = feats.get("lang") or item.lang or ""
-            rec.anchors = frozenset(map(intern, feats.get("anchors", ())))
-        eng.records[item.id] = rec
-        eng.hold(item)
-        eng.by_source[item.source].append(item.id)
-        return rec
+        return self.engine.hold_stored(
+            item,
+            dup_sig=None if dup is None else self._held_signature(dup.hashvalues),
+            story_sig=None if story is None else self._held_signature(story.hashvalues),
+            features=None if story is None else (story.features or {}),
+        )
 
     # ------------------------------------------------------------ processing
 
@@ -432,10 +408,12 @@ class DedupService:
                 if not rows:
                     self.epoch = epoch
                     break
+                updated = self._hold_updated([item.id for item, _ in rows])
                 placed = False
                 for item, source in rows:
                     if item.kind == "article":
-                        self._persist(self.engine.add(_dedup_item(item, source), text=item.text))
+                        place = self.engine.update if item.id in updated else self.engine.add
+                        self._persist(place(_dedup_item(item, source), text=item.text))
                         placed = True
                     item.dedup_state = "done"
                     done += 1
@@ -446,6 +424,26 @@ class DedupService:
             self.epoch = epoch
             self.engine.drop_texts()
         return done
+
+    def _hold_updated(self, ids: Sequence[int]) -> set[int]:
+        """Pending items that were placed before and left memory (edited articles stored
+        anew): brought back with their stored features, so the engine re-places them in
+        their clusters instead of placing them as new. Returns their ids."""
+        cold = [i for i in ids if i not in self.engine.records]
+        if not cold:
+            return set()
+        with self.store.sessions() as s:
+            placed = set(
+                s.scalars(
+                    select(ClusterMember.item_id).where(
+                        ClusterMember.item_id.in_(cold), ClusterMember.level == "duplicate"
+                    )
+                )
+            )
+        if placed:
+            with _gc_paused():
+                self._load_items(placed, pending_too=True)
+        return placed & set(self.engine.records)
 
     def _persist(self, out: Outcome) -> None:
         """Note what an outcome changed; :meth:`_flush` writes a batch's worth at once."""
