@@ -99,6 +99,7 @@ class PollingConfig(_Strict):
     min_interval: Duration = 300.0
     max_interval: Duration = 86400.0
     aggregator_min_interval: Duration = 900.0  # Google News / Bing News floor
+    # a feed without publishing history yet (clamped to [min_interval, max_interval])
     default_interval: Duration = 3600.0
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0
@@ -294,11 +295,8 @@ class Config(_Strict):
                 if n in seen:
                     raise ValueError(f"duplicate {kind} name {n!r}")
                 seen.add(n)
-        known = {s.name for s in self.sources}
-        for d in self.digests:
-            for s in d.sources:
-                if s not in known:
-                    raise ValueError(f"digest {d.name!r} names unknown source {s!r}")
+        # digests[].sources may name OPML-imported sources too, which only the database
+        # knows: they are checked when a digest is built (store.repo.check_digest_sources)
         return self
 
     def source(self, name: str) -> SourceConfig:

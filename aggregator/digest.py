@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from .config import Config, DigestConfig
 from .digest_view import DigestView, Entry
 from .errors import DeliveryError
-from .store import Store
+from .store import Store, repo
 from .store.models import Cluster, ClusterMember, DigestEntry, DigestRun
 from .stories import Member, load_members, load_terms, story_entry
 
@@ -121,6 +121,7 @@ def build_view(
 ) -> tuple[DigestView, list[Planned]]:
     """The digest's content for a period, and its stories to record (the mailed ones in
     order, then those deferred because the digest is full)."""
+    repo.check_digest_sources(s, digest)
     level = digest.level
     changed = select(ClusterMember.cluster_id).where(
         ClusterMember.level == level, ClusterMember.joined_at <= period_end_at

@@ -306,12 +306,15 @@ def recent_stories(
     since_at: datetime | None = None,
     limit: int = 50,
     comments_since_at: datetime | None = None,
+    offset: int = 0,
 ) -> list[Story]:
-    """Live clusters changed since ``since_at``, most recently changed first."""
+    """Live clusters changed since ``since_at``, most recently changed first (``offset``
+    of them skipped: the web pages' paging)."""
     stmt = (
         select(Cluster)
         .where(Cluster.level == level, Cluster.merged_into_id.is_(None), Cluster.size > 0)
         .order_by(Cluster.updated_at.desc(), Cluster.id.desc())
+        .offset(offset)
         .limit(limit)
     )
     if since_at is not None:
