@@ -262,6 +262,11 @@ def test_each_outlet_shows_its_own_time_and_estimates_are_marked(store: Store, s
     assert "≈ time estimated" in body
     assert "(5 Oct 2026, 06:40)" in html and "(≈ 5 Oct 2026, 11:05)" in html
     assert "08:15" in html.split("Lindenau Courier")[1].split("</p>")[0]
+    # the web page's list shows the headline outlet's own time too
+    from aggregator.web import WebApp
+
+    page = WebApp(store, cfg).route("GET", "/?since=3650d").body.decode()
+    assert "Lindenau Courier · 2026-10-05 08:15 UTC" in flat(page)
 
 
 def test_dates_follow_the_digest_language(store: Store, smtp) -> None:  # noqa: F811
