@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..domain import LEVELS
 from ..errors import InputError, StoreError
 from ..store.models import Cluster, ClusterMember, Correction, DedupEpoch, Item
-from .engine import LEVELS
 
 EPOCH_ROW = 1
 

@@ -35,6 +35,7 @@ import numpy as np
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
+from ..domain import LEVELS
 from ..normaliser import detect_language, html_to_text
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
@@ -42,7 +43,6 @@ from .boilerplate import BoilerplateModel, line_keys, split_lines
 from .text import content_terms, fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
-LEVELS = ("duplicate", "story", "thread")
 AGGREGATOR_KINDS = ("google_news", "bing_news")
 SEED = 1
 WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is learned
