@@ -223,14 +223,23 @@ def strip_publisher_suffix(title: str, publisher: str | None) -> str:
     if not publisher:
         return title
     name = _squash(publisher).casefold()
+    if not name:
+        return title
     # Google sometimes names the publisher at more length than its <source> does
     # ("… - ACidade ON São Carlos" from "ACidade ON"): the suffix starts with the name
     cut = title.rfind(" - ")
     while cut > 0:
-        if title[cut + 3 :].casefold().startswith(name):
+        if names_publisher(title[cut + 3 :], name):
             return title[:cut].rstrip()
         cut = title.rfind(" - ", 0, cut)
     return title
+
+
+def names_publisher(suffix: str, name: str) -> bool:
+    """Whether a title's suffix is the publisher's (case-folded) name, or starts with it as
+    whole words ("ACidade ON São Carlos" for "acidade on"; not "Apple shares" for "ap")."""
+    suffix = suffix.casefold()
+    return suffix.startswith(name) and not suffix[len(name) : len(name) + 1].isalnum()
 
 
 # --------------------------------------------------------------------------- HTML

@@ -229,3 +229,40 @@ def test_an_edited_item_is_re_placed_and_an_unchanged_one_is_not() -> None:
     assert (5, "story") in out.evidence
     assert engine.records[5].item.title == edited.title
     assert engine.add(edited).evidence == {}  # and once placed, it is known as it is now
+
+
+def test_a_late_item_reads_back_its_own_windows_only() -> None:
+    """An item dated long before what is held reads back the placed items within reach of
+    it, not the history between it and what is held, and a span read once is not read again."""
+    calls: list[tuple[datetime, datetime]] = []
+    engine = Engine(load_range=lambda lo, hi: calls.append((lo, hi)))
+    engine.begin_restore(AT)  # a store whose newest placed item is AT
+    reach = engine.reach()
+    old = AT - timedelta(days=200)
+    engine.add(google(1, WIRE, "Valley Courier", old))
+    assert calls == [(old - reach, old + reach)]
+    engine.add(google(2, WIRE, "Harbor Times", old + timedelta(days=1)))
+    assert calls[1:] == [(old + reach, old + timedelta(days=1) + reach)]  # the rest only
+
+
+def test_a_publisher_suffix_is_stripped_only_as_whole_words() -> None:
+    from aggregator.dedup.engine import bare_title
+    from aggregator.normaliser import strip_publisher_suffix
+
+    for strip in (strip_publisher_suffix, lambda t, p: bare_title(t, p, "google_news")):
+        assert strip("Biden meets Xi - Apple shares slide", "AP") == (
+            "Biden meets Xi - Apple shares slide"
+        )
+        assert strip("Feira do livro - ACidade ON São Carlos", "ACidade ON") == "Feira do livro"
+        assert (
+            strip("Cuts - News of the United States - NOTUS", "News of the United States - NOTUS")
+            == "Cuts"
+        )
+        assert strip("A - B", " ") == "A - B"
+
+
+def test_template_lines_of_the_same_shape_are_counted_apart() -> None:
+    from aggregator.dedup.engine import number_lines
+
+    lines = number_lines("Ziehung 1: 3 5 8\nZiehung 2: 7 9 11\nImpressum", "Lotto")
+    assert sorted(lines.values()) == ["ziehung 1: 3 5 8", "ziehung 2: 7 9 11"]

@@ -36,7 +36,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from ..domain import LEVELS
-from ..normaliser import detect_language, html_to_text
+from ..normaliser import detect_language, html_to_text, names_publisher
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
@@ -207,11 +207,16 @@ def _hashed(shingled: set[str]) -> np.ndarray:
 _DIGIT_RE = re.compile(r"\d")
 
 
-def number_lines(text: str, title: str) -> dict[int, str]:
+def number_lines(text: str, title: str) -> dict[tuple[int, int], str]:
     """The lines of a page that hold a number, by their key with the digits (and the page's
     title) masked (:func:`.boilerplate.line_keys`)."""
     lines = [line for line in split_lines(text) if _DIGIT_RE.search(line)]
-    return dict(zip(line_keys(lines, title), map(fold, lines), strict=True))
+    seen: Counter[int] = Counter()
+    out: dict[tuple[int, int], str] = {}
+    for key, line in zip(line_keys(lines, title), lines, strict=True):
+        out[(key, seen[key])] = fold(line)  # "Ziehung 1: …", "Ziehung 2: …" stay two lines
+        seen[key] += 1
+    return out
 
 
 def _containment(a: np.ndarray, b: np.ndarray) -> float:
@@ -233,6 +238,20 @@ def top_k_first(counts: np.ndarray, k: int) -> np.ndarray:
     keep = counts > kth
     keep[np.flatnonzero(counts == kth)[: k - int(np.count_nonzero(keep))]] = True
     return np.flatnonzero(keep)
+
+
+def _gaps(lo: datetime, hi: datetime, spans: Iterable[tuple[datetime, datetime]]):
+    """The parts of ``[lo, hi)`` that none of ``spans`` covers, in order."""
+    for span_lo, span_hi in sorted(spans):
+        if span_hi <= lo or span_lo >= hi:
+            continue
+        if span_lo > lo:
+            yield lo, span_lo
+        lo = max(lo, span_hi)
+        if lo >= hi:
+            return
+    if lo < hi:
+        yield lo, hi
 
 
 def _fingerprint(item: DedupItem) -> tuple[object, ...]:
@@ -280,10 +299,10 @@ def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
     t = title.strip()
     if feed_kind in AGGREGATOR_KINDS and publisher:
         name = publisher.strip().casefold()
-        for sep in (" - ", " – ", " | "):
+        for sep in (" - ", " – ", " | ") if name else ():
             cut = t.rfind(sep)  # the suffix may name the publisher at more length
             while cut > 0:
-                if t[cut + len(sep) :].casefold().startswith(name):
+                if names_publisher(t[cut + len(sep) :], name):
                     return t[:cut]
                 cut = t.rfind(sep, 0, cut)
     return t
@@ -348,8 +367,10 @@ class Engine:
         self._slot_ts = np.zeros(1024, dtype=np.float64)
         self._free_slots: list[int] = []
         self.newest_at: datetime | None = None
-        # Every placed item published at or after this is held (None: every placed item).
+        # Every placed item published at or after this is held (None: every placed item),
+        # and so is every one in the spans read back below it for items that came late.
         self.held_from: datetime | None = None
+        self._read_back: list[tuple[datetime, datetime]] = []
         self._by_time: list[tuple[datetime, int]] = []  # (published_at, id) of held items
         # Manual splits (level, item, other item): cannot-links that no merge may undo.
         self.apart: list[tuple[str, int, int]] = []
@@ -373,13 +394,16 @@ class Engine:
             return self._texts_of([item_id]).get(item_id, "")
         return ""
 
-    def _read_texts(self, item_ids: Iterable[int]) -> None:
-        """Read, at once, the texts of the items whose shingles are not at hand: after a
-        start-up a new item's duplicate candidates are all cold, and one read each was half
-        of its placement. They are kept until :meth:`drop_texts`."""
+    def _read_texts(self, item_ids: Iterable[int], *, pages: bool = False) -> None:
+        """Read, at once, the texts of the items whose shingles are not at hand (``pages``:
+        of all of them, whose raw pages are wanted): after a start-up a new item's duplicate
+        candidates are all cold, and one read each was half of its placement. They are kept
+        until :meth:`drop_texts`."""
         if self._texts_of is None:
             return
-        cold = [i for i in item_ids if i not in self._shingle_cache and i not in self._texts]
+        cold = [
+            i for i in item_ids if i not in self._texts and (pages or i not in self._shingle_cache)
+        ]
         if cold:
             found = self._texts_of(cold)
             self._texts.update((i, found.get(i, "")) for i in cold)
@@ -528,7 +552,7 @@ class Engine:
         shared = na.keys() & nb.keys()
         differ = sum(na[k] != nb[k] for k in shared)
         chrome = self.boilerplate.is_boilerplate
-        agree = sum(na[k] == nb[k] and not chrome(a.item.source, k) for k in shared)
+        agree = sum(na[k] == nb[k] and not chrome(a.item.source, k[0]) for k in shared)
         return differ >= 2 and differ > agree
 
     def story_scores(self, rec: Rec, others: Sequence[Rec]) -> list[tuple[float, float]]:
@@ -721,11 +745,12 @@ class Engine:
         if need <= 0:
             return True
         members = self.members["story"]
+        cap = self.settings.max_candidates  # a busy story is not walked whole per headline
         for mine, theirs in ((a, b), (b, a)):
             others = [self.records[m] for m in sorted(members.get(theirs, ())) if m in self.records]
             if not others:
                 continue
-            for m in sorted(members.get(mine, ())):
+            for m in sorted(members.get(mine, ()))[:cap]:
                 rec = self.records.get(m)
                 if m == item_id or rec is None or not rec.short:
                     continue
@@ -871,12 +896,15 @@ class Engine:
     def _reach_back(self, at: datetime) -> None:
         """Make sure every placed item within reach of ``at`` is held: an item that arrives
         late (a search feed's three-week-old entry, a new source's history) is compared with
-        the items of its own windows, read back from the store if they left memory."""
-        lo = at - self.reach()
-        if self._load_range is None or self.held_from is None or lo >= self.held_from:
+        the items of its own windows, read back from the store if they left memory. Only
+        its windows are read (never the history between them and what is held), and a span
+        read once is not read again while it is held."""
+        if self._load_range is None or self.held_from is None:
             return
-        self._load_range(lo, self.held_from)
-        self.held_from = lo
+        reach = self.reach()
+        for lo, hi in _gaps(at - reach, min(at + reach, self.held_from), self._read_back):
+            self._load_range(lo, hi)
+            self._read_back.append((lo, hi))
 
     def forget_before(self, horizon: datetime | None) -> int:
         """Drop items older than ``horizon`` from memory (they stay in the database), so a
@@ -885,6 +913,8 @@ class Engine:
             return 0
         if self.held_from is None or horizon > self.held_from:
             self.held_from = horizon
+        # spans read back below the horizon are gone with their items
+        self._read_back = [(lo, hi) for lo, hi in self._read_back if hi > horizon]
         old = []
         by_time = self._by_time  # a heap: the check costs nothing while nobody is due
         while by_time and by_time[0][0] < horizon:
@@ -1054,12 +1084,21 @@ class Engine:
                 if self._within(rec, self.records[other], window_s)
             ]
             self._read_texts(orec.item.id for orec, _ in near)
-            for orec, bands in near:
+            scored = [
+                (orec, bands, self.dup_similarity(item.id, orec.item.id)) for orec, bands in near
+            ]
+            alike = [
+                (orec, bands, sc)
+                for orec, bands, sc in scored
+                if sc >= self.settings.duplicate_threshold
+            ]
+            # the template check reads the pages themselves: at once, not one query each
+            self._read_texts((orec.item.id for orec, _, _ in alike), pages=True)
+            for orec, bands, score in alike:
                 other = orec.item.id
-                score = self.dup_similarity(item.id, other)
-                if score >= self.settings.duplicate_threshold and self.is_template_pair(rec, orec):
+                if self.is_template_pair(rec, orec):
                     self._template_of.add(other)
-                elif score >= self.settings.duplicate_threshold:
+                else:
                     matches.append(
                         Evidence(
                             "duplicate",
@@ -1204,6 +1243,15 @@ class Engine:
             < self.settings.wire_title_terms
         )
 
+    def anchors_agree(self, shared: frozenset[str]) -> bool:
+        """Whether two reports in two languages sharing these anchors report one event."""
+        s = self.settings
+        return (
+            len(shared) >= s.cross_anchors
+            and sum(not is_lexical(a) for a in shared) >= 2
+            and self.anchor_weight(shared) >= s.cross_weight
+        )
+
     def anchor_weight(self, shared: Iterable[str]) -> float:
         """How specific shared anchors are: each counts ln(N/df)/ln(N) over the held items
         (1 for a name only these two reports hold, 0 for one every report holds), so a
@@ -1232,11 +1280,7 @@ class Engine:
             if not self._within(rec, orec, s.story_window_s):
                 continue
             shared = rec.anchors & orec.anchors
-            if (
-                len(shared) >= s.cross_anchors
-                and sum(not is_lexical(a) for a in shared) >= 2
-                and self.anchor_weight(shared) >= s.cross_weight
-            ):
+            if self.anchors_agree(shared):
                 found.append((orec, shared))
         return found
 

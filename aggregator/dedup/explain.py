@@ -124,9 +124,14 @@ def deciding_check(eng: Engine, ra: Rec, rb: Rec, level: str, apart_s: float) ->
     }[level]
     if apart_s > window_s:
         return _check("window", round(apart_s / 3600, 1), round(window_s / 3600, 1), "hours")
+    alike = (
+        ra.dup_sig is not None
+        and rb.dup_sig is not None
+        and eng.dup_similarity(ra.item.id, rb.item.id) >= st.duplicate_threshold
+    )
     if level == "duplicate":
         if ra.dup_sig is not None and rb.dup_sig is not None:
-            if eng.is_template_pair(ra, rb):
+            if alike and eng.is_template_pair(ra, rb):
                 return _check("template", None, None, "their numbers differ: two template pages")
             sim = eng.dup_similarity(ra.item.id, rb.item.id)
             return _check("similarity", round(sim, 4), st.duplicate_threshold, "shingles")
@@ -139,18 +144,23 @@ def deciding_check(eng: Engine, ra: Rec, rb: Rec, level: str, apart_s: float) ->
         )
     sa, sb = eng.cluster_of["story"][ra.item.id], eng.cluster_of["story"][rb.item.id]
     if level == "story":
-        if ra.dup_sig is not None and rb.dup_sig is not None and eng.is_template_pair(ra, rb):
+        if alike and eng.is_template_pair(ra, rb):
             return _check("template", None, None, "their numbers differ: two template pages")
         if ra.title_key == rb.title_key and eng.is_stock(ra):
             return _check("stock headline", None, st.wire_title_terms, "content words at least")
         if ra.lang and rb.lang and ra.lang != rb.lang:
             shared = ra.anchors & rb.anchors
-            return _check(
-                "language",
-                len(shared),
-                st.cross_anchors,
-                "shared anchors: " + ", ".join(sorted(shared)[:10]),
-            )
+            names = "shared anchors: " + (", ".join(sorted(shared)[:10]) or "none")
+            if not eng.anchors_agree(shared):
+                weight = round(eng.anchor_weight(shared), 3)
+                return _check(
+                    "language",
+                    len(shared),
+                    st.cross_anchors,
+                    f"{names}; two names or figures and a specificity of {st.cross_weight} "
+                    f"needed (here {weight})",
+                )
+            return _check("order", None, None, f"{names}: they agree, but were never compared")
         score, threshold = eng.story_similarity(ra, rb)
         if score < threshold:
             return _check("similarity", round(score, 4), threshold, "terms")

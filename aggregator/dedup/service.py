@@ -264,8 +264,11 @@ class DedupService:
             self._load_items(ids)
 
     def _load_items(self, ids: Iterable[int], *, pending_too: bool = False) -> None:
+        """``pending_too``: the items asked for may be pending (edited, to be re-placed);
+        the rest of their stories are read only as placed."""
         eng = self.engine
-        states = ("done", "pending") if pending_too else ("done",)
+        ids = list(ids)
+        asked = sorted(set(ids)) if pending_too else []
         with self.store.sessions() as s:
             wanted = {i for i in ids if i not in eng.records}
             stories = select(ClusterMember.cluster_id).where(
@@ -290,7 +293,11 @@ class DedupService:
             rows = s.execute(
                 select(Item, Source)
                 .join(Source, Source.id == Item.source_id)
-                .where(Item.id.in_(wanted), Item.dedup_state.in_(states), Item.kind == "article")
+                .where(
+                    Item.id.in_(wanted),
+                    or_(Item.dedup_state == "done", Item.id.in_(asked)),
+                    Item.kind == "article",
+                )
             ).all()
             eng.take_in([self._load_record(_dedup_item(item, src), sigs) for item, src in rows])
             stored = s.execute(
