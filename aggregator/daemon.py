@@ -71,7 +71,7 @@ class Daemon:
         self._dedup_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": APSThreadPool(2)},
+            executors={"default": APSThreadPool(3)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
@@ -177,6 +177,26 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001
             log.error("digest delivery: %s", exc)
 
+    def retention_tick(self) -> None:
+        """Prune what ``retention`` lets go, in short batches; SQLite then ``PRAGMA optimize``."""
+        from .retention import optimize, run_retention
+
+        try:
+            pruned = run_retention(
+                self.store, self.cfg.retention, datetime.now(UTC), should_stop=self.stopping.is_set
+            )
+            optimize(self.store)
+        except Exception as exc:  # noqa: BLE001 - one line; the next run tries again
+            log.error("retention: %s", exc)
+            return
+        if pruned:
+            log.info(
+                "retention: pruned %d poll_log rows, %d items, %d clusters",
+                pruned.poll_log,
+                pruned.items,
+                pruned.clusters,
+            )
+
     def health(self) -> dict[str, object]:
         running = self.scheduler.running and not self.stopping.is_set()
         return {
@@ -198,6 +218,11 @@ class Daemon:
             )
         self.scheduler.add_job(
             self.delivery_tick, IntervalTrigger(seconds=60, timezone=UTC), id="digest-delivery"
+        )
+        self.scheduler.add_job(
+            self.retention_tick,
+            IntervalTrigger(seconds=self.cfg.retention.interval, timezone=UTC),
+            id="retention",
         )
         tick_s = self.cfg.polling.tick
         self.scheduler.add_job(
