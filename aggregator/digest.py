@@ -29,7 +29,7 @@ from .config import Config, DigestConfig
 from .digest_view import DigestView, Entry
 from .errors import DeliveryError
 from .store import Store
-from .store.models import ClusterMember, DigestEntry, DigestRun
+from .store.models import ClusterMember, DigestEntry, DigestRun, Item
 from .stories import Member, load_members, story_entry
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def build_view(
     if period_start_at is not None:
         changed = changed.where(ClusterMember.joined_at > period_start_at)
     cluster_ids = set(s.scalars(changed.distinct()))
+    cluster_ids |= edited_clusters(s, level, period_start_at, period_end_at)
     if not cluster_ids:
         return _view(cfg, digest, period_start_at, period_end_at, []), []
 
@@ -115,14 +116,39 @@ def build_view(
         new = [m for m in group if period_start_at is None or m.joined_at > period_start_at]
         new_ids = {m.item.id for m in new}
         was_mailed = mailed.get(cid, set())
-        if was_mailed and not (new_ids - was_mailed):
+        edited = {m.item.id for m in group if _edited(m.item.updated_at, period_start_at)}
+        if was_mailed and not (new_ids - was_mailed) and not (edited & was_mailed):
             continue
-        entry = story_entry(s, cid, group, new_ids, bool(was_mailed), period_start_at, level)
+        updated = edited & was_mailed  # an edit of what was mailed before is news
+        entry = story_entry(
+            s, cid, group, new_ids, bool(was_mailed), period_start_at, level, updated
+        )
         entries.append((entry, sorted(m.item.id for m in group), sorted(new_ids)))
     entries.sort(key=lambda e: (-(len(e[0].outlets) + 1), -e[0].published_at.timestamp()))
     entries = entries[: digest.max_entries]
     view = _view(cfg, digest, period_start_at, period_end_at, [e[0] for e in entries])
     return view, [(e[0].cluster_id, e[1], e[2]) for e in entries]
+
+
+def _edited(updated_at: datetime | None, since: datetime | None) -> bool:
+    return updated_at is not None and since is not None and updated_at > since
+
+
+def edited_clusters(s: Session, level: str, since: datetime | None, until: datetime) -> set[int]:
+    """Clusters with a member edited (a material update) in the period."""
+    if since is None:
+        return set()
+    stmt = (
+        select(ClusterMember.cluster_id)
+        .join(Item, Item.id == ClusterMember.item_id)
+        .where(
+            ClusterMember.level == level,
+            Item.updated_at > since,
+            Item.updated_at <= until,
+            ClusterMember.joined_at <= until,
+        )
+    )
+    return set(s.scalars(stmt.distinct()))
 
 
 def _mailed_items(s: Session, name: str, cluster_ids: set[int]) -> dict[int, set[int]]:

@@ -15,6 +15,7 @@ class Outlet:
     link: str | None  # http(s) only; None when only an aggregator redirect is known
     title: str
     is_new: bool  # joined since this digest last mailed the cluster
+    is_updated: bool = False  # its article was edited (new headline or text) since then
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Entry:
     new_comments: int  # comments on the site articles of this story since the last digest
     follow_up_to: FollowUp | None
     is_update: bool  # mailed before; only the outlets marked is_new are new
+    headline_updated: bool = False  # the headline's article was edited since the last mail
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ def story_entry(
     is_update: bool,
     since: datetime | None,
     level: str,
+    updated_ids: Collection[int] = (),
 ) -> Entry:
     group = sorted(group, key=rank)
     best = group[0]
@@ -90,7 +91,11 @@ def story_entry(
         own = link_of(m.item, m.source) or m.item.url
         if known is None or (known.link is None and own):
             outlets[name] = Outlet(
-                name=name, link=own, title=m.item.title, is_new=is_update and m.item.id in new_ids
+                name=name,
+                link=own,
+                title=m.item.title,
+                is_new=is_update and m.item.id in new_ids,
+                is_updated=m.item.id in updated_ids,
             )
     article_ids = [m.item.id for m in group if m.source.type not in AGGREGATOR_TYPES]
     comments = 0
@@ -115,6 +120,7 @@ def story_entry(
         new_comments=comments,
         follow_up_to=follow_up(s, group, level) if level == "story" else None,
         is_update=is_update,
+        headline_updated=best.item.id in updated_ids,
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
+from test_digest import smtp  # noqa: F401 - the fixture
 from test_polling import make_config, poll, sync
 
 from aggregator.config import Config, RetentionConfig
@@ -360,3 +361,43 @@ def test_database_size_and_vacuum(store: Store) -> None:
     assert size is not None and size > 0
     vacuum(store)
     assert database_size(store) is not None
+
+
+# ---------------------------------------------------------------- digests
+
+
+def test_edited_story_is_marked_updated_in_the_next_digest_once(
+    store: Store,
+    smtp,  # noqa: F811 - the fixture imported above
+) -> None:
+    from test_digest import fill, parse
+    from test_digest import make_config as digest_config
+
+    from aggregator.digest import deliver_pending, plan_run
+
+    controller, inbox = smtp
+    cfg = digest_config(controller.port)
+    fill(store, cfg)
+    t0 = datetime.now(UTC)
+    plan_run(store, cfg, cfg.digests[0], period_end_at=t0)
+    assert [r.result for r in deliver_pending(store, cfg)] == ["sent"]
+    # the poller stores an edit of a mailed article (as update_items does)
+    with store.session() as s:
+        entry = s.scalars(select(DigestEntry).order_by(DigestEntry.position)).first()
+        item = s.get_one(Item, entry.item_ids[-1])
+        item.title += " – Korrektur"
+        item.updated_at, item.update_count, item.dedup_state = (
+            t0 + timedelta(seconds=1),
+            1,
+            "pending",
+        )
+    DedupService(store).process_pending()
+    t1 = t0 + timedelta(seconds=2)
+    plan_run(store, cfg, cfg.digests[0], period_end_at=t1)
+    assert [r.result for r in deliver_pending(store, cfg)] == ["sent"]
+    first, second = (parse(m).get_body(("plain",)).get_content() for m in inbox.messages)
+    assert "(updated)" not in first and "(updated)" in second
+    # nothing new since: nothing sent again
+    plan_run(store, cfg, cfg.digests[0], period_end_at=t1 + timedelta(seconds=1))
+    assert deliver_pending(store, cfg) == []
+    assert len(inbox.messages) == 2
