@@ -401,3 +401,47 @@ def test_edited_story_is_marked_updated_in_the_next_digest_once(
     plan_run(store, cfg, cfg.digests[0], period_end_at=t1 + timedelta(seconds=1))
     assert deliver_pending(store, cfg) == []
     assert len(inbox.messages) == 2
+
+
+def test_moved_to_follows_only_leading_permanent_hops() -> None:
+    from aggregator.fetcher import FetchResult
+
+    def result(*hops: tuple[int, str]) -> FetchResult:
+        return FetchResult(
+            url=hops[-1][1] if hops else "https://a/",
+            status=200,
+            body=b"",
+            not_modified=False,
+            etag=None,
+            last_modified=None,
+            content_type=None,
+            retry_after_s=None,
+            max_age_s=None,
+            elapsed_s=0.0,
+            redirects=hops,
+        )
+
+    assert result().moved_to is None
+    assert result((301, "https://b/"), (308, "https://c/")).moved_to == "https://c/"
+    assert result((301, "https://b/"), (302, "https://c/")).moved_to == "https://b/"
+    assert result((302, "https://b/"), (301, "https://c/")).moved_to is None
+
+
+def test_the_daemon_job_prunes_and_the_counters_stay(store: Store, httpserver: HTTPServer) -> None:
+    from aggregator.daemon import Daemon
+
+    cfg = make_config([{"name": "a", "type": "rss", "url": httpserver.url_for("/a")}])
+    cfg = cfg.model_copy(update={"retention": RetentionConfig(poll_log=3600, batch=1)})
+    sync(store, cfg)
+    serve(httpserver, "/a", rss(("a1", "Hafen", STORY)))
+    for _ in range(3):
+        poll(store, cfg)
+    with store.session() as s:  # two of the three polls are two hours old
+        ids = sorted(s.scalars(select(PollLog.id)))[:2]
+        for row in s.scalars(select(PollLog).where(PollLog.id.in_(ids))):
+            row.started_at -= timedelta(hours=2)
+    before = counters(store)
+    Daemon(store, cfg).retention_tick()
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(PollLog)) == 1
+    assert counters(store) == before
