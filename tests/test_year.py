@@ -134,6 +134,9 @@ def test_edits_of_decides_material_by_title_and_content_hash() -> None:
     assert edits_of(stored, [one("New title", STORY)])[0].material is True
     assert edits_of(stored, [one("Title", STORY + " Neu.")])[0].material is True
     assert edits_of({}, [it]) == []
+    # a guid twice in one document (a broken feed): the first entry decides, every time
+    same = {"g": (7, it.title, it.content_hash, it.entry_hash)}
+    assert edits_of(same, [it, one("Other title", OTHER)]) == []
 
 
 # ---------------------------------------------------------------- moved feeds

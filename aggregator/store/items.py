@@ -161,10 +161,12 @@ def edits_of(
     title, content hash and entry hash). Whitespace or markup changes leave the content hash
     as it was: stored (so the entry is not parsed again), not material."""
     out: dict[str, Edit] = {}
+    seen: set[str] = set()
     for it in items:
         old = stored.get(it.guid)
-        if old is None or it.guid in out:
+        if old is None or it.guid in seen:  # a guid twice in one document: the first counts
             continue
+        seen.add(it.guid)
         id_, title, chash, ehash = old
         material = it.title != title or it.content_hash != chash
         if material or (it.entry_hash is not None and it.entry_hash != ehash):
