@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -181,6 +182,7 @@ class Daemon:
         """Prune what ``retention`` lets go, in short batches; SQLite then ``PRAGMA optimize``."""
         from .retention import optimize, run_retention
 
+        started = time.monotonic()
         try:
             pruned = run_retention(
                 self.store, self.cfg.retention, datetime.now(UTC), should_stop=self.stopping.is_set
@@ -191,10 +193,11 @@ class Daemon:
             return
         if pruned:
             log.info(
-                "retention: pruned %d poll_log rows, %d items, %d clusters",
+                "retention: pruned %d poll_log rows, %d items, %d clusters in %.2f s",
                 pruned.poll_log,
                 pruned.items,
                 pruned.clusters,
+                time.monotonic() - started,
             )
 
     def health(self) -> dict[str, object]:
