@@ -146,7 +146,8 @@ def cmd_status(ctx: Context) -> int:
     print(f"database: {redact_url(ctx.config.database.url)} ({_mib(size)})", file=ctx.out)
     if clustering is not None:
         print(
-            f"clustering: daemon {clustering['holder']} (lease until {clustering['held_until']})",
+            f"clustering: daemon {clustering['holder']} "
+            f"(lease until {_when(clustering['held_until'])})",
             file=ctx.out,
         )
     if not sources:
@@ -157,11 +158,11 @@ def cmd_status(ctx: Context) -> int:
             s["source"],
             s["type"],
             _state(s),
-            s["last_poll_at"] or "never",
+            _when(s["last_poll_at"]) or "never",
             s["result"] or "-",
             str(s["items"]),
             str(s["comments"]),
-            s["next_check_at"] or "-",
+            _when(s["next_check_at"]) or "-",
             _clip(redact_url(s["last_error"] or ""), 60),
         ]
         for s in sources
@@ -198,7 +199,7 @@ def cmd_status(ctx: Context) -> int:
                     d["digest"],
                     str(d["run"]),
                     d["status"],
-                    d["period_end_at"][:16],
+                    _when(d["period_end_at"]) or "-",
                     str(d["attempts"]),
                     _clip(redact_url(d["last_error"] or ""), 60),
                 ]
@@ -301,6 +302,8 @@ def cmd_poll(ctx: Context) -> int:
     for o in outcomes:
         detail = o.error or f"{o.items_seen} entries, {o.items_new} new"
         print(redact_url(f"{o.source}\t{o.result}\t{detail}\t{o.url}"), file=ctx.out)
+    placed = _dedup(ctx, store)
+    log.info("clustered %d new items", placed)
     failed = [o for o in outcomes if o.failed]
     if not outcomes:
         print("no feeds due", file=ctx.out)
@@ -331,7 +334,7 @@ def cmd_import(ctx: Context) -> int:
             f"{o.path}\t{o.source}\t{o.items_seen} entries, {o.items_new} new{note}", file=ctx.out
         )
     placed = _dedup(ctx, store)
-    log.info("clustered %d new items", placed)
+    log.info("clustered %s", _n(placed, "new item"))
     if failed:
         raise PartialFailure(f"{failed} of {len(ctx.args.files)} files could not be imported")
     return 0
@@ -422,16 +425,21 @@ def cmd_eval(ctx: Context) -> int:
 
 
 def cmd_digest_send(ctx: Context) -> int:
-    from .digest import deliver_pending, last_slot, plan_run
+    from .digest import deliver_pending, last_slot, plan_run, waiting_runs
 
     digest = ctx.config.digest(ctx.args.name)
     store = ctx.store()
     _dedup(ctx, store)
     now = datetime.now(UTC)
+    results = []
+    if ctx.args.now:
+        # a run waiting for its retry slot goes first, as recorded (same bytes, same
+        # Message-ID); only then is there a question of anything new
+        results += deliver_pending(store, ctx.config, name=digest.name, now=now, retry_now=True)
     slot = now if ctx.args.now else last_slot(digest, now)
     if slot is not None:
         plan_run(store, ctx.config, digest, period_end_at=slot, now=now)
-    results = deliver_pending(store, ctx.config, name=digest.name, now=now)
+    results += deliver_pending(store, ctx.config, name=digest.name, now=now)
     for r in results:
         print(
             redact_url(
@@ -439,7 +447,17 @@ def cmd_digest_send(ctx: Context) -> int:
             ),
             file=ctx.out,
         )
-    if not results:
+    waiting = [] if results else waiting_runs(store, digest.name)
+    for run_id, next_at, error in waiting:
+        when = next_at.strftime("%Y-%m-%d %H:%M:%SZ") if next_at else "the next turn"
+        print(
+            redact_url(
+                f"{digest.name}\trun {run_id}\twaiting: retry at {when} (--now sends it now)"
+                + (f"\t{error}" if error else "")
+            ),
+            file=ctx.out,
+        )
+    if not results and not waiting:
         print(f"{digest.name}: nothing to send", file=ctx.out)
     failed = [r for r in results if r.result != "sent"]
     if failed:
@@ -476,7 +494,7 @@ def cmd_digest_preview(ctx: Context) -> int:
 
 def cmd_export(ctx: Context) -> int:
     from .config import parse_duration_s
-    from .export import FeedMeta, render
+    from .export import FeedMeta, render, served_url
     from .stories import recent_stories
 
     args = ctx.args
@@ -491,7 +509,13 @@ def cmd_export(ctx: Context) -> int:
         raise InputError("--limit must be at least 1")
     with ctx.store().session() as s:
         stories = recent_stories(s, level=args.level, since_at=since_at, limit=args.limit)
-    meta = FeedMeta(level=args.level, generated_at=now, base_url=ctx.config.http.base_url)
+    base = ctx.config.http.base_url
+    meta = FeedMeta(
+        level=args.level,
+        generated_at=now,
+        base_url=base,
+        self_url=served_url(base, args.format, args.level, args.since),
+    )
     data = render(args.format, stories, meta)
     if args.output:
         _write_atomically(args.output, data)
@@ -581,6 +605,110 @@ def cmd_opml_export(ctx: Context) -> int:
     return 0
 
 
+def cmd_sources_list(ctx: Context) -> int:
+    with ctx.store().session() as s:
+        sources = repo.source_status(s)
+    rows = [
+        {
+            "name": x["source"],
+            "type": x["type"],
+            "origin": x["origin"] if x["in_config"] or x["origin"] == "opml" else "removed",
+            "enabled": bool(x["enabled"]),
+            "items": x["items"],
+            "url": redact_url(x["url"]),
+        }
+        for x in sources
+    ]
+    if ctx.args.json:
+        json.dump(rows, ctx.out, indent=2, ensure_ascii=False)
+        ctx.out.write("\n")
+        return 0
+    if not rows:
+        print("no sources (add them to config.yaml or run `aggregator opml import`)", file=ctx.out)
+        return 0
+    _table(
+        ctx.out,
+        ["name", "type", "origin", "enabled", "items", "url"],
+        [
+            [
+                r["name"],
+                r["type"],
+                r["origin"],
+                "yes" if r["enabled"] else "no",
+                str(r["items"]),
+                r["url"],
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def _configured(ctx: Context, name: str) -> Any:
+    return next((src for src in ctx.config.sources if src.name == name), None)
+
+
+def cmd_sources_enable(ctx: Context) -> int:
+    return _set_enabled(ctx, True)
+
+
+def cmd_sources_disable(ctx: Context) -> int:
+    return _set_enabled(ctx, False)
+
+
+def _set_enabled(ctx: Context, enabled: bool) -> int:
+    name = ctx.args.name
+    with ctx.store().session() as s:
+        changed = repo.set_source_enabled(s, name, enabled, _configured(ctx, name))
+    state = "enabled" if enabled else "disabled"
+    if not changed:
+        print(f"source {name!r} was already {state}", file=ctx.out)
+    elif enabled:
+        print(f"source {name!r} enabled: its feeds are polled from the next round", file=ctx.out)
+    else:
+        print(
+            f"source {name!r} disabled: its feeds are no longer polled (its items stay; "
+            f"`aggregator sources enable {name}` undoes this)",
+            file=ctx.out,
+        )
+    return 0
+
+
+def cmd_sources_remove(ctx: Context) -> int:
+    name = ctx.args.name
+    with ctx.store().session() as s:
+        row = repo.get_source(s, name)
+        if row.in_config and row.origin == "config":
+            raise InputError(
+                f"source {name!r} is in config.yaml: remove it there (it would come back at "
+                "the next start), then run this again to delete its stored items"
+            )
+        plan = repo.plan_removal(s, name)
+    what = (
+        f"{_n(plan.feeds, 'feed')}, {_n(plan.articles, 'article')} and "
+        f"{_n(plan.comments, 'comment')} with their cluster memberships"
+    )
+    if (plan.articles or plan.comments) and not ctx.args.yes:
+        raise InputError(
+            f"source {name!r} has stored items; removing it deletes {what}: "
+            f"run `aggregator sources remove {name} --yes` to do so, or "
+            f"`aggregator sources disable {name}` to stop polling it and keep them"
+        )
+    with ctx.store().session() as s:
+        done = repo.remove_source(s, name, datetime.now(UTC))
+    emptied = (
+        f"; {_n(done.clusters_emptied, 'cluster')} left empty deleted"
+        if done.clusters_emptied
+        else ""
+    )
+    print(
+        f"removed source {name!r}: deleted {_n(done.feeds, 'feed')}, {_n(done.articles, 'article')} "
+        f"and {_n(done.comments, 'comment')}{emptied}",
+        file=ctx.out,
+    )
+    return 0
+
+
 class PartialFailure(AggregatorError):
     """Some of the work failed; each failure was already reported."""
 
@@ -597,6 +725,18 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_redacted(v) for v in value]
     return value
+
+
+def _when(iso: str | None) -> str | None:
+    """A stored ISO time as a reader wants it: UTC, to the second (``2026-12-07 02:31:05Z``)."""
+    if not iso:
+        return None
+    at = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _clip(text: str, width: int) -> str:
@@ -658,7 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_import,
         "ingest saved feed documents through the polling pipeline",
     )
-    sp.add_argument("files", nargs="+", metavar="FILE")
+    sp.add_argument("files", nargs="+", metavar="FILE", help="RSS/Atom/RDF documents saved to disk")
     sp.add_argument("--source", metavar="NAME", help="file the items under this source")
 
     db = sub.add_parser("db", help="database schema management")
@@ -669,67 +809,94 @@ def build_parser() -> argparse.ArgumentParser:
     vac.set_defaults(func=cmd_db_vacuum)
 
     sp = add("status", cmd_status, "show each source's poll state and errors")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     sp = add("items", cmd_items, "list stored items")
-    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
-    sp.add_argument("--limit", type=int, default=None)
+    sp.add_argument(
+        "--format",
+        choices=["table", "jsonl"],
+        default="table",
+        help="a table (default) or one JSON object per line",
+    )
+    sp.add_argument("--limit", type=int, default=None, help="at most this many items, oldest first")
     sp = add("clusters", cmd_clusters, "list clusters")
-    sp.add_argument("--level", choices=["duplicate", "story", "thread"])
-    sp.add_argument("--format", choices=["table", "jsonl"], default="table")
+    sp.add_argument(
+        "--level", choices=["duplicate", "story", "thread"], help="only clusters of this level"
+    )
+    sp.add_argument(
+        "--format",
+        choices=["table", "jsonl"],
+        default="table",
+        help="a table (default) or one JSON object per line with the members",
+    )
     sp = add(
         "why",
         cmd_why,
         "explain why two items are (or are not) clustered together",
     )
-    sp.add_argument("item_a", metavar="ITEM", type=int)
-    sp.add_argument("item_b", metavar="ITEM", type=int)
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("item_a", metavar="ITEM", type=int, help="an item id (see `items`)")
+    sp.add_argument("item_b", metavar="ITEM", type=int, help="the other item id")
+    sp.add_argument("--json", action="store_true", help="the full report as JSON")
     sp = add(
         "split",
         cmd_split,
         "move an item (with its copies) into a cluster of its own, kept apart from now on",
     )
-    sp.add_argument("cluster", metavar="CLUSTER", type=int)
-    sp.add_argument("item", metavar="ITEM", type=int)
+    sp.add_argument("cluster", metavar="CLUSTER", type=int, help="the cluster the item is in")
+    sp.add_argument(
+        "item", metavar="ITEM", type=int, help="the item to move out (the split is recorded on it)"
+    )
     sp = add(
         "merge",
         cmd_merge,
         "merge two clusters of one level (and the coarser clusters they lie in)",
     )
-    sp.add_argument("cluster_a", metavar="A", type=int)
-    sp.add_argument("cluster_b", metavar="B", type=int)
+    sp.add_argument("cluster_a", metavar="A", type=int, help="a cluster id")
+    sp.add_argument("cluster_b", metavar="B", type=int, help="a cluster id of the same level as A")
     sp = add(
         "cluster-file",
         cmd_cluster_file,
         "cluster a JSONL file of items offline with the daemon's engine",
     )
-    sp.add_argument("input", metavar="IN.jsonl")
-    sp.add_argument("-o", "--output", metavar="OUT.jsonl", required=True)
+    sp.add_argument("input", metavar="IN.jsonl", help="items, one JSON object per line")
+    sp.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.jsonl",
+        required=True,
+        help="write each item's duplicate, story and thread cluster here",
+    )
     sp.add_argument(
         "--use-config",
         action="store_true",
         help="take dedup thresholds from the config (default: built-in defaults)",
     )
     sp = add("eval", cmd_eval, "score predicted clusters against labels")
-    sp.add_argument("pred", metavar="PRED.jsonl")
-    sp.add_argument("labels", metavar="LABELS.jsonl")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("pred", metavar="PRED.jsonl", help="predicted clusters (`cluster-file` output)")
+    sp.add_argument("labels", metavar="LABELS.jsonl", help="the true clusters of the same items")
+    sp.add_argument("--json", action="store_true", help="the scores as JSON")
 
     digest = sub.add_parser("digest", help="digest emails")
     dsub = digest.add_subparsers(dest="digest_command", metavar="SUBCOMMAND", required=True)
     sp = dsub.add_parser("send", help="build and send a digest")
     sp.set_defaults(func=cmd_digest_send)
-    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("name", metavar="NAME", help="a digest's name in config.yaml")
     sp.add_argument("--now", action="store_true", help="send immediately, not at the schedule")
     sp = dsub.add_parser("preview", help="render a digest without sending")
     sp.set_defaults(func=cmd_digest_preview)
-    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("name", metavar="NAME", help="a digest's name in config.yaml")
     sp.add_argument("--text", action="store_true", help="the plain-text part instead of HTML")
     sp.add_argument("-o", "--output", metavar="FILE", help="write the HTML here (default stdout)")
 
     sp = add("export", cmd_export, "write a deduplicated feed: one entry per cluster")
-    sp.add_argument("--format", choices=["atom", "jsonfeed"], required=True)
-    sp.add_argument("--level", choices=["duplicate", "story", "thread"], default="story")
+    sp.add_argument(
+        "--format", choices=["atom", "jsonfeed"], required=True, help="Atom or JSON Feed 1.1"
+    )
+    sp.add_argument(
+        "--level",
+        choices=["duplicate", "story", "thread"],
+        default="story",
+        help="one entry per cluster of this level (default story)",
+    )
     sp.add_argument(
         "--since", metavar="DURATION", help="clusters changed within this time (e.g. 24h)"
     )
@@ -740,10 +907,39 @@ def build_parser() -> argparse.ArgumentParser:
     osub = opml.add_subparsers(dest="opml_command", metavar="SUBCOMMAND", required=True)
     sp = osub.add_parser("import", help="add the feeds of an OPML file")
     sp.set_defaults(func=cmd_opml_import)
-    sp.add_argument("file", metavar="FILE")
+    sp.add_argument("file", metavar="FILE", help="an OPML file (a feed reader's export)")
     sp = osub.add_parser("export", help="write the sources as OPML")
     sp.set_defaults(func=cmd_opml_export)
     sp.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
+
+    sources = sub.add_parser("sources", help="list, disable, enable or remove sources")
+    ssub = sources.add_subparsers(dest="sources_command", metavar="SUBCOMMAND", required=True)
+    sp = ssub.add_parser(
+        "list", help="every source in the database (config and OPML): type, origin, state, items"
+    )
+    sp.set_defaults(func=cmd_sources_list)
+    sp.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    for name, func, text in (
+        (
+            "disable",
+            cmd_sources_disable,
+            "stop polling a source (its items stay); lasts across restarts",
+        ),
+        ("enable", cmd_sources_enable, "poll a disabled source again"),
+    ):
+        sp = ssub.add_parser(name, help=text, description=text)
+        sp.set_defaults(func=func)
+        sp.add_argument("name", metavar="NAME", help="the source's name (see `sources list`)")
+    text = (
+        "delete a source that is not in config.yaml, with its feeds and stored items "
+        "(items only with --yes)"
+    )
+    sp = ssub.add_parser("remove", help=text, description=text)
+    sp.set_defaults(func=cmd_sources_remove)
+    sp.add_argument("name", metavar="NAME", help="the source's name (see `sources list`)")
+    sp.add_argument(
+        "--yes", action="store_true", help="also when it has stored items: delete them too"
+    )
     return p
 
 

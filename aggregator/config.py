@@ -99,6 +99,7 @@ class PollingConfig(_Strict):
     min_interval: Duration = 300.0
     max_interval: Duration = 86400.0
     aggregator_min_interval: Duration = 900.0  # Google News / Bing News floor
+    # a feed without publishing history yet (clamped to [min_interval, max_interval])
     default_interval: Duration = 3600.0
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0
@@ -194,6 +195,9 @@ class DedupConfig(_Strict):
     cross_weight: float = Field(default=2.0, ge=0, le=100)
 
 
+DIGEST_LANGUAGES = ("de", "en")  # render.DATE_NAMES has their month and day names
+
+
 class DigestConfig(_Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     schedule: str
@@ -206,6 +210,15 @@ class DigestConfig(_Strict):
     keywords: list[str] = Field(default_factory=list)
     send_empty: bool = False
     list_unsubscribe: str | None = None
+    language: str = "en"  # dates and month names in the mail: en | de
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        if v not in DIGEST_LANGUAGES:
+            known = ", ".join(DIGEST_LANGUAGES)
+            raise ValueError(f"unknown digest language {v!r} (supported: {known})")
+        return v
 
     @field_validator("schedule")
     @classmethod
@@ -309,11 +322,8 @@ class Config(_Strict):
                 f"retention.items ({items:g} s) must not be shorter than the longest dedup "
                 f"window ({longest:g} s): clustering still reads items that young"
             )
-        known = {s.name for s in self.sources}
-        for d in self.digests:
-            for s in d.sources:
-                if s not in known:
-                    raise ValueError(f"digest {d.name!r} names unknown source {s!r}")
+        # digests[].sources may name OPML-imported sources too, which only the database
+        # knows: they are checked when a digest is built (store.repo.check_digest_sources)
         return self
 
     def source(self, name: str) -> SourceConfig:

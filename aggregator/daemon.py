@@ -1,8 +1,10 @@
 """``aggregator run``: APScheduler drives the rounds; the database says what is due.
 
 One interval job (``coalesce``, ``max_instances=1``) asks the database for due feeds and
-refreshes them on a worker pool. SIGTERM/SIGINT stop new fetches, let the running ones finish,
-and exit cleanly. A database outage costs a logged line and a retry on the next tick.
+refreshes them on a worker pool. SIGTERM/SIGINT stop new fetches, let the running ones finish
+(saying how many), and exit cleanly; a second signal quits at once: every feed and item stored
+so far is committed, and the feeds abandoned mid-fetch are leased to a dead process, which the
+next daemon sees and takes over. A database outage costs a logged line and a retry next tick.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor as APSThreadPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .config import Config
 from .dedup.corrections import release_clustering
 from .dedup.service import DedupService, settings_from
-from .errors import AggregatorError, StoreError
+from .errors import AggregatorError, ConfigError, StoreError
 from .fetcher import Fetcher
 from .poller import fetch_settings, poll_round
 from .store import Store, repo
@@ -35,6 +38,46 @@ from .web import WebApp, WebServer
 log = logging.getLogger(__name__)
 
 CLUSTERING_LEASE_MIN_S = 300.0
+EXIT_INTERRUPTED = 130
+
+
+class CountingFetcher:
+    """A fetcher that knows how many fetches are in flight, so stopping can say what it
+    waits for."""
+
+    def __init__(self, inner: Fetcher) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self.inner.fetch(*args, **kwargs)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def stopping_message(in_flight: int) -> str:
+    if not in_flight:
+        return "stopping"
+    return (
+        f"stopping: waiting for {plural(in_flight, 'fetch', 'fetches')} (Ctrl-C again to quit now)"
+    )
 
 
 def worker_id() -> str:
@@ -59,7 +102,7 @@ class Daemon:
     def __init__(self, store: Store, cfg: Config, *, fetcher: Fetcher | None = None) -> None:
         self.store = store
         self.cfg = cfg
-        self.fetcher = fetcher or Fetcher(fetch_settings(cfg))
+        self.fetcher = CountingFetcher(fetcher or Fetcher(fetch_settings(cfg)))
         self.owner = worker_id()
         # Renewed at each of this daemon's clustering turns (one per poll round): it lapses
         # only when the daemon died or hung, then another takes over (one reload).
@@ -87,7 +130,7 @@ class Daemon:
             outcomes = poll_round(
                 self.store,
                 self.cfg,
-                self.fetcher,
+                self.fetcher,  # type: ignore[arg-type]
                 owner=self.owner,
                 should_stop=self.stopping.is_set,
             )
@@ -104,7 +147,12 @@ class Daemon:
         if outcomes:
             new = sum(o.items_new for o in outcomes)
             failed = sum(1 for o in outcomes if o.failed)
-            log.info("polled %d feeds: %d new items, %d failed", len(outcomes), new, failed)
+            log.info(
+                "polled %s: %s, %d failed",
+                plural(len(outcomes), "feed"),
+                plural(new, "new item"),
+                failed,
+            )
 
     def resync_sources(self) -> None:
         """Put the configured sources back when the database lost them (dropped and recreated
@@ -150,7 +198,7 @@ class Daemon:
             self.dedup = self._new_dedup()
             return
         if placed:
-            log.info("clustered %d new items", placed)
+            log.info("clustered %s", plural(placed, "new item"))
 
     def _new_dedup(self) -> DedupService:
         return DedupService(self.store, settings_from(self.cfg.dedup))
@@ -215,6 +263,7 @@ class Daemon:
         if self.cfg.http.enabled:
             self.web = start_web(self.store, self.cfg, health=self.health)
 
+        self._check_digest_sources()
         for digest in self.cfg.digests:
             self.scheduler.add_job(
                 self.digest_tick, trigger(digest), args=[digest.name], id=f"digest:{digest.name}"
@@ -235,13 +284,43 @@ class Daemon:
             next_run_time=datetime.now(UTC) + timedelta(milliseconds=100),
         )
         self.scheduler.start()
+        n_sources, n_feeds = self._polled_counts()
         log.info(
-            "daemon %s started: %d sources, tick %ss", self.owner, len(self.cfg.sources), tick_s
+            "daemon %s started: %s with %s to poll, tick %ss",
+            self.owner,
+            plural(n_sources, "source"),
+            plural(n_feeds, "feed"),
+            tick_s,
         )
+
+    def _check_digest_sources(self) -> None:
+        """Say at start-up, not only at the first send, when a digest names a source that is
+        neither configured nor imported."""
+        for digest in self.cfg.digests:
+            try:
+                with self.store.session() as s:
+                    repo.check_digest_sources(s, digest)
+            except (ConfigError, StoreError) as exc:
+                log.warning("%s", exc)
+
+    def _polled_counts(self) -> tuple[int, int]:
+        """Enabled sources and feeds in the database (OPML imports and comment feeds too),
+        not only those of the config."""
+        try:
+            with self.store.session() as s:
+                n_feeds = s.scalar(select(func.count()).select_from(Feed).where(Feed.enabled)) or 0
+                n_sources = (
+                    s.scalar(select(func.count(func.distinct(Feed.source_id))).where(Feed.enabled))
+                    or 0
+                )
+        except StoreError:
+            return len(self.cfg.sources), len(self.cfg.sources)
+        return int(n_sources), int(n_feeds)
 
     def stop(self) -> None:
         """Finish the fetches in flight, start no new ones, then stop the scheduler."""
         self.stopping.set()
+        log.info(stopping_message(self.fetcher.in_flight))
         self.scheduler.shutdown(wait=True)
         if self.web is not None:
             self.web.stop()
@@ -251,14 +330,32 @@ class Daemon:
                 release_clustering(s, self.owner)
         except StoreError as exc:
             log.warning("could not release the clustering lease (it runs out by itself): %s", exc)
-        log.info("daemon %s stopped after %d rounds", self.owner, self.rounds)
+        log.info("daemon %s stopped after %s", self.owner, plural(self.rounds, "round"))
+
+    def quit_now(self) -> None:
+        """The second signal: leave without waiting for the fetches in flight. Everything
+        stored is committed (each feed's result is one transaction); the open transactions of
+        abandoned fetches roll back, and their feeds' leases name this dead process, so the
+        next daemon takes them over."""
+        log.warning(
+            "quitting now: %s abandoned, fetched again at the next start",
+            plural(self.fetcher.in_flight, "fetch", "fetches"),
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    def _on_signal(self, *_: object) -> None:
+        if self.stopping.is_set():
+            self.quit_now()
+        self.stopping.set()
 
     def run_forever(
         self, install_signals: bool = True, until: Callable[[], bool] | None = None
     ) -> None:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.stopping.set())
+                signal.signal(sig, self._on_signal)
         self.start()
         try:
             while not self.stopping.wait(0.5):

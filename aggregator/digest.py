@@ -2,8 +2,10 @@
 
 ``plan_run`` selects the clusters new or grown since the digest's last successful run, and in
 one transaction records the run, its entries and the fully rendered message (with a
-deterministic Message-ID). ``deliver_pending`` leases recorded runs, sends their stored bytes
-and marks them sent once the SMTP server accepted them. So an SMTP outage only delays (retries
+deterministic Message-ID). A full digest (``max_entries``) says how many stories did not fit
+and records them as deferred entries: the next run mails them first, so none is lost.
+``deliver_pending`` leases recorded runs, sends their stored bytes and marks them sent once
+the SMTP server accepted them. So an SMTP outage only delays (retries
 back off), a crash between send and mark resends the very same message, and two daemons on one
 PostgreSQL never both send a run (one row per digest and slot; runs leased with
 ``FOR UPDATE SKIP LOCKED``).
@@ -12,6 +14,7 @@ PostgreSQL never both send a run (one row per digest and slot; runs leased with
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -28,9 +31,9 @@ from sqlalchemy.orm import Session
 from .config import Config, DigestConfig
 from .digest_view import DigestView, Entry
 from .errors import DeliveryError
-from .store import Store
-from .store.models import ClusterMember, DigestEntry, DigestRun, Item
-from .stories import Member, load_members, story_entry
+from .store import Store, repo
+from .store.models import Cluster, ClusterMember, DigestEntry, DigestRun, Item
+from .stories import Member, load_members, load_terms, story_entry
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,28 @@ def _matches(digest: DigestConfig, members: list[Member]) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One story of a run as recorded: mailed, or deferred to the next run."""
+
+    cluster_id: int
+    item_ids: list[int]
+    new_item_ids: list[int]  # members this digest has not mailed before
+    deferred: bool = False
+
+
+def order_key(entry: Entry, carried: bool) -> tuple[bool, int, bool, float]:
+    """Which stories a full digest mails: those deferred by the last run first, then the most
+    widely covered; among equals a dated story before one whose members all lack a date (their
+    fetch time would make them the newest), then the newest."""
+    return (
+        not carried,
+        -(len(entry.outlets) + 1),
+        entry.published_at_estimated,
+        -entry.published_at.timestamp(),
+    )
+
+
 def build_view(
     s: Session,
     cfg: Config,
@@ -93,41 +118,83 @@ def build_view(
     *,
     period_start_at: datetime | None,
     period_end_at: datetime,
-) -> tuple[DigestView, list[tuple[int, list[int], list[int]]]]:
-    """The digest's content for a period, and per entry (cluster, item ids, new item ids)."""
+) -> tuple[DigestView, list[Planned]]:
+    """The digest's content for a period, and its stories to record (the mailed ones in
+    order, then those deferred because the digest is full)."""
+    repo.check_digest_sources(s, digest)
     level = digest.level
     changed = select(ClusterMember.cluster_id).where(
         ClusterMember.level == level, ClusterMember.joined_at <= period_end_at
     )
     if period_start_at is not None:
         changed = changed.where(ClusterMember.joined_at > period_start_at)
-    cluster_ids = set(s.scalars(changed.distinct()))
+    carried = set(_carried(s, digest.name))
+    cluster_ids = set(s.scalars(changed.distinct())) | carried
     cluster_ids |= edited_clusters(s, level, period_start_at, period_end_at)
     if not cluster_ids:
-        return _view(cfg, digest, period_start_at, period_end_at, []), []
+        return _view(cfg, digest, period_start_at, period_end_at, [], 0), []
 
     members = load_members(s, level, cluster_ids, until=period_end_at)
     mailed = _mailed_items(s, digest.name, cluster_ids)
+    terms = load_terms(s, [m.item.id for group in members.values() for m in group])
 
-    entries: list[tuple[Entry, list[int], list[int]]] = []
+    ranked: list[tuple[tuple[bool, int, bool, float], Entry, Planned]] = []
     for cid, group in members.items():
         if not _matches(digest, group):
             continue
-        new = [m for m in group if period_start_at is None or m.joined_at > period_start_at]
-        new_ids = {m.item.id for m in new}
         was_mailed = mailed.get(cid, set())
+        new_ids = {m.item.id for m in group} - was_mailed
+        # an edit of what was mailed before is news too
         edited = {m.item.id for m in group if _edited(m.item.updated_at, period_start_at)}
-        if was_mailed and not (new_ids - was_mailed) and not (edited & was_mailed):
+        updated = edited & was_mailed
+        if not new_ids and not updated:
             continue
-        updated = edited & was_mailed  # an edit of what was mailed before is news
         entry = story_entry(
-            s, cid, group, new_ids, bool(was_mailed), period_start_at, level, updated
+            s, cid, group, new_ids, bool(was_mailed), period_start_at, level, terms, updated
         )
-        entries.append((entry, sorted(m.item.id for m in group), sorted(new_ids)))
-    entries.sort(key=lambda e: (-(len(e[0].outlets) + 1), -e[0].published_at.timestamp()))
-    entries = entries[: digest.max_entries]
-    view = _view(cfg, digest, period_start_at, period_end_at, [e[0] for e in entries])
-    return view, [(e[0].cluster_id, e[1], e[2]) for e in entries]
+        planned = Planned(cid, sorted(m.item.id for m in group), sorted(new_ids))
+        ranked.append((order_key(entry, cid in carried), entry, planned))
+    ranked.sort(key=lambda r: (r[0], r[1].cluster_id))
+    shown, rest = ranked[: digest.max_entries], ranked[digest.max_entries :]
+    view = _view(cfg, digest, period_start_at, period_end_at, [r[1] for r in shown], len(rest))
+    deferred = [
+        Planned(r[2].cluster_id, r[2].item_ids, r[2].new_item_ids, deferred=True) for r in rest
+    ]
+    return view, [r[2] for r in shown] + deferred
+
+
+def _carried(s: Session, name: str) -> list[int]:
+    """The stories the digest's last successful run deferred (merged ones by their survivor)."""
+    last = s.scalar(
+        select(DigestRun.id)
+        .where(DigestRun.digest_name == name, DigestRun.status.in_(("sent", "empty")))
+        .order_by(DigestRun.period_end_at.desc())
+        .limit(1)
+    )
+    if last is None:
+        return []
+    ids = list(
+        s.scalars(
+            select(DigestEntry.cluster_id)
+            .where(DigestEntry.run_id == last, DigestEntry.deferred.is_(True))
+            .order_by(DigestEntry.position)
+        )
+    )
+    if not ids:
+        return []
+    survivor = {cid: cid for cid in ids}
+    for _ in range(100):  # merge chains are short; a cycle must not hang the digest
+        merged = dict(
+            s.execute(
+                select(Cluster.id, Cluster.merged_into_id).where(
+                    Cluster.id.in_(set(survivor.values())), Cluster.merged_into_id.is_not(None)
+                )
+            ).all()
+        )
+        if not merged:
+            break
+        survivor = {cid: merged.get(now, now) for cid, now in survivor.items()}
+    return list(dict.fromkeys(survivor[cid] for cid in ids))
 
 
 def _edited(updated_at: datetime | None, since: datetime | None) -> bool:
@@ -159,6 +226,7 @@ def _mailed_items(s: Session, name: str, cluster_ids: set[int]) -> dict[int, set
         .where(
             DigestRun.digest_name == name,
             DigestRun.status == "sent",
+            DigestEntry.deferred.is_(False),
             DigestEntry.cluster_id.in_(cluster_ids),
         )
     )
@@ -167,15 +235,36 @@ def _mailed_items(s: Session, name: str, cluster_ids: set[int]) -> dict[int, set
     return out
 
 
+def more_link(
+    cfg: Config, digest: DigestConfig, start: datetime | None, end: datetime
+) -> str | None:
+    """The web page's list of recent stories, reaching back over this period (and a day more,
+    as the mail is read later), when ``http.base_url`` says where the pages are."""
+    base = cfg.http.base_url
+    if not base:
+        return None
+    hours = math.ceil((end - start).total_seconds() / 3600) + 24 if start else 0
+    since = f"&since={hours}h" if hours > 48 else ""
+    return f"{base}/?level={digest.level}{since}"
+
+
 def _view(
-    cfg: Config, digest: DigestConfig, start: datetime | None, end: datetime, entries: list[Entry]
+    cfg: Config,
+    digest: DigestConfig,
+    start: datetime | None,
+    end: datetime,
+    entries: list[Entry],
+    more: int,
 ) -> DigestView:
-    local = end.astimezone(trigger(digest).timezone)
+    from .render import format_date
+
+    n = len(entries)
+    count = f"{n} of {n + more}" if more else f"{n}"
     subject = (
         digest.subject
-        or f"newsdedup {digest.name}: {len(entries)} "
-        + ("story" if len(entries) == 1 else "stories")
-        + f" – {local:%d.%m.%Y}"
+        or f"newsdedup {digest.name}: {count} "
+        + ("story" if n + more == 1 else "stories")
+        + f" – {format_date(end, digest.timezone, digest.language)}"
     )
     return DigestView(
         name=digest.name,
@@ -185,6 +274,9 @@ def _view(
         timezone=digest.timezone,
         entries=tuple(entries),
         unsubscribe=digest.list_unsubscribe,
+        language=digest.language,
+        more=more,
+        more_link=more_link(cfg, digest, start, end) if more else None,
     )
 
 
@@ -243,15 +335,16 @@ def plan_run(
             )
             s.add(run)
             s.flush()
-            for pos, (cid, item_ids, new_ids) in enumerate(entries):
+            for pos, planned in enumerate(entries):
                 s.add(
                     DigestEntry(
                         run_id=run.id,
                         position=pos,
-                        cluster_id=cid,
+                        cluster_id=planned.cluster_id,
                         level=digest.level,
-                        item_ids=item_ids,
-                        new_item_ids=new_ids,
+                        item_ids=planned.item_ids,
+                        new_item_ids=planned.new_item_ids,
+                        deferred=planned.deferred,
                     )
                 )
             if not empty:
@@ -270,11 +363,13 @@ def plan_run(
                     list_unsubscribe=digest.list_unsubscribe,
                 )
             run_id = run.id
+        deferred = sum(e.deferred for e in entries)
         log.info(
-            "digest %s: recorded run %d with %d entries%s",
+            "digest %s: recorded run %d with %d entries%s%s",
             digest.name,
             run_id,
-            len(entries),
+            sum(not e.deferred for e in entries),
+            f" ({deferred} more deferred to the next run: digest full)" if deferred else "",
             " (nothing new: not sent)" if empty else "",
         )
         return run_id
@@ -311,14 +406,19 @@ def _lease_is_dead(owner: str | None) -> bool:
     return False
 
 
-def _claim(store: Store, now: datetime, owner: str, name: str | None) -> list[int]:
-    """Lease the due, unsent runs. Each lease is one conditional UPDATE, so of two workers
-    (threads or daemons, SQLite or PostgreSQL) exactly one wins a run."""
+def _claim(
+    store: Store, now: datetime, owner: str, name: str | None, *, retry_now: bool = False
+) -> list[int]:
+    """Lease the due (``retry_now``: all) unsent runs. Each lease is one conditional UPDATE,
+    so of two workers (threads or daemons, SQLite or PostgreSQL) exactly one wins a run."""
     with store.session() as s:
         stmt = select(DigestRun.id, DigestRun.lease_owner, DigestRun.lease_until).where(
-            DigestRun.status == "pending",
-            or_(DigestRun.next_attempt_at.is_(None), DigestRun.next_attempt_at <= now),
+            DigestRun.status == "pending"
         )
+        if not retry_now:
+            stmt = stmt.where(
+                or_(DigestRun.next_attempt_at.is_(None), DigestRun.next_attempt_at <= now)
+            )
         if name:
             stmt = stmt.where(DigestRun.digest_name == name)
         candidates = s.execute(stmt.order_by(DigestRun.id)).all()
@@ -350,14 +450,16 @@ def deliver_pending(
     name: str | None = None,
     now: datetime | None = None,
     owner: str | None = None,
+    retry_now: bool = False,
 ) -> list[Delivery]:
-    """Send every recorded, unsent run that is due; mark each sent once accepted."""
+    """Send every recorded, unsent run that is due; mark each sent once accepted.
+    ``retry_now`` (``digest send --now``): runs waiting for their retry slot go now too."""
     from .mailer import send_message
 
     now = now or datetime.now(UTC)
     owner = owner or owner_id()
     results = []
-    for run_id in _claim(store, now, owner, name):
+    for run_id in _claim(store, now, owner, name, retry_now=retry_now):
         with store.session() as s:
             run = s.get_one(DigestRun, run_id)
             message, digest_name = run.message, run.digest_name
@@ -422,6 +524,17 @@ def run_digest(store: Store, cfg: Config, name: str, *, period_end_at: datetime)
     """What the scheduler (and ``digest send``) does: record the slot, then deliver."""
     plan_run(store, cfg, cfg.digest(name), period_end_at=period_end_at)
     return deliver_pending(store, cfg, name=name)
+
+
+def waiting_runs(store: Store, name: str) -> list[tuple[int, datetime | None, str | None]]:
+    """The unsent runs of a digest: (run id, next attempt, last error)."""
+    with store.session() as s:
+        rows = s.execute(
+            select(DigestRun.id, DigestRun.next_attempt_at, DigestRun.last_error)
+            .where(DigestRun.digest_name == name, DigestRun.status == "pending")
+            .order_by(DigestRun.id)
+        )
+        return [(id_, at, error) for id_, at, error in rows]
 
 
 def digest_status(s: Session) -> list[dict[str, object]]:

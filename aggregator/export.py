@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 from xml.etree import ElementTree as ET
 
 from . import __version__
@@ -46,6 +47,22 @@ def entry_id(story: Story) -> str:
     """Stable for the cluster's life; unique across installations in practice."""
     key = f"newsdedup:{story.level}:{story.entry.cluster_id}:{_rfc3339(story.created_at)}"
     return uuid.uuid5(uuid.NAMESPACE_URL, key).urn
+
+
+PATHS = {"atom": "/feed.atom", "jsonfeed": "/feed.json"}
+
+
+def served_url(
+    base_url: str | None, fmt: str, level: str = "story", since: str | None = None
+) -> str | None:
+    """Where the web listener serves this feed (Atom ``rel="self"``, JSON Feed
+    ``feed_url``): ``http.base_url`` plus the path and the query that select the same
+    clusters; None without a base URL (both need an absolute URL)."""
+    if not base_url or not safe_link(base_url):
+        return None
+    params = {k: v for k, v in (("level", level), ("since", since)) if v and v != "story"}
+    query = "?" + urlencode(params) if params else ""
+    return f"{base_url.rstrip('/')}{PATHS[fmt]}{query}"
 
 
 def feed_id(meta: FeedMeta) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from .config import Config
 from .domain import ParsedFeed
 from .errors import InputError, SourceError
+from .opml import derive_name
 from .parser import detect_source_type, parse_feed, split_entries
 from .poller import FeedJob, ingest, known_entries_of, parse_new_entries
 from .store import Store
@@ -143,7 +144,7 @@ def _derived_source(s, feed: ParsedFeed, stype: str, path: Path, now: datetime):
     url = _derived_url(feed, path)
     source = s.scalars(select(Source).where(Source.url == url)).first()
     if source is None:
-        base = (feed.title or urlsplit(url).hostname or path.stem)[:150]
+        base = (derive_name(feed.title) or urlsplit(url).hostname or path.stem)[:150]
         name, n = base, 1
         while s.scalar(select(Source.id).where(Source.name == name)) is not None:
             n += 1

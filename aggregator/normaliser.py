@@ -223,11 +223,13 @@ def strip_publisher_suffix(title: str, publisher: str | None) -> str:
     if not publisher:
         return title
     name = _squash(publisher).casefold()
-    cut = title.rfind(" - ")
     # Google sometimes names the publisher at more length than its <source> does
-    # ("… - ACidade ON São Carlos" from "ACidade ON"): the last segment starts with it
-    if cut > 0 and title[cut + 3 :].casefold().startswith(name):
-        return title[:cut].rstrip()
+    # ("… - ACidade ON São Carlos" from "ACidade ON"): the suffix starts with the name
+    cut = title.rfind(" - ")
+    while cut > 0:
+        if title[cut + 3 :].casefold().startswith(name):
+            return title[:cut].rstrip()
+        cut = title.rfind(" - ", 0, cut)
     return title
 
 

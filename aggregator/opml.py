@@ -168,7 +168,7 @@ def read_opml(data: bytes) -> OpmlDocument:
         if raw_url is None:
             continue  # a category (or a plain link): its children are visited anyway
         url = raw_url.strip()
-        name = _clean(outline.get("title")) or _clean(outline.get("text"))
+        name = derive_name(outline.get("title")) or derive_name(outline.get("text"))
         reason = _url_problem(url)
         if reason:
             skipped.append(SkippedOutline(name or url, url, reason))
@@ -223,6 +223,15 @@ def _attr(el: ET.Element, name: str) -> str | None:
 
 def _clean(text: str | None) -> str:
     return " ".join((text or "").split())
+
+
+_SEPARATORS = "|-–—:·•»«/\\,;~*"
+
+
+def derive_name(text: str | None) -> str:
+    """A source name from a feed's or outline's title: whitespace collapsed and separators
+    left at either end dropped ("San Juan Record |" -> "San Juan Record"); may be empty."""
+    return _clean(text).strip(_SEPARATORS + " ")
 
 
 def _url_problem(url: str) -> str | None:

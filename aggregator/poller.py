@@ -530,6 +530,7 @@ def _schedule(
         max_age_s=result.max_age_s if result else None,
         recent_item_times=recent,
         floor_s=floor,
+        default_interval_s=cfg.polling.default_interval,
     )
 
 

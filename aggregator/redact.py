@@ -43,7 +43,8 @@ _SCHEME = re.compile(
     r"[A-Za-z][A-Za-z0-9+.\-]*://|(?<![^\s'\"(<=\[,;])[A-Za-z][A-Za-z0-9+.\-]*:/?(?!/)"
 )
 _USER_PASSWORD = re.compile(r"[^:/\s@]*(?::[^@\s]*)?@")
-_NEXT_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# another URL starts after a space or punctuation, not inside a word ("pw00A://" is a password)
+_NEXT_URL = re.compile(r"(?<![A-Za-z0-9+.\-:/@%])[A-Za-z][A-Za-z0-9+.\-]*://")
 # what may stand between "://" and the end of a well-formed authority without userinfo
 _HOST_PORT = re.compile(r"(?:\[[^\]\s]*\]|[^\s:\[\]/?#@]*)(?::\d*)?[)\]'\",.;:]*")
 # a value runs to a space, "&", "#" or quote; punctuation ending a sentence stays outside
@@ -80,6 +81,8 @@ def _mask_userinfo(text: str) -> str:
     for match in _SCHEME.finditer(text):
         start = match.end()
         if start <= pos:  # inside userinfo already masked
+            continue
+        if match.group(0).lower() == "mailto:":  # an address, not a credential
             continue
         at = _userinfo_end(text, start)
         if at is None:

@@ -30,7 +30,33 @@ from .digest_view import DigestView
 log = logging.getLogger(__name__)
 
 TEXT_WIDTH = 78
-TIME_FORMAT = "%d.%m.%Y %H:%M"
+ESTIMATED = "≈"  # before a time the feed did not give (its fetch time stands in)
+
+# Month and weekday names per digest language (config.DIGEST_LANGUAGES): a table, so dates
+# never depend on the host's locale.
+DATE_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "en": (
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+        ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+    ),
+    "de": (
+        (
+            "Jan.",
+            "Feb.",
+            "März",
+            "Apr.",
+            "Mai",
+            "Juni",
+            "Juli",
+            "Aug.",
+            "Sep.",
+            "Okt.",
+            "Nov.",
+            "Dez.",
+        ),
+        ("Mo.", "Di.", "Mi.", "Do.", "Fr.", "Sa.", "So."),
+    ),
+}
 
 # C0/C1 controls except tab and newline, bidi embeddings/overrides/isolates, lone surrogates.
 _UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -119,20 +145,53 @@ def _aware(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
+def format_date(at: datetime, timezone: str, language: str) -> str:
+    """``7 Dec 2026`` / ``7. Dez. 2026``: the day in the digest's zone and language."""
+    local = _aware(at).astimezone(ZoneInfo(timezone))
+    month = DATE_NAMES[language][0][local.month - 1]
+    return (
+        f"{local.day}. {month} {local.year}"
+        if language == "de"
+        else (f"{local.day} {month} {local.year}")
+    )
+
+
+def format_time(
+    at: datetime, timezone: str, language: str, *, estimated: bool = False, weekday: bool = False
+) -> str:
+    """``7 Dec 2026, 07:45`` (``Mon 7 Dec …`` with ``weekday``); ``≈`` marks an estimate."""
+    local = _aware(at).astimezone(ZoneInfo(timezone))
+    text = f"{format_date(at, timezone, language)}, {local:%H:%M}"
+    if weekday:
+        text = f"{DATE_NAMES[language][1][local.weekday()]} {text}"
+    return f"{ESTIMATED} {text}" if estimated else text
+
+
 def render(view: DigestView) -> tuple[str, str, str]:
     """``(subject, html, text)`` for one digest. Pure: no clock, no randomness, no I/O."""
-    tz = ZoneInfo(view.timezone)
 
-    def local(at: datetime) -> str:
-        return _aware(at).astimezone(tz).strftime(TIME_FORMAT)
+    def local(at: datetime, estimated: bool = False) -> str:
+        return format_time(at, view.timezone, view.language, estimated=estimated)
+
+    estimated = any(
+        (e.headline_at_estimated if e.headline_at else e.published_at_estimated)
+        or any(o.published_at_estimated for o in e.outlets)
+        for e in view.entries
+    )
 
     subject = " ".join(str(clean_text(view.subject)).split()) or f"newsdedup {view.name}"
     context = {
         "view": view,
         "subject": subject,
         "local": local,
-        "since": local(view.period_start_at) if view.period_start_at else None,
-        "until": local(view.period_end_at),
+        "since": (
+            format_time(view.period_start_at, view.timezone, view.language, weekday=True)
+            if view.period_start_at
+            else None
+        ),
+        "until": format_time(view.period_end_at, view.timezone, view.language, weekday=True),
+        "estimated": estimated,
+        "mark": ESTIMATED,
         "tzname": view.timezone,
         "unsubscribe": _unsubscribe_target(view.unsubscribe),
         "width": TEXT_WIDTH,

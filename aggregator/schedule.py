@@ -109,10 +109,12 @@ def next_check_at(
     max_age_s: float | None = None,
     recent_item_times: Sequence[datetime] = (),
     floor_s: float | None = None,
+    default_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> datetime:
     """The UTC time a feed should next be fetched.
 
-    1. base: the feed's publishing interval (:func:`publishing_interval_s`), else 1 h;
+    1. base: the feed's publishing interval (:func:`publishing_interval_s`), else
+       ``default_interval_s`` (``polling.default_interval``, 1 h);
     2. errors: at least the exponential backoff (:func:`backoff_s`), never sooner than base;
     3. RSS ``<ttl>`` and Cache-Control ``max-age`` are lower bounds;
     4. clamp to ``[max(min_interval_s, floor_s), max_interval_s]`` (``floor_s``: per source
@@ -136,6 +138,7 @@ def next_check_at(
     ttl_s = _hint_s("ttl_s", ttl_s)
     max_age_s = _hint_s("max_age_s", max_age_s)
     _check_duration("floor_s", floor_s)
+    _check_duration("default_interval_s", default_interval_s, allow_none=False)
     if floor_s is not None and floor_s > max_interval_s:
         raise ValueError(
             f"floor_s ({floor_s!r}) must not exceed max_interval_s ({max_interval_s!r})"
@@ -149,7 +152,7 @@ def next_check_at(
             raise ValueError(f"recent_item_times[{index}] must be timezone-aware, got {item_at!r}")
 
     rate_s = publishing_interval_s(now, recent_item_times)
-    interval_s = DEFAULT_INTERVAL_S if rate_s is None else rate_s
+    interval_s = default_interval_s if rate_s is None else rate_s
     if error_count:
         interval_s = max(interval_s, backoff_s(error_count, min_interval_s, max_interval_s))
     for lower_bound_s in (ttl_s, max_age_s):

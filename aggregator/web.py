@@ -21,19 +21,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from sqlalchemy import func, or_, select, text
 
 from . import __version__
 from .config import Config, parse_duration_s
 from .errors import AggregatorError
-from .export import CONTENT_TYPES, FeedMeta
+from .export import CONTENT_TYPES, FeedMeta, served_url
 from .export import render as render_feed
 from .render import render_template
 from .store import Store
 from .store.models import Cluster, ClusterMember, Correction, Item, Source
-from .stories import AGGREGATOR_TYPES, link_of, recent_stories, thread_of
+from .stories import (
+    AGGREGATOR_TYPES,
+    link_of,
+    load_members,
+    recent_stories,
+    story_entry,
+    thread_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,7 @@ DEFAULT_SINCE_S = 48 * 3600.0
 MAX_SINCE_S = 36500 * 86400.0  # a century back is still a date
 MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds (ids are INTEGER on PostgreSQL)
 PAGE_LIMIT = 100
+MAX_PAGE = 100_000  # ten million clusters back; beyond, a client is probing
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,23 +113,38 @@ class WebApp:
     # ------------------------------------------------------------ pages
 
     def index(self, query: dict[str, list[str]]) -> Response:
+        """One page of ``PAGE_LIMIT`` clusters by last change (``?page=2``: the next older
+        ones), the most widely covered first within the page, as in the digests."""
         level = _level(query)
         since_s = _since_s(query, DEFAULT_SINCE_S)
+        page = _page_number(query)
         now = datetime.now(UTC)
         since_at = now - timedelta(seconds=since_s)
         with self.store.sessions() as s:
             stories = recent_stories(
-                s, level=level, since_at=since_at, limit=PAGE_LIMIT, comments_since_at=since_at
+                s,
+                level=level,
+                since_at=since_at,
+                limit=PAGE_LIMIT + 1,
+                comments_since_at=since_at,
+                offset=(page - 1) * PAGE_LIMIT,
             )
             n_items = s.scalar(select(func.count()).select_from(Item)) or 0
             n_sources = s.scalar(select(func.count()).select_from(Source)) or 0
-        # as in the digests: the most widely covered first, then the newest
+        if page > 1 and not stories:
+            return _error(404, f"no page {page}: fewer clusters changed in this period")
+        more = len(stories) > PAGE_LIMIT
+        stories = stories[:PAGE_LIMIT]
         stories.sort(key=lambda st: (-len(st.entry.outlets), -st.entry.published_at.timestamp()))
         body = render_template(
             "web_index.html.j2",
             stories=stories,
             level=level,
             since=_human(since_s),
+            page=page,
+            first=(page - 1) * PAGE_LIMIT + 1,
+            older_url=_index_url(query, page + 1) if more else None,
+            newer_url=_index_url(query, page - 1) if page > 1 else None,
             generated_at=now,
             n_items=n_items,
             n_sources=n_sources,
@@ -152,9 +175,12 @@ class WebApp:
                 s, level=level, since_at=since_at, limit=self.cfg.http.feed_limit
             )
         base = self.cfg.http.base_url
-        path = "/feed.atom" if fmt == "atom" else "/feed.json"
+        since = (query.get("since") or [None])[-1]
         meta = FeedMeta(
-            level=level, generated_at=now, base_url=base, self_url=f"{base}{path}" if base else None
+            level=level,
+            generated_at=now,
+            base_url=base,
+            self_url=served_url(base, fmt, level, since),
         )
         return Response(200, CONTENT_TYPES[fmt], render_feed(fmt, stories, meta))
 
@@ -216,6 +242,24 @@ def _since_s(query: dict[str, list[str]], default: float | None) -> float | None
     if not since_s <= MAX_SINCE_S:  # also inf, from a very long number
         raise _BadRequest(f"since: at most {MAX_SINCE_S / 86400:g}d")
     return since_s
+
+
+def _page_number(query: dict[str, list[str]]) -> int:
+    raw = (query.get("page") or ["1"])[-1]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_PAGE)):
+        raise _BadRequest(f"page must be a whole number from 1 to {MAX_PAGE}")
+    page = int(raw)
+    if not 1 <= page <= MAX_PAGE:
+        raise _BadRequest(f"page must be a whole number from 1 to {MAX_PAGE}")
+    return page
+
+
+def _index_url(query: dict[str, list[str]], page: int) -> str:
+    """The index with the same level and period, at ``page``."""
+    params = {k: v[-1] for k, v in query.items() if k in ("level", "since")}
+    if page > 1:
+        params["page"] = str(page)
+    return "/" + ("?" + urlencode(params) if params else "")
 
 
 def _human(seconds: float) -> str:
@@ -330,8 +374,15 @@ def _cluster_view(s: Any, cluster: Cluster) -> dict[str, Any]:
     elif cluster.level == "story":
         thread_ids = thread_of(s, [cluster.id])
         coarser = [thread_ids[cluster.id]] if cluster.id in thread_ids else coarser
+    group = load_members(s, cluster.level, [cluster.id]).get(cluster.id)
+    headline = (
+        story_entry(s, cluster.id, group, set(), False, None, cluster.level).headline
+        if group
+        else None
+    )
     return {
         "cluster": cluster,
+        "headline": headline,
         "members": members,
         "outlets": len({m["publisher"] for m in members}),
         "coarser_level": coarser_level,

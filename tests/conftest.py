@@ -12,6 +12,15 @@ FEEDS = SHARED / "fixtures" / "feeds"
 HOSTILE = FEEDS / "hostile"
 SEEDS = SHARED / "seeds"
 
+# Property-based tests: locally each run explores new examples (and keeps failures in
+# .hypothesis/); in CI the examples are derived from each test, so a run is repeatable and
+# a landing never hangs on a chance find (which a local run then reproduces and fixes).
+from hypothesis import settings as _hypothesis  # noqa: E402
+
+_hypothesis.register_profile("ci", derandomize=True, print_blob=True)
+if __import__("os").environ.get("CI"):
+    _hypothesis.load_profile("ci")
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Without the shared fixtures half the suite would pass vacuously: stop instead."""

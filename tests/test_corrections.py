@@ -350,7 +350,8 @@ def test_merge_unites_coarser_clusters_and_lifts_a_contradicting_split(store: St
     assert (r2.survivor_id, r2.absorbed_id) == (survivor, absorbed)
     assert r2.also == (("thread", max(thread, other_thread), min(thread, other_thread)),)
     assert r2.describe().startswith(
-        f"merged story {absorbed} into story {survivor} ({r2.size} items); also merged thread "
+        f"kept story {survivor} (the older of the two) and merged story {absorbed} into it "
+        f"({r2.size} items; its page redirects); also merged thread "
     )
     m = memberships(store)
     together = {i for (i, lv), c in m.items() if lv == "story" and c == survivor}
@@ -626,8 +627,8 @@ def test_cli_split_why_merge(
     code, out = cli("merge", str(sid), str(new))
     assert code == 0
     assert out.splitlines() == [
-        f"merged story {new} into story {sid} ({len(service.engine.members['story'][sid])} "
-        f"items); lifted earlier split #{c.id} (item {x} from item {c.other_item_id}, story); "
+        f"kept story {sid} (the older of the two) and merged story {new} into it "
+        f"({len(service.engine.members['story'][sid])} items; its page redirects); lifted earlier split #{c.id} (item {x} from item {c.other_item_id}, story); "
         "later automatic decisions keep them together"
     ]
     capsys.readouterr()

@@ -513,3 +513,75 @@ def test_items_arriving_late_meet_their_own_windows(store: Store, order: str) ->
         expected = {str(ids[row["id"]]): row[level] for row in in_order}
         agreement = score(_labels_of(store, level), expected).bcubed_f1
         assert agreement >= 0.98, (level, agreement)
+
+
+def test_an_edited_item_stored_anew_is_re_placed_after_a_restart(store: Store) -> None:
+    """An item placed, then stored again edited (its row updated, pending again): a fresh
+    service (the item out of memory) re-places it from its stored state, in its clusters;
+    its memberships stay one per level, and processing again changes nothing."""
+    ids = load_corpus(store, first=101)
+    DedupService(store).process_pending()
+    labels = {r["id"]: r for r in read_jsonl_rows(DATA / "dev.labels.jsonl")}
+    # an item alone in its story, edited to carry the title of another story's item
+    with store.session() as s:
+        story_of = dict(
+            s.execute(
+                select(ClusterMember.item_id, ClusterMember.cluster_id).where(
+                    ClusterMember.level == "story"
+                )
+            ).all()
+        )
+        by_id = {v: k for k, v in ids.items()}
+        sizes: dict[int, int] = {}
+        for cid in story_of.values():
+            sizes[cid] = sizes.get(cid, 0) + 1
+        lonely = next(i for i, c in sorted(story_of.items()) if sizes[c] == 1)
+        target = next(
+            i
+            for i, c in sorted(story_of.items())
+            if sizes[c] >= 3 and labels[by_id[i]]["story"] != labels[by_id[lonely]]["story"]
+        )
+        edited, model = s.get(Item, lonely), s.get(Item, target)
+        assert edited is not None and model is not None
+        edited.title, edited.text, edited.summary = model.title, model.text, model.summary
+        edited.content_hash = content_hash(model.title, model.text)
+        edited.published_at = model.published_at
+        edited.dedup_state = "pending"
+    service = DedupService(store)
+    assert service.process_pending() == 1
+    assert story_of_item(store, lonely) == story_of_item(store, target)
+    with store.session() as s:
+        rows = s.scalar(
+            select(func.count()).select_from(ClusterMember).where(ClusterMember.item_id == lonely)
+        )
+    assert rows == 3
+    before = partition(store, "story")
+    with store.session() as s:
+        s.execute(Item.__table__.update().where(Item.id == lonely).values(dedup_state="pending"))
+    DedupService(store).process_pending()  # stored again unchanged: nothing moves
+    assert partition(store, "story") == before
+    # edited into words nothing else holds: it stays in its clusters (they only merge),
+    # where an item placed as new would start a story of its own
+    member = next(i for i, c in sorted(story_of.items()) if c == story_of[target] and i != target)
+    with store.session() as s:
+        item = s.get(Item, member)
+        assert item is not None
+        item.title, item.summary = "Zqxv wublor frenkatine", ""
+        item.text = "Zqxv wublor frenkatine plimsor " * 12
+        item.content_hash = content_hash(item.title, item.text)
+        item.dedup_state = "pending"
+    DedupService(store).process_pending()
+    assert story_of_item(store, member) == story_of_item(store, target)
+
+
+def read_jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def story_of_item(store: Store, item_id: int) -> int:
+    with store.session() as s:
+        return s.scalar(
+            select(ClusterMember.cluster_id).where(
+                ClusterMember.item_id == item_id, ClusterMember.level == "story"
+            )
+        )

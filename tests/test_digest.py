@@ -25,6 +25,7 @@ from aggregator.dedup.service import DedupService
 from aggregator.digest import deliver_pending, plan_run
 from aggregator.importer import import_file
 from aggregator.store import Store, repo
+from aggregator.store import db as store_db
 from aggregator.store.models import DigestEntry, DigestRun
 
 FIXTURES = [
@@ -115,7 +116,9 @@ def test_digest_structure_one_entry_per_story_and_no_resend(store: Store, smtp) 
         assert run.status == "sent" and run.sent_at is not None
         assert msg["Message-ID"] == run.message_id
         entries = s.scalars(
-            select(DigestEntry).where(DigestEntry.run_id == run_id).order_by(DigestEntry.position)
+            select(DigestEntry)
+            .where(DigestEntry.run_id == run_id, DigestEntry.deferred.is_(False))
+            .order_by(DigestEntry.position)
         ).all()
         stories = repo.cluster_rows(s, level="story")
     text = msg.get_body(("plain",)).get_content()
@@ -130,10 +133,12 @@ def test_digest_structure_one_entry_per_story_and_no_resend(store: Store, smtp) 
     # links are the articles' own where known: Bing redirects are unwrapped, and Google's
     # opaque links appear only for outlets whose article URL is unknown
     assert "apiclick.aspx" not in html
-    # the same period again: nothing new, nothing sent
+    # the next run mails only the stories that did not fit; after it, nothing new, nothing sent
     plan_run(store, cfg, cfg.digests[0], period_end_at=now + timedelta(minutes=5))
+    assert len(deliver_pending(store, cfg)) == (len(stories) > 30)
+    plan_run(store, cfg, cfg.digests[0], period_end_at=now + timedelta(minutes=10))
     assert deliver_pending(store, cfg) == []
-    assert len(inbox.messages) == 1
+    assert len(inbox.messages) == 1 + (len(stories) > 30)
 
 
 def test_grown_cluster_reappears_with_new_sources_marked(store: Store, smtp) -> None:
@@ -321,3 +326,60 @@ def test_crash_between_send_and_mark_resends_the_same_message(tmp_path: Path) ->
     assert first["Message-ID"] == second["Message-ID"]
     assert inbox.messages[0] == inbox.messages[1]
     time.sleep(0)
+
+
+def test_send_now_after_an_outage_sends_the_waiting_run_once(db_url: str, tmp_path: Path) -> None:
+    """SMTP down (a closed port): the run is recorded and waits for its retry slot. A plain
+    `digest send` says so; once the server is up, `digest send --now` sends that run (its
+    recorded bytes and Message-ID) at once, and a second `--now` has nothing to send."""
+    port = free_port()
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(
+        f"database: {{url: '{db_url}'}}\n"
+        "sources: []\n"
+        "digests:\n  - {name: daily, schedule: '0 7 * * *', recipients: [a@example.org]}\n"
+        f"smtp: {{host: 127.0.0.1, port: {port}, sender: news@example.org, timeout: 5s}}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    base = [sys.executable, "-m", "aggregator", "-q", "--config", str(cfg_path)]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert cli("db", "upgrade").returncode == 0
+    assert cli("import", str(FEEDS / FIXTURES[0])).returncode == 0
+    down = cli("digest", "send", "daily", "--now")
+    assert down.returncode != 0 and "\tretry\t" in down.stdout, down.stdout + down.stderr
+    store = store_db.Store(store_db.make_engine(db_url))
+    try:
+        with store.session() as s:
+            (run,) = s.scalars(select(DigestRun).where(DigestRun.status == "pending")).all()
+            run_id, recorded, mid = run.id, run.message or b"", run.message_id
+            assert run.next_attempt_at is not None and run.next_attempt_at > datetime.now(UTC)
+        waiting = cli("digest", "send", "daily")
+        assert waiting.returncode == 0, waiting.stderr
+        assert f"run {run_id}\twaiting: retry at" in waiting.stdout
+        assert "nothing to send" not in waiting.stdout
+
+        inbox = Inbox()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            up = cli("digest", "send", "daily", "--now")
+            assert up.returncode == 0, up.stdout + up.stderr
+            assert f"run {run_id}\tsent" in up.stdout
+            again = cli("digest", "send", "daily", "--now")
+            assert again.returncode == 0, again.stderr
+            assert "nothing to send" in again.stdout
+        finally:
+            controller.stop()
+        with store.session() as s:
+            assert s.get_one(DigestRun, run_id).status == "sent"
+            statuses = set(s.scalars(select(DigestRun.status).where(DigestRun.id != run_id)))
+    finally:
+        store.close()
+    assert statuses <= {"empty"}  # nothing new since: recorded as such, never mailed
+    assert len(inbox.messages) == 1
+    assert parse(inbox.messages[0])["Message-ID"] == mid
+    assert inbox.messages[0].replace(b"\r\n", b"\n") == recorded.replace(b"\r\n", b"\n")

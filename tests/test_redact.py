@@ -298,7 +298,7 @@ def test_feed_urls_with_secrets_are_hidden_everywhere(
     feeds = _feed_server(httpserver)
     config = tmp_path / "config.yaml"
     config.write_text(
-        "polling: {min_interval: 1s, total_timeout: 5s, max_redirects: 2}\nsources:\n"
+        "polling: {min_interval: 1s, total_timeout: 5s, max_redirects: 2,\n  allow_private_addresses: true}\nsources:\n"
         + "".join(f"  - {{name: {n}, type: rss, url: '{u}'}}\n" for n, u in feeds.items()),
         encoding="utf-8",
     )

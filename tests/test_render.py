@@ -109,6 +109,7 @@ def _view(**changes) -> DigestView:
         "timezone": "Europe/Berlin",
         "entries": _entries(),
         "unsubscribe": "https://news.example/unsubscribe?d=morgen",
+        "language": "de",
     }
     base.update(changes)
     return DigestView(**base)
@@ -231,9 +232,9 @@ def test_all_entries_and_outlets_appear_in_both_parts():
     assert "1 new comment" in visible and "1 new comments" not in visible
     assert "0 new comment" not in visible and "0 new comment" not in text
     # times in the digest's zone: 06:00 UTC - 3h12 = 02:48 UTC = 03:48 in Berlin
-    assert "23.11.2026 03:48" in visible and "23.11.2026 03:48" in text
-    assert "22.11.2026 07:00 – 23.11.2026 07:00 (Europe/Berlin)" in visible
-    assert "22.11.2026 07:00 – 23.11.2026 07:00 (Europe/Berlin)" in text
+    assert "23. Nov. 2026, 03:48" in visible and "23. Nov. 2026, 03:48" in text
+    assert "So. 22. Nov. 2026, 07:00 – Mo. 23. Nov. 2026, 07:00 (Europe/Berlin)" in visible
+    assert "So. 22. Nov. 2026, 07:00 – Mo. 23. Nov. 2026, 07:00 (Europe/Berlin)" in text
 
 
 def test_headline_outlets_and_follow_up_are_linked():
@@ -277,7 +278,8 @@ def test_update_badge_only_for_updates():
 
 def test_follow_up_in_text_part():
     _, _, text = render(_view())
-    assert "Follow-up to: Lindenau streitet über Verkehrsberuhigung (14.11.2026 07:00)" in text
+    flat = " ".join(text.split())
+    assert "Follow-up to: Lindenau streitet über Verkehrsberuhigung (14. Nov. 2026, 07:00)" in flat
     assert "\n      https://lindenauer-bote.example/politik/streit-verkehr\n" in text
 
 
@@ -303,7 +305,7 @@ def test_nothing_new_render():
     assert subject == "newsdedup morgen: 0 stories"
     assert "Nothing new in this period." in html
     assert "Nothing new in this period." in text
-    assert "until 23.11.2026 07:00 (Europe/Berlin)" in text
+    assert "until Mo. 23. Nov. 2026, 07:00 (Europe/Berlin)" in text
     assert "<a " in html  # only the unsubscribe link
     assert [u for u in _urls(html)] == ["https://news.example/unsubscribe?d=morgen"]
 
@@ -356,7 +358,7 @@ def test_unicode_and_hostile_characters_are_cleaned():
     for part in (html, text):
         for bad in ("\u202e", "\x00", "\x1b", "\ud800"):
             assert bad not in part
-    assert "23.11.2026 06:00" in text  # naive 05:00 treated as UTC, shown in Berlin
+    assert "23. Nov. 2026, 06:00" in text  # naive 05:00 treated as UTC, shown in Berlin
     raw = _message(_view(entries=(hostile,)), subject=subject)
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert "Bcc" not in parsed

@@ -142,7 +142,7 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
     for log in logs:
         content = log.read_text()
         assert "Traceback" not in content, content
-        polled_by.append(sum(int(n) for n in re.findall(r"polled (\d+) feeds", content)))
+        polled_by.append(sum(int(n) for n in re.findall(r"polled (\d+) feeds?\b", content)))
     assert sum(polled_by) == len(POLLED)
     assert sum(1 for n in polled_by if n) >= 2, polled_by
     # ... and the clustering was not: one daemon holds the clustering lease and places every

@@ -202,3 +202,30 @@ def test_every_engine_figure_is_a_dedup_config_key_with_the_same_default() -> No
     assert settings_from(DedupConfig()) == Settings()
     tuned = Config.model_validate({"dedup": {"cross_anchors": 4, "wire_window": "6h"}})
     assert settings_from(tuned.dedup) == Settings(cross_anchors=4, wire_window_s=6 * 3600.0)
+
+
+def test_an_edited_item_is_re_placed_and_an_unchanged_one_is_not() -> None:
+    """An article edited under the same id (a new headline naming the event) joins the
+    story its new words match; re-adding it unchanged changes nothing."""
+    from dataclasses import replace
+
+    engine = Engine()
+    story = [
+        google(i, t, f"Paper {i}")
+        for i, t in enumerate(
+            [
+                "Governor Alvarez signs Rio Verde water compact",
+                "Rio Verde water compact signed by Governor Alvarez",
+            ]
+        )
+    ]
+    vague = google(5, "Statehouse news in brief this evening", "Paper 5", AT + timedelta(hours=1))
+    place(engine, [*story, vague])
+    assert engine.cluster_of["story"][5] != engine.cluster_of["story"][0]
+    assert engine.add(vague).evidence == {}  # unchanged: nothing to do
+    edited = replace(vague, title="Governor Alvarez signs the Rio Verde water compact - Paper 5")
+    out = engine.add(edited)
+    assert engine.cluster_of["story"][5] == engine.cluster_of["story"][0]
+    assert (5, "story") in out.evidence
+    assert engine.records[5].item.title == edited.title
+    assert engine.add(edited).evidence == {}  # and once placed, it is known as it is now

@@ -221,7 +221,7 @@ def test_feeds_health_and_errors_over_http(site) -> None:
     status, headers, body = get(url + "/feed.json?level=thread")
     assert status == 200 and headers["Content-Type"].startswith("application/feed+json")
     data = json.loads(body)
-    assert data["feed_url"] == "http://news.example.org/feed.json"
+    assert data["feed_url"] == "http://news.example.org/feed.json?level=thread"  # this feed
     assert {i["_newsdedup"]["level"] for i in data["items"]} == {"thread"}
 
     status, headers, body = get(url + "/healthz")

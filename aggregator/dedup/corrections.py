@@ -160,9 +160,10 @@ class MergeResult:
     correction_id: int
 
     def describe(self) -> str:
+        # the survivor is named first: `merge A B` may keep B (the older id always survives)
         text = (
-            f"merged {self.level} {self.absorbed_id} into {self.level} {self.survivor_id} "
-            f"({self.size} items)"
+            f"kept {self.level} {self.survivor_id} (the older of the two) and merged "
+            f"{self.level} {self.absorbed_id} into it ({self.size} items; its page redirects)"
         )
         if self.also:
             text += "; also merged " + ", ".join(

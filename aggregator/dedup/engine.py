@@ -24,7 +24,7 @@ import heapq
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from sys import intern
@@ -235,6 +235,11 @@ def top_k_first(counts: np.ndarray, k: int) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def _fingerprint(item: DedupItem) -> tuple[object, ...]:
+    """What makes an item's placement: a change in any of these re-places it."""
+    return (item.title, item.summary, item.content_hash, item.canonical_url, item.publisher)
+
+
 def _plain(text: str | None) -> str:
     if not text:
         return ""
@@ -277,8 +282,10 @@ def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
         name = publisher.strip().casefold()
         for sep in (" - ", " – ", " | "):
             cut = t.rfind(sep)  # the suffix may name the publisher at more length
-            if cut > 0 and t[cut + len(sep) :].casefold().startswith(name):
-                return t[:cut]
+            while cut > 0:
+                if t[cut + len(sep) :].casefold().startswith(name):
+                    return t[:cut]
+                cut = t.rfind(sep, 0, cut)
     return t
 
 
@@ -760,9 +767,13 @@ class Engine:
     # ------------------------------------------------------------ placement
 
     def add(self, item: DedupItem, *, text: str | None = None) -> Outcome:
-        """Place a new item. Re-adding a known item changes nothing."""
-        if item.id in self.records:
-            return Outcome(item.id)
+        """Place a new item. Re-adding a known item changes nothing; adding a held item
+        whose title or text changed (an edited article) re-places it."""
+        held = self.records.get(item.id)
+        if held is not None:
+            if _fingerprint(held.item) == _fingerprint(item):
+                return Outcome(item.id)
+            return self._update(held, item, text)
         # Before placing, so this item's state stays whole: memory follows the windows of
         # the item being placed, whenever it arrives (an old one brings its neighbours back).
         self.forget_before(self.horizon(item.published_at))
@@ -787,6 +798,34 @@ class Engine:
         self._place(rec, out)
         if self.newest_at is None or item.published_at > self.newest_at:
             self.newest_at = item.published_at
+        return out
+
+    def update(self, item: DedupItem, *, text: str | None = None) -> Outcome:
+        """Re-place a held item as changed (one loaded from the store whose stored features
+        are of an earlier version), whatever its fields say."""
+        return self._update(self.records[item.id], item, text)
+
+    def _update(self, rec: Rec, item: DedupItem, text: str | None) -> Outcome:
+        """Re-place an edited item: its features made anew, it stays in its clusters (they
+        only merge) and joins whatever its new text matches. It keeps its place in time
+        (the first published time): the windows it was placed in stay its own."""
+        out = Outcome(item.id)
+        self.forget_before(self.horizon(rec.item.published_at))  # as add() does
+        self._reach_back(rec.item.published_at)
+        self._drop_keys(rec)
+        self.vocab.count_out(rec.vec)
+        for level in ("story", "thread"):  # its old lead is summed into these centroids
+            cid = self.cluster_of[level].get(item.id)
+            self._centroids.pop(cid, None)  # type: ignore[arg-type]
+            self._centroid_vecs.pop(cid, None)  # type: ignore[arg-type]
+        rec.item = replace(item, published_at=rec.item.published_at)
+        rec.title_key = title_key(item.title, item.publisher, item.feed_kind)
+        rec.publisher_key = publisher_key(item.publisher)
+        if text is not None:
+            self._texts[item.id] = text
+        self._features(rec)
+        self.count_in(rec)
+        self._place(rec, out)
         return out
 
     def hold(self, item: DedupItem) -> None:
@@ -860,24 +899,12 @@ class Engine:
             item = rec.item
             # term statistics cover what is held, as after a restart (and stay bounded)
             self.vocab.count_out(rec.vec)
-            self._unindex(item_id, rec.dup_sig, "duplicate")
-            self._unindex(item_id, rec.story_sig, "story")
-            for index, key in (
-                (self.by_source, item.source),
-                (self.by_title, rec.title_key),
-                (self.by_publisher, _opening(rec)),
-            ):
-                ids = index.get(key)  # type: ignore[call-overload]
-                if ids and item_id in ids:
-                    ids.remove(item_id)
-                    if not ids:
-                        del index[key]  # type: ignore[arg-type]
-            self._forget_anchors(rec)
-            if item.canonical_url and self.by_url.get(item.canonical_url) == item_id:
-                del self.by_url[item.canonical_url]
-            if item.content_hash and self.by_hash.get(item.content_hash) == item_id:
-                del self.by_hash[item.content_hash]
-            self._shingle_cache.pop(item_id, None)
+            self._drop_keys(rec)
+            ids = self.by_source.get(item.source)
+            if ids and item_id in ids:
+                ids.remove(item_id)
+                if not ids:
+                    del self.by_source[item.source]
             self._texts.pop(item_id, None)
             self._release(item_id)
             for level in LEVELS:
@@ -896,6 +923,25 @@ class Engine:
                     if level == "story":
                         self.thread_of_story.pop(cid, None)  # type: ignore[arg-type]
         return len(old)
+
+    def _drop_keys(self, rec: Rec) -> None:
+        """Make an item unfindable (what :meth:`remember` did undone): it leaves memory, or
+        it changed and is found anew by its new features."""
+        item_id, item = rec.item.id, rec.item
+        self._unindex(item_id, rec.dup_sig, "duplicate")
+        self._unindex(item_id, rec.story_sig, "story")
+        for index, key in ((self.by_title, rec.title_key), (self.by_publisher, _opening(rec))):
+            ids = index.get(key)  # type: ignore[call-overload]
+            if ids and item_id in ids:
+                ids.remove(item_id)
+                if not ids:
+                    del index[key]  # type: ignore[arg-type]
+        self._forget_anchors(rec)
+        if item.canonical_url and self.by_url.get(item.canonical_url) == item_id:
+            del self.by_url[item.canonical_url]
+        if item.content_hash and self.by_hash.get(item.content_hash) == item_id:
+            del self.by_hash[item.content_hash]
+        self._shingle_cache.pop(item_id, None)
 
     def _forget_anchors(self, rec: Rec) -> None:
         for anchor in rec.anchors:

@@ -263,8 +263,9 @@ class DedupService:
         with _gc_paused():
             self._load_items(ids)
 
-    def _load_items(self, ids: Iterable[int]) -> None:
+    def _load_items(self, ids: Iterable[int], *, pending_too: bool = False) -> None:
         eng = self.engine
+        states = ("done", "pending") if pending_too else ("done",)
         with self.store.sessions() as s:
             wanted = {i for i in ids if i not in eng.records}
             stories = select(ClusterMember.cluster_id).where(
@@ -289,7 +290,7 @@ class DedupService:
             rows = s.execute(
                 select(Item, Source)
                 .join(Source, Source.id == Item.source_id)
-                .where(Item.id.in_(wanted), Item.dedup_state == "done", Item.kind == "article")
+                .where(Item.id.in_(wanted), Item.dedup_state.in_(states), Item.kind == "article")
             ).all()
             eng.take_in([self._load_record(_dedup_item(item, src), sigs) for item, src in rows])
             stored = s.execute(
@@ -407,10 +408,12 @@ class DedupService:
                 if not rows:
                     self.epoch = epoch
                     break
+                updated = self._hold_updated([item.id for item, _ in rows])
                 placed = False
                 for item, source in rows:
                     if item.kind == "article":
-                        self._persist(self.engine.add(_dedup_item(item, source), text=item.text))
+                        place = self.engine.update if item.id in updated else self.engine.add
+                        self._persist(place(_dedup_item(item, source), text=item.text))
                         placed = True
                     item.dedup_state = "done"
                     done += 1
@@ -421,6 +424,26 @@ class DedupService:
             self.epoch = epoch
             self.engine.drop_texts()
         return done
+
+    def _hold_updated(self, ids: Sequence[int]) -> set[int]:
+        """Pending items that were placed before and left memory (edited articles stored
+        anew): brought back with their stored features, so the engine re-places them in
+        their clusters instead of placing them as new. Returns their ids."""
+        cold = [i for i in ids if i not in self.engine.records]
+        if not cold:
+            return set()
+        with self.store.sessions() as s:
+            placed = set(
+                s.scalars(
+                    select(ClusterMember.item_id).where(
+                        ClusterMember.item_id.in_(cold), ClusterMember.level == "duplicate"
+                    )
+                )
+            )
+        if placed:
+            with _gc_paused():
+                self._load_items(placed, pending_too=True)
+        return placed & set(self.engine.records)
 
     def _persist(self, out: Outcome) -> None:
         """Note what an outcome changed; :meth:`_flush` writes a batch's worth at once."""

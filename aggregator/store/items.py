@@ -29,27 +29,36 @@ class Stored:
     item: NewItem
 
 
+def outlet_key(publisher: str | None) -> str:
+    """Who printed an item, for exact-duplicate keys: one wire headline printed by two
+    outlets is two items (their duplicate cluster is where the copies meet)."""
+    return " ".join((publisher or "").split()).casefold()
+
+
 def known_keys(
     session: Session, source_id: int, items: Sequence[NewItem]
-) -> tuple[set[str], set[str], set[str]]:
-    """The guids, canonical URLs and content hashes of ``items`` this source already has."""
-    guids, urls, hashes = set(), set(), set()
+) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+    """The guids, canonical URLs and (outlet, content hash) pairs of ``items`` this source
+    already has."""
+    guids: set[str] = set()
+    urls: set[str] = set()
+    hashes: set[tuple[str, str]] = set()
     for i in range(0, len(items), _BATCH):
         chunk = items[i : i + _BATCH]
         g = [it.guid for it in chunk]
         u = [it.canonical_url for it in chunk if it.canonical_url]
         h = [it.content_hash for it in chunk]
         rows = session.execute(
-            select(Item.guid, Item.canonical_url, Item.content_hash).where(
+            select(Item.guid, Item.canonical_url, Item.content_hash, Item.publisher).where(
                 Item.source_id == source_id,
                 or_(Item.guid.in_(g), Item.canonical_url.in_(u), Item.content_hash.in_(h)),
             )
         )
-        for guid, url, chash in rows:
+        for guid, url, chash, publisher in rows:
             guids.add(guid)
             if url:
                 urls.add(url)
-            hashes.add(chash)
+            hashes.add((outlet_key(publisher), chash))
     return guids, urls, hashes
 
 
@@ -69,21 +78,23 @@ def known_entries(session: Session, source_id: int, hashes: Sequence[str]) -> se
 
 
 def new_items(session: Session, source_id: int, items: Sequence[NewItem]) -> list[NewItem]:
-    """Exact dedup before insert: drop items whose guid, canonical URL or content hash this
-    source already stored (or that repeat one earlier in the same batch)."""
+    """Exact dedup before insert: drop items whose guid or canonical URL this source already
+    stored, or whose content hash it stored from the same outlet (or that repeat one earlier
+    in the same batch)."""
     guids, urls, hashes = known_keys(session, source_id, items)
     fresh = []
     for it in items:
         if it.guid in guids:
             continue
         # Comments are short and repeat ("Danke!"): only their guid identifies them.
+        key = (outlet_key(it.publisher), it.content_hash)
         if it.kind == "article" and (
-            it.content_hash in hashes or (it.canonical_url and it.canonical_url in urls)
+            key in hashes or (it.canonical_url and it.canonical_url in urls)
         ):
             continue
         fresh.append(it)
         guids.add(it.guid)
-        hashes.add(it.content_hash)
+        hashes.add(key)
         if it.canonical_url:
             urls.add(it.canonical_url)
     return fresh

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -321,6 +322,8 @@ class DigestEntry(Base):
     level: Mapped[str] = mapped_column(String(10))
     item_ids: Mapped[Any] = mapped_column(JSON)
     new_item_ids: Mapped[Any] = mapped_column(JSON)
+    # a story that did not fit (max_entries): not mailed by this run, it leads the next one
+    deferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Correction(Base):
