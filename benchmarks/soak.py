@@ -428,6 +428,16 @@ def main() -> int:
     ok = not missing and dupes == 0 and code == 0 and clustered == len(stored)
     if args.year:
         ok = year_report(work / "newsdedup.sqlite", feeds, growth, mails, pruned_items) and ok
+        errors_logged = [
+            ln for ln in (work / "daemon.log").read_text().splitlines() if " ERROR " in ln
+        ]
+        expected = int(args.minutes) - 2  # a digest a minute, the first and last may miss
+        print(
+            f"daemon ERROR lines  {len(errors_logged)}; digest mails {len(mails)} (>= {expected})"
+        )
+        for line in errors_logged[:3]:
+            print("  ", line[:160])
+        ok = ok and not errors_logged and len(mails) >= expected
     print("RESULT              " + ("ok" if ok else "FAILED"))
     return 0 if ok else 1
 
