@@ -93,10 +93,30 @@ def cmd_db_upgrade(ctx: Context) -> int:
     return 0
 
 
-def cmd_status(ctx: Context) -> int:
-    from .dedup.corrections import clustering_holder
+def cmd_db_vacuum(ctx: Context) -> int:
+    from .retention import database_size, vacuum
 
     store = ctx.store()
+    before = database_size(store)
+    vacuum(store)
+    after = database_size(store)
+    print(
+        f"database {redact_url(ctx.config.database.url)} vacuumed: {_mib(before)} -> {_mib(after)}",
+        file=ctx.out,
+    )
+    return 0
+
+
+def _mib(size: int | None) -> str:
+    return "unknown size" if size is None else f"{size / 2**20:.1f} MiB"
+
+
+def cmd_status(ctx: Context) -> int:
+    from .dedup.corrections import clustering_holder
+    from .retention import database_size
+
+    store = ctx.store()
+    size = database_size(store)
     with store.session() as s:
         sources = repo.source_status(s)
         errors = repo.recent_errors(s, limit=10)
@@ -110,6 +130,7 @@ def cmd_status(ctx: Context) -> int:
             _redacted(
                 {
                     "database": ctx.config.database.url,
+                    "database_size_bytes": size,
                     "schema_revision": store_db.head_revision(),
                     "sources": sources,
                     "recent_errors": errors,
@@ -122,7 +143,7 @@ def cmd_status(ctx: Context) -> int:
         )
         ctx.out.write("\n")
         return 0
-    print(f"database: {redact_url(ctx.config.database.url)}", file=ctx.out)
+    print(f"database: {redact_url(ctx.config.database.url)} ({_mib(size)})", file=ctx.out)
     if clustering is not None:
         print(
             f"clustering: daemon {clustering['holder']} "
@@ -161,6 +182,13 @@ def cmd_status(ctx: Context) -> int:
         ],
         rows,
     )
+    for src in sources:
+        if src["moved_from"]:
+            print(
+                f"{src['source']}: moved from {redact_url(src['moved_from'])} to "
+                f"{redact_url(src['feed_url'])} (permanent redirect, {src['moved_at']})",
+                file=ctx.out,
+            )
     if digests:
         print("\nrecent digest runs:", file=ctx.out)
         _table(
@@ -777,6 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
     up = dbsub.add_parser("upgrade", help="apply all schema migrations")
     up.set_defaults(func=cmd_db_upgrade)
+    vac = dbsub.add_parser("vacuum", help="give the space of pruned rows back (VACUUM)")
+    vac.set_defaults(func=cmd_db_vacuum)
 
     sp = add("status", cmd_status, "show each source's poll state and errors")
     sp.add_argument("--json", action="store_true", help="one JSON document instead of tables")

@@ -274,6 +274,25 @@ class HttpConfig(_Strict):
         return v.rstrip("/") if v else v
 
 
+class RetentionConfig(_Strict):
+    """How long the daemon keeps poll history and items (None: forever), and how it prunes:
+    every ``interval``, ``batch`` rows per transaction, at most ``max_run_time`` per run."""
+
+    poll_log: Duration | None = 30 * 86400.0
+    items: Duration | None = 365 * 86400.0
+    interval: Duration = 3600.0
+    batch: int = Field(default=1000, ge=1, le=100_000)
+    max_run_time: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _positive(self) -> RetentionConfig:
+        for name in ("poll_log", "items", "interval", "max_run_time"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive (or null to keep forever)")
+        return self
+
+
 class Config(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     polling: PollingConfig = PollingConfig()
@@ -282,6 +301,7 @@ class Config(_Strict):
     digests: list[DigestConfig] = Field(default_factory=list)
     smtp: SmtpConfig = SmtpConfig()
     http: HttpConfig = HttpConfig()
+    retention: RetentionConfig = RetentionConfig()
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -295,6 +315,13 @@ class Config(_Strict):
                 if n in seen:
                     raise ValueError(f"duplicate {kind} name {n!r}")
                 seen.add(n)
+        d, items = self.dedup, self.retention.items
+        longest = max(d.duplicate_window, d.story_window, d.thread_window)
+        if items is not None and items < longest:
+            raise ValueError(
+                f"retention.items ({items:g} s) must not be shorter than the longest dedup "
+                f"window ({longest:g} s): clustering still reads items that young"
+            )
         # digests[].sources may name OPML-imported sources too, which only the database
         # knows: they are checked when a digest is built (store.repo.check_digest_sources)
         return self

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,7 +115,7 @@ class Daemon:
         self._dedup_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": APSThreadPool(2)},
+            executors={"default": APSThreadPool(3)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
@@ -225,6 +226,28 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001
             log.error("digest delivery: %s", exc)
 
+    def retention_tick(self) -> None:
+        """Prune what ``retention`` lets go, in short batches; SQLite then ``PRAGMA optimize``."""
+        from .retention import optimize, run_retention
+
+        started = time.monotonic()
+        try:
+            pruned = run_retention(
+                self.store, self.cfg.retention, datetime.now(UTC), should_stop=self.stopping.is_set
+            )
+            optimize(self.store)
+        except Exception as exc:  # noqa: BLE001 - one line; the next run tries again
+            log.error("retention: %s", exc)
+            return
+        if pruned:
+            log.info(
+                "retention: pruned %d poll_log rows, %d items, %d clusters in %.2f s",
+                pruned.poll_log,
+                pruned.items,
+                pruned.clusters,
+                time.monotonic() - started,
+            )
+
     def health(self) -> dict[str, object]:
         running = self.scheduler.running and not self.stopping.is_set()
         return {
@@ -247,6 +270,11 @@ class Daemon:
             )
         self.scheduler.add_job(
             self.delivery_tick, IntervalTrigger(seconds=60, timezone=UTC), id="digest-delivery"
+        )
+        self.scheduler.add_job(
+            self.retention_tick,
+            IntervalTrigger(seconds=self.cfg.retention.interval, timezone=UTC),
+            id="retention",
         )
         tick_s = self.cfg.polling.tick
         self.scheduler.add_job(

@@ -32,7 +32,7 @@ from .config import Config, DigestConfig
 from .digest_view import DigestView, Entry
 from .errors import DeliveryError
 from .store import Store, repo
-from .store.models import Cluster, ClusterMember, DigestEntry, DigestRun
+from .store.models import Cluster, ClusterMember, DigestEntry, DigestRun, Item
 from .stories import Member, load_members, load_terms, story_entry
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ def build_view(
         changed = changed.where(ClusterMember.joined_at > period_start_at)
     carried = set(_carried(s, digest.name))
     cluster_ids = set(s.scalars(changed.distinct())) | carried
+    cluster_ids |= edited_clusters(s, level, period_start_at, period_end_at)
     if not cluster_ids:
         return _view(cfg, digest, period_start_at, period_end_at, [], 0), []
 
@@ -143,9 +144,14 @@ def build_view(
             continue
         was_mailed = mailed.get(cid, set())
         new_ids = {m.item.id for m in group} - was_mailed
-        if not new_ids:
+        # an edit of what was mailed before is news too
+        edited = {m.item.id for m in group if _edited(m.item.updated_at, period_start_at)}
+        updated = edited & was_mailed
+        if not new_ids and not updated:
             continue
-        entry = story_entry(s, cid, group, new_ids, bool(was_mailed), period_start_at, level, terms)
+        entry = story_entry(
+            s, cid, group, new_ids, bool(was_mailed), period_start_at, level, terms, updated
+        )
         planned = Planned(cid, sorted(m.item.id for m in group), sorted(new_ids))
         ranked.append((order_key(entry, cid in carried), entry, planned))
     ranked.sort(key=lambda r: (r[0], r[1].cluster_id))
@@ -189,6 +195,27 @@ def _carried(s: Session, name: str) -> list[int]:
             break
         survivor = {cid: merged.get(now, now) for cid, now in survivor.items()}
     return list(dict.fromkeys(survivor[cid] for cid in ids))
+
+
+def _edited(updated_at: datetime | None, since: datetime | None) -> bool:
+    return updated_at is not None and since is not None and updated_at > since
+
+
+def edited_clusters(s: Session, level: str, since: datetime | None, until: datetime) -> set[int]:
+    """Clusters with a member edited (a material update) in the period."""
+    if since is None:
+        return set()
+    stmt = (
+        select(ClusterMember.cluster_id)
+        .join(Item, Item.id == ClusterMember.item_id)
+        .where(
+            ClusterMember.level == level,
+            Item.updated_at > since,
+            Item.updated_at <= until,
+            ClusterMember.joined_at <= until,
+        )
+    )
+    return set(s.scalars(stmt.distinct()))
 
 
 def _mailed_items(s: Session, name: str, cluster_ids: set[int]) -> dict[int, set[int]]:

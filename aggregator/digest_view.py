@@ -17,6 +17,7 @@ class Outlet:
     is_new: bool  # joined since this digest last mailed the cluster
     published_at: datetime | None = None  # this outlet's own report
     published_at_estimated: bool = False  # the feed gave no date: the fetch time stands in
+    is_updated: bool = False  # its article was edited (new headline or text) since then
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Entry:
     published_at_estimated: bool = False  # no member has a date: fetch times stand in
     headline_at: datetime | None = None  # the headline's own report (None: published_at)
     headline_at_estimated: bool = False
+    headline_updated: bool = False  # the headline's article was edited since the last mail
 
 
 @dataclass(frozen=True, slots=True)

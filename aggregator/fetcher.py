@@ -33,7 +33,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
@@ -81,6 +81,7 @@ ACCEPT = (
 ACCEPT_ENCODING = "gzip, deflate"  # only what we can decode with a bounded output size
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # Which hops of a fetch may connect to a non-public address: none; only those whose origin
@@ -145,6 +146,18 @@ class FetchResult:
     max_age_s: float | None
     elapsed_s: float  # network time, excluding waits for a per-host slot
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    redirects: tuple[tuple[int, str], ...] = ()  # (status, target) per hop followed
+
+    @property
+    def moved_to(self) -> str | None:
+        """Where the feed moved for good: the target of the leading permanent (301/308) hops,
+        None when the first hop is temporary (302/307) or there was none."""
+        moved = None
+        for status, target in self.redirects:
+            if status not in PERMANENT_REDIRECTS:
+                break
+            moved = target
+        return moved
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -558,6 +571,7 @@ class Fetcher:
         started = time.monotonic()
         deadline = started + self.settings.total_timeout_s
         waited_s = 0.0
+        hops: list[tuple[int, str]] = []
         for _hop in range(self.settings.max_redirects + 1):
             with self._host_slot(current.host) as wait_s:
                 # Queueing behind other workers is politeness, not server slowness.
@@ -570,10 +584,12 @@ class Fetcher:
                 try:
                     if response.status_code in REDIRECT_STATUSES:
                         next_url = self._redirect_target(current, response)
+                        hops.append((response.status_code, str(next_url)))
                     else:
-                        return self._finish(
+                        result = self._finish(
                             current, response, deadline, started, waited_s, etag, last_modified
                         )
+                        return replace(result, redirects=tuple(hops))
                 finally:
                     response.close()
             current = self._checked_url(next_url, via=current)

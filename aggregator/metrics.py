@@ -24,7 +24,16 @@ from sqlalchemy.orm import Session
 from . import __version__, errors
 from .errors import StoreError
 from .store import Store
-from .store.models import Cluster, ClusterMember, DigestRun, Feed, Item, PollLog, Source
+from .store.models import (
+    Cluster,
+    ClusterMember,
+    DigestRun,
+    Feed,
+    Item,
+    PollLog,
+    PrunedTotal,
+    Source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +199,21 @@ def _bucket_counts(
     return [func.coalesce(func.sum(case((column <= t, 1), else_=0)), 0) for t in thresholds]
 
 
+def _pruned(s: Session, metric: str) -> dict[str, int]:
+    """What rows pruned by retention had counted (see ``retention``): added back, so a
+    counter never goes backwards."""
+    rows = s.execute(
+        select(PrunedTotal.label, PrunedTotal.value).where(PrunedTotal.metric == metric)
+    )
+    return {label: int(v) for label, v in rows}
+
+
 def _poll_results(s: Session) -> dict[str, int]:
     rows = s.execute(select(PollLog.result, func.count()).group_by(PollLog.result))
-    return {result: int(n) for result, n in rows}
+    out = _pruned(s, "polls")
+    for result, n in rows:
+        out[result] = out.get(result, 0) + int(n)
+    return out
 
 
 def _poll_durations(s: Session) -> Histogram:
@@ -205,6 +226,10 @@ def _poll_durations(s: Session) -> Histogram:
         ).where(PollLog.result != "imported")  # file imports take no network time
     ).one()
     *counts, total_ms, count = (int(v) for v in row)
+    gone = _pruned(s, "poll_duration")
+    counts = [c + gone.get(f"le_{t}", 0) for c, t in zip(counts, thresholds_ms, strict=True)]
+    total_ms += gone.get("sum_ms", 0)
+    count += gone.get("count", 0)
     return Histogram(counts, total_ms / 1000, count)
 
 
@@ -273,13 +298,15 @@ def collect(s: Session, now: datetime) -> list[Family]:
         results.setdefault(label, 0)
     failures = {r: n for r, n in results.items() if r not in SUCCESS_RESULTS}
 
-    items = dict.fromkeys(ITEM_KINDS, 0)
+    items = dict.fromkeys(ITEM_KINDS, 0) | _pruned(s, "items")
     pending = 0
     for (kind, state), n in _grouped(s, Item.kind, Item.dedup_state).items():
         items[kind] = items.get(kind, 0) + n
         pending += n if state == "pending" else 0
 
     duplicates = {(level,): 0 for level in LEVELS} | _duplicates(s)
+    for level, n in _pruned(s, "duplicates").items():
+        duplicates[(level,)] = duplicates.get((level,), 0) + n
     sizes = _cluster_sizes(s)
 
     runs: dict[tuple[str, ...], int] = {}

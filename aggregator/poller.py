@@ -30,7 +30,13 @@ from .normaliser import normalise_feed
 from .parser import Entries, parse_feed, split_entries, with_entry_hashes
 from .schedule import MAX_RETRY_AFTER_S, backoff_s, next_check_at
 from .store import Store
-from .store.items import insert_items, known_entries, recent_item_times, record_poll
+from .store.items import (
+    insert_items,
+    known_entries,
+    recent_item_times,
+    record_poll,
+    update_items,
+)
 from .store.models import Feed, Item, Source
 
 log = logging.getLogger(__name__)
@@ -300,6 +306,7 @@ def _refresh(
         _set_state(row, result=result, label="ok", now=started_at, next_at=nxt)
         row.body_hash = body_hash
         row.error_count, row.last_error = 0, None
+        _follow_move(s, job, row, result, started_at)
         row.items_total += new
         record_poll(
             s,
@@ -369,6 +376,20 @@ def ingest(
     stored = insert_items(
         s, source_id=job.source_id, feed_id=job.feed_id, items=items, parents=parents
     )
+    inserted = {st.item.guid for st in stored}
+    edits = update_items(
+        s,
+        source_id=job.source_id,
+        items=[it for it in items if it.guid not in inserted],
+        now=fetched_at,
+    )
+    if any(e.material for e in edits):
+        log.info(
+            "%s: %d edited entries stored (%d to re-cluster)",
+            job.source_name,
+            len(edits),
+            sum(e.material for e in edits),
+        )
     if kind == "article" and job.source_type == "wordpress":
         src = _source_cfg(cfg, job.source_name)
         if src is not None and src.comments:
@@ -540,6 +561,7 @@ def _record_quiet(
         nxt = _schedule(s, cfg, job, result, None, started_at, error_count=0)
         _set_state(row, result=result, label=label, now=started_at, next_at=nxt)
         row.error_count, row.last_error = 0, None
+        _follow_move(s, job, row, result, started_at)
         _retire_old_comment_feed(s, cfg, job, row, started_at)
         record_poll(
             s,
@@ -550,6 +572,37 @@ def _record_quiet(
             http_status=result.status,
         )
     return PollOutcome(job.feed_id, job.source_name, job.url, label, next_check_at=nxt)
+
+
+def _follow_move(s: Session, job: FeedJob, row: Feed, result: FetchResult, now: datetime) -> None:
+    """After a permanent redirect (301/308) poll the new URL from now on; ``moved_from``
+    keeps the first URL (the configured one, which the config may still name)."""
+    target = result.moved_to
+    if target is None or target == row.url:
+        return
+    taken = s.scalar(
+        select(Feed.id).where(
+            Feed.source_id == row.source_id, Feed.url == target, Feed.id != row.id
+        )
+    )
+    if taken is not None:
+        log.warning(
+            "%s: %s moved permanently to %s, which is already one of its feeds; not moved",
+            job.source_name,
+            redact_url(row.url),
+            redact_url(target),
+        )
+        return
+    log.warning(
+        "%s: feed moved permanently (HTTP %d): %s -> %s; polling the new URL from now on",
+        job.source_name,
+        result.redirects[0][0],
+        redact_url(row.url),
+        redact_url(target),
+    )
+    row.moved_from = row.moved_from or row.url
+    row.moved_at = now
+    row.url = target
 
 
 def _retire_old_comment_feed(

@@ -206,6 +206,7 @@ def story_entry(
     since: datetime | None,
     level: str,
     terms: Mapping[int, Terms] | None = None,
+    updated_ids: Collection[int] = (),
 ) -> Entry:
     """The story as readers see it. ``terms``: the members' stored terms, when the caller
     loaded them for many stories at once (else read here)."""
@@ -217,6 +218,8 @@ def story_entry(
     # article would be another report, not the one the headline names)
     link = link_of(best.item, best.source) or best.item.url
     publisher = best.item.publisher or best.source.name
+    # one line per outlet name: an edit of any of its articles marks it
+    edited = {m.item.publisher or m.source.name for m in group if m.item.id in updated_ids}
     outlets: dict[str, Outlet] = {}
     for m in group:
         name = m.item.publisher or m.source.name
@@ -232,6 +235,7 @@ def story_entry(
                 is_new=is_update and m.item.id in new_ids,
                 published_at=m.item.published_at,
                 published_at_estimated=m.item.published_at_estimated,
+                is_updated=name in edited,
             )
     article_ids = [m.item.id for m in group if m.source.type not in AGGREGATOR_TYPES]
     comments = 0
@@ -257,6 +261,7 @@ def story_entry(
         new_comments=comments,
         follow_up_to=follow_up(s, group, level) if level == "story" else None,
         is_update=is_update,
+        headline_updated=publisher in edited,
     )
 
 

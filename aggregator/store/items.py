@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, or_, select
+from sqlalchemy import Insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -154,6 +154,74 @@ def insert_items(
         ids = {guid: id_ for id_, guid in session.execute(stmt, rows)}
         stored.extend(Stored(ids[it.guid], it) for it in chunk if it.guid in ids)
     return stored
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """A stored item's new version; ``material`` when its title or content hash changed."""
+
+    id: int
+    item: NewItem
+    material: bool
+
+
+def edits_of(
+    stored: Mapping[str, tuple[int, str, str, str | None]], items: Sequence[NewItem]
+) -> list[Edit]:
+    """Which items are new versions of stored ones (by guid; ``stored`` maps a guid to its id,
+    title, content hash and entry hash). Whitespace or markup changes leave the content hash
+    as it was: stored (so the entry is not parsed again), not material."""
+    out: dict[str, Edit] = {}
+    seen: set[str] = set()
+    for it in items:
+        old = stored.get(it.guid)
+        if old is None or it.guid in seen:  # a guid twice in one document: the first counts
+            continue
+        seen.add(it.guid)
+        id_, title, chash, ehash = old
+        material = it.title != title or it.content_hash != chash
+        if material or (it.entry_hash is not None and it.entry_hash != ehash):
+            out[it.guid] = Edit(id_, it, material)
+    return list(out.values())
+
+
+def update_items(
+    session: Session, *, source_id: int, items: Sequence[NewItem], now: datetime
+) -> list[Edit]:
+    """Store the new versions of this source's known entries (an edited headline, a
+    correction), keeping the first-seen time. A material edit goes back to clustering
+    (``dedup_state`` pending) and counts as an update; returns the edits stored."""
+    stored: dict[str, tuple[int, str, str, str | None]] = {}
+    guids = list(dict.fromkeys(it.guid for it in items))
+    for i in range(0, len(guids), _BATCH):
+        rows = session.execute(
+            select(Item.guid, Item.id, Item.title, Item.content_hash, Item.entry_hash).where(
+                Item.source_id == source_id, Item.guid.in_(guids[i : i + _BATCH])
+            )
+        )
+        stored.update({g: (id_, t, h, e) for g, id_, t, h, e in rows})
+    edits = edits_of(stored, items)
+    for e in edits:
+        it = e.item
+        values: dict[str, Any] = {
+            "url": it.url,
+            "canonical_url": it.canonical_url,
+            "title": it.title,
+            "author": it.author,
+            "summary": it.summary,
+            "text": it.text,
+            "content_hash": it.content_hash,
+        }
+        if it.entry_hash is not None:
+            values["entry_hash"] = it.entry_hash
+        if e.material:
+            values |= {
+                "dedup_state": "pending",
+                "updated_at": now,
+                "update_count": Item.update_count + 1,
+            }
+        session.execute(update(Item).where(Item.id == e.id).values(**values))
+    return edits
 
 
 def record_poll(

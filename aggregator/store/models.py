@@ -117,6 +117,9 @@ class Feed(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     items_total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # the URL this feed was polled at before a permanent redirect (301/308) moved it
+    moved_from: Mapped[str | None] = mapped_column(Text, nullable=True)
+    moved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("source_id", "url"),
@@ -172,6 +175,9 @@ class Item(Base):
     dedup_state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done
     # hash of the entry's raw bytes in the document it came from: a re-poll skips parsing it
     entry_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # an edited entry (same guid, new content) replaces the stored version; fetched_at stays
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    update_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("source_id", "guid"),
@@ -183,6 +189,16 @@ class Item(Base):
         Index("ix_items_source_entry_hash", "source_id", "entry_hash"),
         CheckConstraint("kind IN ('article', 'comment')", name="kind"),
     )
+
+
+class PrunedTotal(Base):
+    """What pruned rows had counted towards a metrics counter, so counters never go back."""
+
+    __tablename__ = "pruned_totals"
+
+    metric: Mapped[str] = mapped_column(String(60), primary_key=True)
+    label: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Signature(Base):

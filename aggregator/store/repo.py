@@ -63,8 +63,9 @@ def sync_sources(session: Session, sources: Sequence[SourceConfig], now: datetim
                     enabled=cfg.enabled,
                 )
             )
-        elif main.url != url:
+        elif main.url != url and main.moved_from != url:  # not where a 301 moved it from
             main.url, main.etag, main.last_modified, main.body_hash = url, None, None, None
+            main.moved_from, main.moved_at = None, None
             main.next_check_at, main.enabled, main.disabled_reason = now, cfg.enabled, None
         elif main.disabled_reason is None:
             main.enabled = cfg.enabled
@@ -299,6 +300,9 @@ def source_status(session: Session) -> list[dict[str, Any]]:
                 "error_count": main.error_count if main else 0,
                 "last_error": main.last_error if main else None,
                 "last_error_at": _iso(main.last_error_at) if main else None,
+                "feed_url": main.url if main else None,
+                "moved_from": main.moved_from if main else None,
+                "moved_at": _iso(main.moved_at) if main else None,
                 "items": counts.get(src.id, 0),
                 "comments": comment_counts.get(src.id, 0),
                 "comment_feeds": comment_feeds.get(src.id, 0),
