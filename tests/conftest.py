@@ -75,6 +75,14 @@ def pg_database() -> str:
         _pg_unavailable(str(exc).splitlines()[0])
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     yield url
+    drop_database(admin, name)
+    admin.dispose()
+
+
+def drop_database(admin, name: str) -> None:
+    """Drop a PostgreSQL database, ending the connections still open to it."""
+    from sqlalchemy import text
+
     with admin.connect() as conn:
         conn.execute(
             text(
@@ -84,7 +92,6 @@ def pg_database() -> str:
             {"n": name},
         )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
 
 
 @pytest.fixture

@@ -468,7 +468,7 @@ def test_a_dropped_and_recreated_postgres_database_is_polled_again(
     pg_database: str, httpserver: HTTPServer
 ) -> None:
     """The real thing: `dropdb` (killing the daemon's connections), `createdb`, `db upgrade`."""
-    from conftest import PG_ADMIN_URL
+    from conftest import PG_ADMIN_URL, drop_database
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
@@ -477,15 +477,7 @@ def test_a_dropped_and_recreated_postgres_database_is_polled_again(
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
 
     def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        drop_database(admin, name)
 
     def create() -> None:
         with admin.connect() as conn:
