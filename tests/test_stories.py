@@ -88,14 +88,20 @@ sold, and publishes the full list of prize classes on its website.
 """
 
 
+# two draws: one page each, the template's words the same, its numbers not
+DRAWS = (
+    TEMPLATE.format(
+        day=11, jackpot=4, a=3, b=11, c=19, d=27, e=34, f=42, g=7, h=1, i=5, j=2, k=8, l=4
+    ),
+    TEMPLATE.format(
+        day=18, jackpot=6, a=5, b=14, c=21, d=30, e=38, f=45, g=9, h=9, i=3, j=7, k=0, l=6
+    ),
+)
+
+
 def test_two_pages_of_one_template_with_other_numbers_are_neither_article_nor_story() -> None:
     engine = Engine()
-    first = TEMPLATE.format(
-        day=11, jackpot=4, a=3, b=11, c=19, d=27, e=34, f=42, g=7, h=1, i=5, j=2, k=8, l=4
-    )
-    second = TEMPLATE.format(
-        day=18, jackpot=6, a=5, b=14, c=21, d=30, e=38, f=45, g=9, h=9, i=3, j=7, k=0, l=6
-    )
+    first, second = DRAWS
     items = [
         site(1, "Coastal Lottery: results of the Saturday draw", first, "Coast News"),
         site(
@@ -163,12 +169,7 @@ def test_why_names_the_rule_that_keeps_two_items_apart() -> None:
     from aggregator.dedup.explain import deciding_check
 
     engine = Engine()
-    first = TEMPLATE.format(
-        day=11, jackpot=4, a=3, b=11, c=19, d=27, e=34, f=42, g=7, h=1, i=5, j=2, k=8, l=4
-    )
-    second = TEMPLATE.format(
-        day=18, jackpot=6, a=5, b=14, c=21, d=30, e=38, f=45, g=9, h=9, i=3, j=7, k=0, l=6
-    )
+    first, second = DRAWS
     items = [
         site(1, "Coastal Lottery results", first, "Coast News"),
         site(2, "Coastal Lottery results", second, "Coast News", AT + timedelta(hours=20)),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import FEEDS
 from test_web import CHROMIUM, FIXTURES, REPO, Page, config, get
+from test_web import _chromium as chromium
 
 from aggregator import web
 from aggregator.dedup.service import DedupService
@@ -114,20 +115,8 @@ document.body.setAttribute("data-broken", words.join(" "));
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:
-    cmd = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, timeout=90, check=False)
+    """test_web's Chromium, without scrollbars (they would narrow the measured page)."""
+    return chromium("--hide-scrollbars", *args, profile=profile)
 
 
 @pytest.fixture
