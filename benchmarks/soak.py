@@ -189,7 +189,7 @@ def sample(pid: int) -> tuple[int, int, int, int]:
     return rss_kib, fds, threads, anon_kib
 
 
-TABLES = ("items", "poll_log", "signatures", "lsh_bands", "cluster_members", "clusters")
+TABLES = ("items", "poll_log", "signatures", "cluster_members", "clusters")
 
 
 def table_rows(path: Path) -> tuple[dict[str, int], int]:

@@ -216,19 +216,6 @@ class Signature(Base):
     features: Mapped[Any] = mapped_column(JSON, nullable=True)  # weighted terms for verification
 
 
-class LshBand(Base):
-    """LSH band hashes in the database, so every worker sees the same index."""
-
-    __tablename__ = "lsh_bands"
-
-    level: Mapped[str] = mapped_column(String(10), primary_key=True)
-    band: Mapped[int] = mapped_column(Integer, primary_key=True)
-    hash: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    item_id: Mapped[int] = mapped_column(
-        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-
-
 class Cluster(Base):
     __tablename__ = "clusters"
 
