@@ -275,18 +275,20 @@ class HttpConfig(_Strict):
 
 
 class RetentionConfig(_Strict):
-    """How long the daemon keeps poll history and items (None: forever), and how it prunes:
-    every ``interval``, ``batch`` rows per transaction, at most ``max_run_time`` per run."""
+    """How long the daemon keeps poll history, items and sent digests (None: forever), and how
+    it prunes: every ``interval``, ``batch`` rows per transaction, at most ``max_run_time``
+    per run."""
 
     poll_log: Duration | None = 30 * 86400.0
     items: Duration | None = 365 * 86400.0
+    digests: Duration | None = 90 * 86400.0
     interval: Duration = 3600.0
     batch: int = Field(default=1000, ge=1, le=100_000)
     max_run_time: Duration = 60.0
 
     @model_validator(mode="after")
     def _positive(self) -> RetentionConfig:
-        for name in ("poll_log", "items", "interval", "max_run_time"):
+        for name in ("poll_log", "items", "digests", "interval", "max_run_time"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive (or null to keep forever)")

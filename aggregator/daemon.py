@@ -241,10 +241,12 @@ class Daemon:
             return
         if pruned:
             log.info(
-                "retention: pruned %d poll_log rows, %d items, %d clusters in %.2f s",
+                "retention: pruned %d poll_log rows, %d items, %d clusters, %d digest runs "
+                "in %.2f s",
                 pruned.poll_log,
                 pruned.items,
                 pruned.clusters,
+                pruned.digest_runs,
                 time.monotonic() - started,
             )
 

@@ -310,9 +310,13 @@ def collect(s: Session, now: datetime) -> list[Family]:
     sizes = _cluster_sizes(s)
 
     runs: dict[tuple[str, ...], int] = {}
-    for (name, status), n in _grouped(s, DigestRun.digest_name, DigestRun.status).items():
+    gone = {tuple(reversed(k.split(":", 1))): n for k, n in _pruned(s, "digest_runs").items()}
+    for (name, status), n in [
+        *_grouped(s, DigestRun.digest_name, DigestRun.status).items(),
+        *gone.items(),
+    ]:
         runs.update({(name, st): 0 for st in DIGEST_STATUSES if (name, st) not in runs})
-        runs[(name, status)] = n
+        runs[(name, status)] += n
 
     sources = _sources(s)
     last_poll = s.scalar(select(func.max(PollLog.started_at)))

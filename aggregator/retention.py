@@ -7,6 +7,11 @@ at most one batch. What pruned rows counted towards a metrics counter is added t
 An item is kept while anything may still show or need it: it is pending clustering, was
 fetched or updated within ``retention.items``, belongs to a cluster (at any level) that
 changed within that time, or is in a cluster of a digest run not sent yet.
+
+A sent digest run keeps its rendered message (what a crash between send and mark would
+resend) for ``retention.digests``; the run row itself goes once that time has passed and no
+stored cluster is named by its entries (they go with their clusters), except each digest's
+latest sent run, whose deferred stories lead the next one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from .config import RetentionConfig
 from .metrics import DURATION_BUCKETS_S
@@ -39,6 +44,7 @@ from .store.models import (
 log = logging.getLogger(__name__)
 
 UNSENT = ("pending", "failed")
+DONE = ("sent", "empty")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +64,10 @@ class Pruned:
     poll_log: int = 0
     items: int = 0
     clusters: int = 0
+    digest_runs: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.poll_log or self.items or self.clusters)
+        return bool(self.poll_log or self.items or self.clusters or self.digest_runs)
 
 
 def prunable(facts: ItemFacts, cutoff: datetime, held_clusters: frozenset[int]) -> bool:
@@ -207,6 +214,41 @@ def prune_clusters(s: Session, cutoff: datetime, held: frozenset[int], batch: in
     return len(ids)
 
 
+def digest_run_label(digest: str, status: str) -> str:
+    """The ``pruned_totals`` label of a digest run counter: status first (it has no colon)."""
+    return f"{status}:{digest}"
+
+
+def prune_digest_runs(s: Session, cutoff: datetime, batch: int) -> tuple[int, int]:
+    """One batch of sent digest runs created before ``cutoff``: their messages are dropped,
+    and the runs whose entries are all gone (with their clusters) are deleted, counted into
+    the totals first. Each digest's latest sent run stays. Returns (messages dropped, runs
+    deleted)."""
+    old = (DigestRun.status.in_(DONE), DigestRun.created_at < cutoff)
+    messages = list(
+        s.scalars(select(DigestRun.id).where(*old, DigestRun.message.is_not(None)).limit(batch))
+    )
+    if messages:
+        s.execute(update(DigestRun).where(DigestRun.id.in_(messages)).values(message=None))
+    later = aliased(DigestRun)
+    newer = select(later.id).where(
+        later.digest_name == DigestRun.digest_name,
+        later.status.in_(DONE),
+        later.period_end_at > DigestRun.period_end_at,
+    )
+    has_entry = select(DigestEntry.run_id).where(DigestEntry.run_id == DigestRun.id)
+    rows = s.execute(
+        select(DigestRun.id, DigestRun.digest_name, DigestRun.status)
+        .where(*old, ~has_entry.exists(), newer.exists())
+        .order_by(DigestRun.id)
+        .limit(batch)
+    ).all()
+    if rows:
+        add_totals(s, Counter(("digest_runs", digest_run_label(n, st)) for _, n, st in rows))
+        s.execute(delete(DigestRun).where(DigestRun.id.in_([r[0] for r in rows])))
+    return len(messages), len(rows)
+
+
 def run_retention(
     store: Store,
     settings: RetentionConfig,
@@ -246,14 +288,31 @@ def run_retention(
             if done < settings.batch:
                 break
         out = Pruned(out.poll_log, items, clusters)
+    if settings.digests is not None:
+        cutoff = now - timedelta(seconds=settings.digests)
+        runs = 0
+        while not should_stop() and time.monotonic() < deadline:
+            with store.session() as s:
+                cleared, deleted = prune_digest_runs(s, cutoff, settings.batch)
+            runs += deleted
+            if max(cleared, deleted) < settings.batch:
+                break
+        out = Pruned(out.poll_log, out.items, out.clusters, runs)
     return out
 
 
 def optimize(store: Store) -> None:
     """SQLite's ``PRAGMA optimize``: refresh the planner's statistics where they went stale."""
     if store.dialect == "sqlite":
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA optimize")
+        # ANALYZE reads, then writes sqlite_stat1; a writer committing in between makes a
+        # plain PRAGMA fail at once ("database is locked") instead of waiting. Taking the
+        # write lock first lets busy_timeout wait for it.
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                conn.exec_driver_sql("PRAGMA optimize")
+            finally:
+                conn.exec_driver_sql("COMMIT")
 
 
 def vacuum(store: Store) -> None:

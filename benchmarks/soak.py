@@ -189,7 +189,7 @@ def sample(pid: int) -> tuple[int, int, int, int]:
     return rss_kib, fds, threads, anon_kib
 
 
-TABLES = ("items", "poll_log", "signatures", "cluster_members", "clusters")
+TABLES = ("items", "poll_log", "signatures", "cluster_members", "clusters", "digest_runs")
 
 
 def table_rows(path: Path) -> tuple[dict[str, int], int]:
@@ -323,7 +323,8 @@ def main() -> int:
             else ""
         )
         + (
-            f"retention: {{poll_log: {args.window}, items: {args.window}, interval: 30s, "
+            f"retention: {{poll_log: {args.window}, items: {args.window}, "
+            f"digests: {args.window}, interval: 30s, "
             "batch: 200}\n"
             f"smtp: {{host: 127.0.0.1, port: {smtp_port}}}\n"
             "digests:\n  - {name: minute, schedule: '* * * * *', recipients: [a@b.example]}\n"

@@ -346,6 +346,75 @@ def test_retention_prunes_in_batches_and_counters_do_not_go_back(
     )
 
 
+def digest_runs_total(store: Store) -> dict[str, float]:
+    return {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1)
+            for line in render_metrics(store).decode().splitlines()
+            if line.startswith("newsdedup_digest_runs_total{")
+        )
+    }
+
+
+def test_retention_drops_old_sent_digests_but_not_what_the_next_run_reads(store: Store) -> None:
+    """Sent runs older than ``retention.digests`` lose their message; a run goes once no stored
+    cluster is named by its entries, except the digest's latest sent run; unsent runs stay."""
+    with store.session() as s:
+        live = Cluster(level="story", created_at=NOW, updated_at=NOW, size=1)
+        s.add(live)
+        s.flush()
+        runs = {}
+        for name, days, status in (
+            ("listed", -4, "sent"),
+            ("bare", -3, "sent"),
+            ("empty", -2, "empty"),
+            ("latest", -1, "sent"),
+            ("pending", 0, "pending"),
+        ):
+            at = NOW + timedelta(days=days)
+            run = DigestRun(
+                digest_name="d",
+                period_end_at=at,
+                created_at=at,
+                status=status,
+                attempts=1,
+                message=b"x" * 1000 if status != "empty" else None,
+            )
+            s.add(run)
+            s.flush()
+            runs[name] = run.id
+        s.add(
+            DigestEntry(
+                run_id=runs["listed"],
+                position=0,
+                cluster_id=live.id,
+                level="story",
+                item_ids=[],
+                new_item_ids=[],
+            )
+        )
+    before = digest_runs_total(store)
+    assert before['newsdedup_digest_runs_total{digest="d",status="sent"}'] == 3
+
+    settings = RetentionConfig(poll_log=None, items=None, digests=30 * 86400, batch=1)
+    assert not run_retention(store, settings, NOW + timedelta(days=20))  # nothing old enough
+    pruned = run_retention(store, settings, NOW + timedelta(days=60))
+    assert pruned.digest_runs == 2  # "bare" and "empty"
+    with store.session() as s:
+        left = dict(s.execute(select(DigestRun.id, DigestRun.message)).all())
+    assert set(left) == {runs["listed"], runs["latest"], runs["pending"]}
+    assert left[runs["listed"]] is None and left[runs["latest"]] is None
+    assert left[runs["pending"]] == b"x" * 1000  # a run not sent yet keeps what it will send
+    assert digest_runs_total(store) == before  # counters never go back
+
+    # the listed story's cluster is pruned: its entry goes with it, then the run
+    with store.session() as s:
+        s.delete(s.get_one(Cluster, live.id))
+    assert run_retention(store, settings, NOW + timedelta(days=60)).digest_runs == 1
+    assert digest_runs_total(store) == before
+
+
 def test_retention_keeps_recent_rows(store: Store, httpserver: HTTPServer) -> None:
     cfg = make_config([{"name": "a", "type": "rss", "url": httpserver.url_for("/a")}])
     sync(store, cfg)

@@ -197,7 +197,7 @@ class PrunedTotal(Base):
     __tablename__ = "pruned_totals"
 
     metric: Mapped[str] = mapped_column(String(60), primary_key=True)
-    label: Mapped[str] = mapped_column(String(60), primary_key=True)
+    label: Mapped[str] = mapped_column(String(120), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
