@@ -9,18 +9,16 @@ import pytest
 from conftest import FEEDS, HOSTILE
 
 from aggregator.domain import ParsedEntry, ParsedFeed
+from aggregator.htmltext import html_to_text
+from aggregator.language import detect_language
 from aggregator.normaliser import (
-    canonical_url,
     content_hash,
-    detect_language,
-    html_to_text,
-    is_google_news_link,
     normalise_entry,
     normalise_feed,
     strip_publisher_suffix,
-    unwrap_bing,
 )
 from aggregator.parser import detect_source_type, parse_feed
+from aggregator.urls import canonical_url, is_google_news_link, unwrap_bing
 
 FETCHED_AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..normaliser import canonical_url, content_hash
+from ..normaliser import content_hash
+from ..urls import canonical_url
 from .engine import DedupItem, Engine, Settings
 from .evaluate import read_jsonl
 

@@ -36,7 +36,9 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from ..domain import LEVELS
-from ..normaliser import detect_language, html_to_text, names_publisher
+from ..htmltext import html_to_text
+from ..language import detect_language
+from ..normaliser import names_publisher
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
