@@ -10,7 +10,6 @@ from conftest import FEEDS, HOSTILE
 
 from aggregator.domain import ParsedEntry, ParsedFeed
 from aggregator.htmltext import html_to_text
-from aggregator.language import detect_language
 from aggregator.normaliser import (
     content_hash,
     normalise_entry,
@@ -459,33 +458,6 @@ def test_feedburner_item_with_two_guids_yields_one_item():
     items = items_of(HOSTILE / "nodefeedparser-feedburner-duplicate-guids.xml")
     assert len(items) == 1
     assert items[0].guid == "http://www.braingle.com/50366.html"
-
-
-@pytest.mark.parametrize(
-    ("text", "hint", "expected"),
-    [
-        ("anything", "de-DE", "de"),
-        ("anything", "en_US", "en"),
-        ("anything", "pt-BR", "pt"),
-        ("anything", " EN ", "en"),
-        (
-            "Die Bundesregierung hat sich auf einen neuen Haushalt geeinigt, der mit den Stimmen der Koalition beschlossen wurde.",
-            None,
-            "de",
-        ),
-        (
-            "The government has agreed on a new budget that was passed with the votes of the coalition on Friday.",
-            None,
-            "en",
-        ),
-        ("Bebê de 4 meses morre após ser amamentado em São Carlos", None, None),
-        ("Crude Oil Brent WTI", None, None),
-        ("", None, None),
-        ("the", "bogus-hint-123", None),
-    ],
-)
-def test_detect_language(text, hint, expected):
-    assert detect_language(text, hint) == expected
 
 
 def test_content_hash():

@@ -15,6 +15,7 @@ from functools import lru_cache
 import snowballstemmer
 
 from ..data import word_list
+from ..language import guess_language
 
 _TOKEN_RE = re.compile(r"[^\W_]+(?:[’'][^\W_]+)?", re.UNICODE)
 
@@ -50,15 +51,14 @@ def _stemmer(lang: str) -> snowballstemmer.stemmer:
     return snowballstemmer.stemmer({"de": "german", "en": "english"}.get(lang, "english"))
 
 
-def guess_lang(toks: list[str]) -> str:
-    de = sum(1 for t in toks[:300] if t in STOP_DE)
-    en = sum(1 for t in toks[:300] if t in STOP_EN)
-    return "de" if de > en else "en"
+def stem_language(lang: str | None, toks: list[str]) -> str:
+    """The stemmer's language: the item's when German or English, else its tokens' leaning."""
+    return lang if lang in ("de", "en") else guess_language(toks[:300], sure=False)
 
 
 def content_terms(toks: list[str], lang: str | None) -> list[str]:
     """Stemmed content words and numbers: stop words and one-letter tokens dropped."""
-    lang = lang if lang in ("de", "en") else guess_lang(toks)
+    lang = stem_language(lang, toks)
     return [stem(t, lang) for t in toks if t not in STOP and (len(t) > 2 or t.isdigit())]
 
 
@@ -88,7 +88,7 @@ def term_counts(
     title's and body's tokens, when the caller has them already."""
     title_toks, body_toks = toks if toks is not None else (tokens(title), tokens(body))
     body_toks = body_toks[:body_tokens]
-    lang = lang if lang in ("de", "en") else guess_lang(title_toks + body_toks)
+    lang = stem_language(lang, title_toks + body_toks)
     full: Counter[str] = Counter()
     for term in content_terms(title_toks, lang):
         full[term] += title_weight
