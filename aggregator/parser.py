@@ -37,7 +37,8 @@ import feedparser
 
 from aggregator.domain import ParsedEntry, ParsedFeed
 from aggregator.errors import ParseError
-from aggregator.normaliser import html_to_text, is_google_news_link, strip_controls
+from aggregator.htmltext import html_to_text, strip_controls
+from aggregator.urls import is_google_news_link
 
 __all__ = [
     "MAX_BYTES",

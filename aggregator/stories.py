@@ -15,8 +15,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from .digest_view import Entry, FollowUp, Outlet
-from .normaliser import is_google_news_link, unwrap_bing
 from .store.models import Cluster, ClusterMember, Item, Signature, Source
+from .urls import is_google_news_link, unwrap_bing
 
 SUMMARY_CHARS = 320
 # A summary at least this long that ends without punctuation was cut by its feed (a short one

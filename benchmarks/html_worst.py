@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from aggregator.normaliser import html_to_text  # noqa: E402
+from aggregator.htmltext import html_to_text  # noqa: E402
 from aggregator.parser import parse_feed  # noqa: E402
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.errors import ParseError
-from aggregator.normaliser import html_to_text, strip_controls
+from aggregator.htmltext import html_to_text, strip_controls
 from aggregator.parser import parse_feed
 
 # ---------------------------------------------------------------- the reference

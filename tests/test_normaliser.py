@@ -9,18 +9,15 @@ import pytest
 from conftest import FEEDS, HOSTILE
 
 from aggregator.domain import ParsedEntry, ParsedFeed
+from aggregator.htmltext import html_to_text
 from aggregator.normaliser import (
-    canonical_url,
     content_hash,
-    detect_language,
-    html_to_text,
-    is_google_news_link,
     normalise_entry,
     normalise_feed,
     strip_publisher_suffix,
-    unwrap_bing,
 )
 from aggregator.parser import detect_source_type, parse_feed
+from aggregator.urls import canonical_url, is_google_news_link, unwrap_bing
 
 FETCHED_AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -461,33 +458,6 @@ def test_feedburner_item_with_two_guids_yields_one_item():
     items = items_of(HOSTILE / "nodefeedparser-feedburner-duplicate-guids.xml")
     assert len(items) == 1
     assert items[0].guid == "http://www.braingle.com/50366.html"
-
-
-@pytest.mark.parametrize(
-    ("text", "hint", "expected"),
-    [
-        ("anything", "de-DE", "de"),
-        ("anything", "en_US", "en"),
-        ("anything", "pt-BR", "pt"),
-        ("anything", " EN ", "en"),
-        (
-            "Die Bundesregierung hat sich auf einen neuen Haushalt geeinigt, der mit den Stimmen der Koalition beschlossen wurde.",
-            None,
-            "de",
-        ),
-        (
-            "The government has agreed on a new budget that was passed with the votes of the coalition on Friday.",
-            None,
-            "en",
-        ),
-        ("Bebê de 4 meses morre após ser amamentado em São Carlos", None, None),
-        ("Crude Oil Brent WTI", None, None),
-        ("", None, None),
-        ("the", "bogus-hint-123", None),
-    ],
-)
-def test_detect_language(text, hint, expected):
-    assert detect_language(text, hint) == expected
 
 
 def test_content_hash():

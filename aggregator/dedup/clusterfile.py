@@ -1,4 +1,10 @@
-"""``aggregator cluster-file``: the daemon's engine over a JSONL file (DESIGN.md contract).
+"""``aggregator cluster-file``: the daemon's engine over a JSONL file.
+
+Input: one JSON object per line with ``id``, ``source`` (the publisher's name), ``feed_kind``
+(``site``, ``google_news`` or ``bing_news``), ``lang``, ``title``, ``summary``, ``text`` (a site
+item's page as a scrape returns it, chrome included), ``url`` and ``published`` (ISO 8601); all
+but ``id`` may be missing, other fields are ignored. Output: ``{"id", "duplicate", "story",
+"thread"}`` for each input item, in input order; equal cluster ids mean one cluster.
 
 Items are fed in ``published`` order (items without a date last, as if just fetched), into a
 fresh engine: the throw-away store is the engine's own memory.
@@ -13,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..normaliser import canonical_url, content_hash
+from ..normaliser import content_hash
+from ..urls import canonical_url
 from .engine import DedupItem, Engine, Settings
 from .evaluate import read_jsonl
 

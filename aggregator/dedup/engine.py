@@ -36,7 +36,9 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from ..domain import LEVELS
-from ..normaliser import detect_language, html_to_text, names_publisher
+from ..htmltext import html_to_text
+from ..language import detect_language
+from ..normaliser import names_publisher
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
@@ -198,9 +200,8 @@ def band_values(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def _hashed(shingled: set[str]) -> np.ndarray:
-    """Shingles as sorted unique 64-bit hashes. Python's own string hash: these arrays are
-    compared within the process that made them and never stored (a stable hash per shingle
-    was a tenth of a placement)."""
+    """Shingles as sorted unique 64-bit hashes. Python's own string hash, the cheapest: these
+    arrays are compared within the process that made them and never stored."""
     return np.unique(np.fromiter(map(hash, shingled), dtype=np.int64, count=len(shingled)))
 
 
@@ -414,7 +415,7 @@ class Engine:
 
     def dup_shingles(self, item_id: int) -> np.ndarray:
         """The item's word 3-shingles as sorted unique 64-bit hashes (an array: a set of
-        Python ints took ~14 KB per held item, most of the engine's memory)."""
+        Python ints would take ~14 KB per held item, most of the engine's memory)."""
         cached = self._shingle_cache.get(item_id)
         if cached is None:
             rec = self.records[item_id]
@@ -436,7 +437,7 @@ class Engine:
     def _features(self, rec: Rec) -> None:
         item = rec.item
         body = self._clean_body(item)
-        # tokenised once (a tenth of the features): no token spans the title's end
+        # tokenised once for shingles and terms: no token spans the title's end
         title_toks, body_toks = tokens(rec.title_key), tokens(body)
         rec.body_len = len(body_toks)
         self._shingle_cache.pop(item.id, None)

@@ -1,6 +1,6 @@
 """Scoring a clustering against gold labels (``aggregator eval PRED LABELS``).
 
-Inputs (see DESIGN.md, "`cluster-file`: the offline contract"):
+Inputs:
 
 * prediction rows ``{"id", "duplicate", "story", "thread"}`` as written by ``cluster-file``;
 * label rows ``{"id", "dup_group", "story", "thread"}``.

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from ..config import DigestConfig, SourceConfig
 from ..errors import ConfigError, InputError
-from ..normaliser import canonical_url, content_hash, strip_publisher_suffix, unwrap_bing
+from ..normaliser import content_hash, strip_publisher_suffix
+from ..urls import canonical_url, unwrap_bing
 from .models import Cluster, ClusterMember, Feed, Item, PollLog, Source
 
 log = logging.getLogger(__name__)
