@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from aggregator.cli import main as cli_main
     from aggregator.config import load_config
-    from aggregator.dedup.engine import DedupItem, Engine, Rec, publisher_key, title_key
+    from aggregator.dedup.engine import SEED, DedupItem, Engine, Rec, publisher_key, title_key
+    from aggregator.dedup.minhash import signature
     from aggregator.dedup.service import DedupService, feed_kind, settings_from
     from aggregator.dedup.text import shingles, term_counts, tokens
     from aggregator.importer import import_file
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, (source_type, it) in enumerate(items, start=1):
         kind = feed_kind(source_type)
         item = DedupItem(
-            n, "s", kind, it.publisher, it.title, it.summary, it.text, it.lang,
+            n, "s", kind, it.publisher, it.title, it.summary, it.lang,
             it.canonical_url, it.published_at,
         )  # fmt: skip
         fresh._texts[n] = it.text
@@ -138,14 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         fresh.records[n] = recs[-1]
     dt, _ = cpu(lambda: [fresh._features(r) for r in recs])
     features_ms = 1000 * dt / len(recs)
-    toks = [(tokens(r.title_key), tokens(r.item.text)) for r in recs]
+    texts = [fresh._texts[r.item.id] for r in recs]
+    toks = [(tokens(r.title_key), tokens(t)) for r, t in zip(recs, texts, strict=True)]
     parts = [
-        ("tokens", lambda: [(tokens(r.title_key), tokens(r.item.text)) for r in recs]),
+        (
+            "tokens",
+            lambda: [(tokens(r.title_key), tokens(t)) for r, t in zip(recs, texts, strict=True)],
+        ),
         (
             "terms (stemmed)",
             lambda: [
-                term_counts(r.title_key, r.item.text, r.item.lang, lead_tokens=60, toks=t)
-                for r, t in zip(recs, toks, strict=True)
+                term_counts(r.title_key, text, r.item.lang, lead_tokens=60, toks=t)
+                for r, text, t in zip(recs, texts, toks, strict=True)
             ],
         ),
         ("shingles", lambda: [shingles(a + b) for a, b in toks]),
@@ -155,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     timed.append(
         (
             "MinHash of the shingles",
-            1000 * cpu(lambda: [fresh._minhash(s) for s in sh])[0] / len(recs),
+            1000
+            * cpu(lambda: [signature(s, fresh.settings.num_perm, SEED) for s in sh])[0]
+            / len(recs),
         )
     )
     parts_note = ", ".join(f"{n} {v:.3f}" for n, v in timed)

@@ -32,7 +32,6 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from ..domain import LEVELS
@@ -42,6 +41,7 @@ from ..normaliser import names_publisher
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
+from .minhash import signatures
 from .text import content_terms, fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
@@ -354,7 +354,6 @@ class Engine:
         # term ids and document frequencies (for IDF) of the held items
         self.vocab = Vocabulary()
         self._shingle_cache: dict[int, np.ndarray] = {}
-        self._template: MinHash | None = None
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
         self._cands: _Candidates | None = None  # of the item being placed
@@ -424,16 +423,6 @@ class Engine:
             self._shingle_cache[item_id] = cached
         return cached
 
-    def _minhash(self, values: Iterable[str]) -> np.ndarray:
-        if self._template is None:  # datasketch derives permutations from the seed: once
-            self._template = MinHash(num_perm=self.settings.num_perm, seed=SEED)
-        t = self._template
-        m = MinHash(num_perm=t.num_perm, seed=SEED, permutations=t.permutations, scheme=t.scheme)
-        m.update_batch([v.encode() for v in values])
-        # held as uint32 (datasketch's values are below 2**32; half the memory), stored as
-        # uint64 bytes; loaded ones are converted back, so band keys agree after a restart
-        return m.hashvalues.astype(np.uint32)
-
     def _features(self, rec: Rec) -> None:
         item = rec.item
         body = self._clean_body(item)
@@ -441,12 +430,10 @@ class Engine:
         title_toks, body_toks = tokens(rec.title_key), tokens(body)
         rec.body_len = len(body_toks)
         self._shingle_cache.pop(item.id, None)
+        shingled: set[str] = set()
         if item.feed_kind not in AGGREGATOR_KINDS and rec.body_len >= 20:
             shingled = shingles(title_toks + body_toks)
-            rec.dup_sig = self._minhash(shingled)
             self._shingle_cache[item.id] = _hashed(shingled)  # verification compares them
-        else:
-            rec.dup_sig = None
         title = rec.title_key
         rec.terms, rec.lead = term_counts(
             title,
@@ -462,7 +449,11 @@ class Engine:
         rec.lang = item.lang or detect_language(f"{bare}\n{body}") or ""
         rec.anchors = anchors(bare, body, rec.lang)
         top = self._top_terms(rec.terms)
-        rec.story_sig = self._minhash(top) if top else None
+        # both signatures at once; held as uint32 (half the memory), stored as uint64 bytes,
+        # and loaded ones are converted back, so band keys agree after a restart
+        sigs = iter(signatures([g for g in (shingled, top) if g], self.settings.num_perm, SEED))
+        rec.dup_sig = next(sigs) if shingled else None
+        rec.story_sig = next(sigs) if top else None
         rec.vec = self.vocab.vector(rec.terms)
 
     def _top_terms(self, terms: Counter[str]) -> list[str]:
