@@ -99,7 +99,9 @@ class FetchSettings:
     timeout_s: float = 10.0  # connect (and connection-pool wait) timeout
     read_timeout_s: float = 30.0  # max silence between two network reads
     total_timeout_s: float = 60.0  # wall-clock cap on the whole fetch, redirects included
-    max_bytes: int = 10 * 1024 * 1024  # cap on the decoded body (and on bytes on the wire)
+    # cap on the decoded body (and on bytes on the wire): polling.max_response_size, checked
+    # by the config's Size type
+    max_bytes: int = 10 * 1024 * 1024
     max_redirects: int = 5
     user_agent: str = DEFAULT_USER_AGENT
     per_host_limit: int = 2  # concurrent requests per host, across all worker threads
@@ -111,10 +113,6 @@ class FetchSettings:
                 raise ValueError(
                     f"{name} must be a positive finite number of seconds, got {value!r}"
                 )
-        if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int):
-            raise ValueError(f"max_bytes must be an int, got {self.max_bytes!r}")
-        if self.max_bytes < 1:
-            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
         if isinstance(self.max_redirects, bool) or not isinstance(self.max_redirects, int):
             raise ValueError(f"max_redirects must be an int, got {self.max_redirects!r}")
         if self.max_redirects < 0:

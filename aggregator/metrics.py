@@ -1,22 +1,24 @@
-"""Prometheus metrics (text exposition format 0.0.4), derived from the database at scrape time.
+"""Prometheus metrics, derived from the database at scrape time.
 
 Every number comes from the tables, not from in-process counters, so any of several daemons
-serves the same figures and a restart loses nothing. The text format is written here (it is
-small): :func:`render_text` and the family builders are pure; :func:`collect` holds the queries.
+serves the same figures and a restart loses nothing. :func:`collect` holds the queries and
+builds the metric families; prometheus_client writes them (text format 0.0.4) from a registry
+made per scrape, so nothing is process-global. prometheus_client is imported inside the
+functions that need it: ``retention`` imports this module for its bucket bounds, and commands
+that serve no metrics do not pay for the import.
 
-Counters are row counts, so they only go down when rows are deleted (a source removed with its
-items, a manual split); Prometheus reads such a drop as a counter reset.
+Counters are row counts plus what retention pruned (``pruned_totals``), so pruning never sends
+one backwards; they only go down when rows are deleted otherwise (a source removed with its
+items, a manual split), which Prometheus reads as a counter reset.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
@@ -35,9 +37,12 @@ from .store.models import (
     Source,
 )
 
+if TYPE_CHECKING:
+    from prometheus_client import Metric
+
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
 PREFIX = "newsdedup_"
 
 # poll_log.result values that are not failures: the poller's three, and the importer's.
@@ -48,30 +53,10 @@ DIGEST_STATUSES = ("sent", "empty", "failed", "pending")
 DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 CLUSTER_SIZE_BUCKETS = (1, 2, 3, 5, 10, 20, 50)
 
-_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_TYPES = ("counter", "gauge", "histogram")
-
-Labels = tuple[tuple[str, str], ...]
 Number = int | float
 
 
-# ---------------------------------------------------------------- the text format (pure)
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    name: str  # the full sample name, e.g. ``…_bucket`` for a histogram
-    labels: Labels
-    value: Number
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    name: str
-    type: str
-    help: str
-    samples: tuple[Sample, ...]
+# ---------------------------------------------------------------- the families
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,72 +68,22 @@ class Histogram:
     count: int
 
 
-def escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def escape_help(text: str) -> str:
-    """HELP text escapes only backslash and newline (quotes stay as they are)."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: Number) -> str:
-    """Go-parsable numbers: ints as written, floats by repr, and the spec's Inf/NaN spelling."""
-    if isinstance(value, bool):
-        raise TypeError("a metric value cannot be a bool")
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
-    return "{" + inner + "}"
-
-
-def render_text(families: Iterable[Family]) -> str:
-    """The exposition text. Refuses what Prometheus would reject: a family named twice, a bad
-    metric or label name, samples of one family with different label names."""
-    lines: list[str] = []
-    seen: set[str] = set()
-    for fam in families:
-        if fam.name in seen:
-            raise ValueError(f"metric family {fam.name} appears twice")
-        if not _NAME.match(fam.name) or fam.type not in _TYPES:
-            raise ValueError(f"bad metric family {fam.name!r} of type {fam.type!r}")
-        seen.add(fam.name)
-        lines.append(f"# HELP {fam.name} {escape_help(fam.help)}")
-        lines.append(f"# TYPE {fam.name} {fam.type}")
-        keys: dict[str, tuple[str, ...]] = {}
-        for s in fam.samples:
-            names = tuple(k for k, _ in s.labels if k != "le")
-            if keys.setdefault(s.name, names) != names:
-                raise ValueError(f"{s.name}: inconsistent label names {names}")
-            if not all(_LABEL.match(k) for k, _ in s.labels):
-                raise ValueError(f"{s.name}: bad label name in {s.labels}")
-            lines.append(f"{s.name}{_labels(s.labels)} {format_value(s.value)}")
-    return "\n".join(lines) + "\n"
-
-
 def simple_family(
     name: str,
     type_: str,
     help_: str,
     label_names: Sequence[str],
     values: Mapping[tuple[str, ...], Number],
-) -> Family:
-    """A counter or gauge: one sample per label-value tuple, sorted for a stable output."""
-    samples = tuple(
-        Sample(name, tuple(zip(label_names, key, strict=True)), values[key])
-        for key in sorted(values)
-    )
-    return Family(name, type_, help_, samples)
+) -> Metric:
+    """A counter (``name`` ends in ``_total``) or gauge: one sample per label-value tuple,
+    sorted for a stable output."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    family_of = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}[type_]
+    family = family_of(name, help_, labels=label_names)
+    for key in sorted(values):
+        family.add_metric(key, values[key])
+    return family
 
 
 def histogram_family(
@@ -157,24 +92,17 @@ def histogram_family(
     bounds: Sequence[Number],
     label_names: Sequence[str],
     series: Mapping[tuple[str, ...], Histogram],
-) -> Family:
-    """A histogram: per series the ``_bucket`` lines (ending ``le="+Inf"`` = count), then
-    ``_sum`` and ``_count``. The counts must already be cumulative."""
-    samples: list[Sample] = []
+) -> Metric:
+    """A histogram, one series per label-value tuple. ``le`` is written as the bound is
+    (``1``, not ``1.0``): a bucket's label values are part of its series' identity."""
+    from prometheus_client.core import HistogramMetricFamily
+
+    family = HistogramMetricFamily(name, help_, labels=label_names)
+    les = [str(b) for b in bounds] + ["+Inf"]
     for key in sorted(series):
         h = series[key]
-        if len(h.counts) != len(bounds):
-            raise ValueError(f"{name}: {len(h.counts)} counts for {len(bounds)} bounds")
-        cumulative = [*h.counts, h.count]
-        if any(a > b for a, b in zip(cumulative, cumulative[1:], strict=False)):
-            raise ValueError(f"{name}{key}: bucket counts are not cumulative: {cumulative}")
-        labels = tuple(zip(label_names, key, strict=True))
-        les = [format_value(b) for b in bounds] + ["+Inf"]
-        for le, n in zip(les, cumulative, strict=True):
-            samples.append(Sample(f"{name}_bucket", (*labels, ("le", le)), n))
-        samples.append(Sample(f"{name}_sum", labels, h.sum))
-        samples.append(Sample(f"{name}_count", labels, h.count))
-    return Family(name, "histogram", help_, tuple(samples))
+        family.add_metric(key, list(zip(les, [*h.counts, h.count], strict=True)), h.sum)
+    return family
 
 
 def error_kinds() -> list[str]:
@@ -290,7 +218,7 @@ def _duplicates(s: Session) -> dict[tuple[str, ...], int]:
     return {(level,): int(n) for level, n in rows}
 
 
-def collect(s: Session, now: datetime) -> list[Family]:
+def collect(s: Session, now: datetime) -> list[Metric]:
     """Query everything and build the families (each once, with a fixed label set; known
     label values are present at 0 so their series exist before the first event)."""
     results = _poll_results(s)
@@ -417,7 +345,7 @@ def collect(s: Session, now: datetime) -> list[Family]:
     return fams
 
 
-def _build_info() -> Family:
+def _build_info() -> Metric:
     return simple_family(
         PREFIX + "build_info",
         "gauge",
@@ -427,31 +355,48 @@ def _build_info() -> Family:
     )
 
 
-def _unavailable() -> list[Family]:
+def _unavailable() -> list[Metric]:
     return [
         simple_family(PREFIX + "up", "gauge", "1 when the database answered.", (), {(): 0}),
         _build_info(),
     ]
 
 
-def render_metrics(store: Store, *, now: datetime | None = None) -> bytes:
-    """The ``/metrics`` body. A database that cannot be reached yields ``newsdedup_up 0``
-    (the exporter convention) rather than an exception; other errors are bugs and raise.
+class StoreCollector:
+    """A custom collector (prometheus_client's protocol: ``collect`` yields metric families)
+    that reads the store at each collection. A database that cannot be reached yields
+    ``newsdedup_up 0`` (the exporter convention) rather than an exception; other errors are
+    bugs and raise.
 
     On PostgreSQL the queries share one REPEATABLE READ snapshot, so families agree with
     each other (polls_total sums to the duration histogram's count); SQLite reads each
     statement separately.
     """
-    now = now or datetime.now(UTC)
-    try:
-        with store.session() as s:
-            if store.dialect == "postgresql":
-                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            families = collect(s, now)
-    except StoreError as exc:
-        log.warning("metrics: %s", exc)
-        families = _unavailable()
-    return render_text(families).encode("utf-8")
+
+    def __init__(self, store: Store, now: datetime | None = None) -> None:
+        self.store = store
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.now or datetime.now(UTC)
+        try:
+            with self.store.session() as s:
+                if self.store.dialect == "postgresql":
+                    s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                families = collect(s, now)
+        except StoreError as exc:
+            log.warning("metrics: %s", exc)
+            families = _unavailable()
+        yield from families
 
 
-__all__ = ["CONTENT_TYPE", "render_metrics"]
+def render_metrics(store: Store, *, now: datetime | None = None) -> bytes:
+    """The ``/metrics`` body, from a registry made for this scrape."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store, now))
+    return generate_latest(registry)
+
+
+__all__ = ["CONTENT_TYPE", "StoreCollector", "render_metrics"]

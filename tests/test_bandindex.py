@@ -11,6 +11,8 @@ import pytest
 
 from aggregator.dedup import bandindex
 from aggregator.dedup.bandindex import BandIndex
+from aggregator.dedup.engine import Engine, Settings, lsh_bands
+from aggregator.errors import ConfigError
 
 BANDS = 16
 
@@ -128,3 +130,21 @@ def test_bad_arguments_are_refused_with_a_message() -> None:
         index.add_many(np.array([0]), np.full((1, BANDS), 1 << 40, dtype=np.uint64))
     with pytest.raises(ValueError, match="slot"):
         index.add_many(np.array([2, -1]), np.zeros((2, BANDS), dtype=np.uint64))
+
+
+# (bands, rows) of the duplicate index as the engine chose them through datasketch's private
+# _optimal_param, before MinHashLSH's public b and r
+@pytest.mark.parametrize(
+    ("threshold", "num_perm", "bands"),
+    [(0.3, 128, (37, 3)), (0.86, 16, (2, 8)), (0.98, 128, (2, 64))],
+)
+def test_duplicate_bands_are_the_ones_datasketch_chooses(
+    threshold: float, num_perm: int, bands: tuple[int, int]
+) -> None:
+    settings = Settings(dup_lsh_threshold=threshold, num_perm=num_perm)
+    assert lsh_bands(threshold, num_perm) == Engine(settings).dup_bands == bands
+
+
+def test_a_threshold_that_leaves_one_band_names_the_keys() -> None:
+    with pytest.raises(ConfigError, match=r"^dedup.dup_lsh_threshold 0.99 is too high for "):
+        Engine(Settings(dup_lsh_threshold=0.99))

@@ -1,5 +1,5 @@
 """Commands that do not cluster start without the clustering stack (datasketch pulls in
-scipy: about half a second of imports on every command)."""
+scipy: about half a second of imports on every command), nor the metrics exposition."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ try:
     main(sys.argv[1:], out=io.StringIO())
 except SystemExit:
     pass
-heavy = sorted({m.split('.')[0] for m in sys.modules} & {'datasketch', 'scipy'})
+heavy = sorted({m.split('.')[0] for m in sys.modules} & {'datasketch', 'scipy', 'prometheus_client'})
 print(','.join(heavy) or 'none')
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,48 @@ def test_bad_config_names_file_and_key(tmp_path: Path, yaml_text: str, expected:
     msg = str(info.value)
     assert msg.startswith(str(path)), msg
     assert expected in msg
+    assert "\n" not in msg
+
+
+# Every spelling the size parser took before pydantic's ByteSize, with the value it gave:
+# kB/MB/GB are powers of ten, KiB/MiB/GiB powers of two, any case, spaces around.
+SIZES_BEFORE = [
+    (10_000_000, 10_000_000),
+    ("2048", 2048),
+    (" 010 ", 10),
+    ("5b", 5),
+    ("5 B", 5),
+    ("100kB", 100_000),
+    ("1kb", 1000),
+    ("1KiB", 1024),
+    ("10MB", 10_000_000),
+    ("10 mb", 10_000_000),
+    ("2MiB", 2 * 2**20),
+    ("1gb", 10**9),
+    ("1 GiB", 2**30),
+    ("\t3mib\n", 3 * 2**20),
+]
+# ... and what ByteSize adds (README, "Configuration")
+SIZES_NOW = [("1.5MB", 1_500_000), ("10k", 10_000), ("1TB", 10**12), (4096.0, 4096)]
+
+
+@pytest.mark.parametrize(("size", "value"), SIZES_BEFORE + SIZES_NOW)
+def test_sizes(tmp_path: Path, size: object, value: int) -> None:
+    path = write(tmp_path, f"polling:\n  max_response_size: {json.dumps(size)}\n")
+    assert load_config(path, env={}).polling.max_response_size == value
+
+
+@pytest.mark.parametrize(
+    "bad",
+    # "10,000" and "1.5.3MB" would be read up to their first odd character by ByteSize alone
+    ["10,000", "1.5.3MB", "5MB of text", "10 megabytes", "MB", "", True, 0, -5, "-5MB", 5.5],
+)
+def test_bad_sizes_name_the_key(tmp_path: Path, bad: object) -> None:
+    path = write(tmp_path, f"polling:\n  max_response_size: {json.dumps(bad)}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: polling.max_response_size: "), msg
     assert "\n" not in msg
 
 

@@ -526,7 +526,6 @@ def test_parse_cache_control_max_age(value, expected) -> None:
     [
         ({"timeout_s": 0}, "timeout_s must be a positive"),
         ({"total_timeout_s": float("inf")}, "total_timeout_s must be a positive"),
-        ({"max_bytes": 0}, "max_bytes must be >= 1"),
         ({"max_redirects": -1}, "max_redirects must be >= 0"),
         ({"per_host_limit": 0}, "per_host_limit must be >= 1"),
         ({"user_agent": " "}, "user_agent must not be empty"),

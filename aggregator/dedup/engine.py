@@ -32,9 +32,10 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from datasketch.lsh import _optimal_param
+from datasketch import MinHashLSH
 
 from ..domain import LEVELS
+from ..errors import ConfigError
 from ..htmltext import html_to_text
 from ..language import detect_language
 from ..normaliser import names_publisher
@@ -314,6 +315,20 @@ def title_key(title: str, publisher: str | None, feed_kind: str) -> str:
     return " ".join(tokens(bare_title(title, publisher, feed_kind)))
 
 
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) as datasketch's MinHashLSH chooses them for ``threshold``: the pair with
+    the least mean of false-positive and false-negative probability. MinHashLSH refuses a
+    threshold so high that one band would be best (0.99 and up at 128 permutations)."""
+    try:
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError as exc:
+        raise ConfigError(
+            f"dedup.dup_lsh_threshold {threshold:g} is too high for dedup.num_perm {num_perm}: "
+            f"datasketch's LSH refuses it ({exc})"
+        ) from None
+    return lsh.b, lsh.r
+
+
 class Engine:
     def __init__(
         self,
@@ -339,8 +354,7 @@ class Engine:
         self.by_publisher: dict[tuple[str, str], list[int]] = defaultdict(list)
         # anchor -> held items (what proposes reports in another language)
         self.by_anchor: dict[str, set[int]] = defaultdict(set)
-        # LSH (banding as datasketch's MinHashLSH would choose for the threshold)
-        self.dup_bands = _optimal_param(s.dup_lsh_threshold, s.num_perm, 0.5, 0.5)
+        self.dup_bands = lsh_bands(s.dup_lsh_threshold, s.num_perm)
         # Story candidates: one band per permutation, so one shared salient term proposes
         # (independent rewrites share few terms; verification decides).
         self.story_bands = (s.num_perm, 1)
