@@ -32,7 +32,8 @@ from .config import Config, DigestConfig
 from .digest_view import DigestView, Entry
 from .errors import DeliveryError
 from .store import Store, repo
-from .store.models import Cluster, ClusterMember, DigestEntry, DigestRun, Item
+from .store.clusters import survivors
+from .store.models import ClusterMember, DigestEntry, DigestRun, Item
 from .stories import Member, load_members, load_terms, story_entry
 
 log = logging.getLogger(__name__)
@@ -182,18 +183,7 @@ def _carried(s: Session, name: str) -> list[int]:
     )
     if not ids:
         return []
-    survivor = {cid: cid for cid in ids}
-    for _ in range(100):  # merge chains are short; a cycle must not hang the digest
-        merged = dict(
-            s.execute(
-                select(Cluster.id, Cluster.merged_into_id).where(
-                    Cluster.id.in_(set(survivor.values())), Cluster.merged_into_id.is_not(None)
-                )
-            ).all()
-        )
-        if not merged:
-            break
-        survivor = {cid: merged.get(now, now) for cid, now in survivor.items()}
+    survivor = survivors(s, ids)
     return list(dict.fromkeys(survivor[cid] for cid in ids))
 
 

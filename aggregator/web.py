@@ -32,6 +32,7 @@ from .export import CONTENT_TYPES, FeedMeta, served_url
 from .export import render as render_feed
 from .render import render_template
 from .store import Store
+from .store.clusters import survivors
 from .store.models import Cluster, ClusterMember, Correction, Item, Source
 from .stories import (
     AGGREGATOR_TYPES,
@@ -158,7 +159,7 @@ class WebApp:
             if cluster is None:
                 return _error(404, f"no cluster {cluster_id}")
             if cluster.merged_into_id is not None:
-                target = _survivor(s, cluster)
+                target = survivors(s, [cluster.id])[cluster.id]
                 return Response(
                     301, HTML, b"", {"Location": f"/cluster/{target}", **SECURITY_HEADERS}
                 )
@@ -265,17 +266,6 @@ def _index_url(query: dict[str, list[str]], page: int) -> str:
 def _human(seconds: float) -> str:
     hours = seconds / 3600
     return f"{hours / 24:g} days" if hours >= 48 and hours % 24 == 0 else f"{hours:g} hours"
-
-
-def _survivor(s: Any, cluster: Cluster) -> int:
-    seen = {cluster.id}
-    while cluster.merged_into_id is not None and cluster.merged_into_id not in seen:
-        seen.add(cluster.merged_into_id)
-        nxt = s.get(Cluster, cluster.merged_into_id)
-        if nxt is None:
-            break
-        cluster = nxt
-    return cluster.id
 
 
 # ---------------------------------------------------------------- the cluster page

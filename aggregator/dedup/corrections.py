@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ..domain import LEVELS
 from ..errors import InputError, StoreError
+from ..store.clusters import survivors
 from ..store.models import Cluster, ClusterMember, Correction, DedupEpoch, Item
 
 EPOCH_ROW = 1
@@ -363,14 +364,12 @@ def _live(s: Session, cluster_id: int) -> Cluster:
     cluster = s.get(Cluster, cluster_id)
     if cluster is None:
         raise InputError(f"no cluster with id {cluster_id}")
-    seen = {cluster.id}
-    while cluster.merged_into_id is not None:
-        nxt = s.get(Cluster, cluster.merged_into_id)
-        if nxt is None or nxt.id in seen:
-            raise StoreError(f"cluster {cluster_id}: broken merged_into chain at {cluster.id}")
-        seen.add(nxt.id)
-        cluster = nxt
-    return cluster
+    if cluster.merged_into_id is None:
+        return cluster
+    end = s.get_one(Cluster, survivors(s, [cluster_id])[cluster_id])
+    if end.merged_into_id is not None:  # the chain runs in a circle
+        raise StoreError(f"cluster {cluster_id}: broken merged_into chain at {end.id}")
+    return end
 
 
 def _was(requested: int | None, live: int) -> str:
