@@ -112,7 +112,7 @@ def _mib(size: int | None) -> str:
 
 
 def cmd_status(ctx: Context) -> int:
-    from .dedup.corrections import clustering_holder
+    from .coordination import clustering_holder
     from .retention import database_size
 
     store = ctx.store()
@@ -292,7 +292,7 @@ def cmd_run(ctx: Context) -> int:
 
 
 def cmd_poll(ctx: Context) -> int:
-    from .daemon import worker_id
+    from .coordination import worker_id
     from .fetcher import Fetcher
     from .poller import fetch_settings, poll_round
 

@@ -68,3 +68,16 @@ class NewItem:
     author: str | None = None
     comments_feed_url: str | None = None
     entry_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRef:
+    """The stored feed a document came from, and its source: what ingest files items under."""
+
+    feed_id: int
+    url: str
+    kind: str  # "main" | "comments"
+    source_id: int
+    source_name: str
+    source_type: str
+    article_item_id: int | None  # a comment feed's article

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .config import Config, SourceConfig
+from .coordination import FeedJob, claim_due_feeds, release_feeds
 from .domain import NewItem, ParsedFeed
 from .errors import FeedCrash, FetchError, SourceError, SourceGone, StoreError
 from .fetcher import Fetcher, FetchResult, FetchSettings, PrivateAccess, origin_of, redact_url
@@ -37,11 +36,10 @@ from .store.items import (
     record_poll,
     update_items,
 )
-from .store.models import Feed, Item, Source
+from .store.models import Feed, Item
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 600.0  # a claimed feed is someone's for this long, even if its worker died
 ERROR_TEXT_LIMIT = 500
 # Comment feed URLs come from feed content: one document must not make us poll (or flood)
 # an unbounded number of URLs, nor pile them up on one host.
@@ -65,23 +63,6 @@ class PollOutcome:
         return self.error is not None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedJob:
-    """What a worker needs to know about a feed; read in a short transaction, then detached."""
-
-    feed_id: int
-    url: str
-    kind: str
-    etag: str | None
-    last_modified: str | None
-    body_hash: str | None
-    error_count: int
-    source_id: int
-    source_name: str
-    source_type: str
-    article_item_id: int | None
-
-
 def fetch_settings(cfg: Config) -> FetchSettings:
     p = cfg.polling
     kwargs = dict(
@@ -95,101 +76,6 @@ def fetch_settings(cfg: Config) -> FetchSettings:
     if p.user_agent:
         kwargs["user_agent"] = p.user_agent
     return FetchSettings(**kwargs)
-
-
-# ---------------------------------------------------------------- claiming due feeds
-
-
-def claim_due_feeds(
-    store: Store,
-    *,
-    now: datetime,
-    owner: str,
-    limit: int = 100,
-    all_feeds: bool = False,
-    exclude: Collection[int] = (),
-) -> list[FeedJob]:
-    """Lease the due feeds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: workers never collide).
-
-    A lease is free once it expires, and at once when it is ``owner``'s own (a round of this
-    process that failed on the database; rounds never overlap) or held by a process on this
-    host that no longer exists (killed): a restarted daemon does not wait out ``LEASE_S``.
-    """
-    with store.session() as s:
-        free = [Feed.lease_until.is_(None), Feed.lease_until < now, Feed.lease_owner == owner]
-        dead = _dead_local_owners(s, now)
-        if dead:
-            free.append(Feed.lease_owner.in_(dead))
-        stmt = (
-            select(Feed.id)
-            .join(Source, Source.id == Feed.source_id)
-            .where(Feed.enabled.is_(True), Source.enabled.is_(True))
-            .where(or_(*free))
-            .order_by(Feed.next_check_at, Feed.id)
-            .limit(limit)
-        )
-        if not all_feeds:
-            stmt = stmt.where(Feed.next_check_at <= now)
-        if exclude:
-            stmt = stmt.where(Feed.id.not_in(list(exclude)))
-        if store.dialect == "postgresql":
-            stmt = stmt.with_for_update(of=Feed, skip_locked=True)
-        ids = list(s.scalars(stmt))
-        if not ids:
-            return []
-        s.execute(
-            update(Feed)
-            .where(Feed.id.in_(ids))
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_S))
-        )
-        rows = s.execute(
-            select(Feed, Source).join(Source, Source.id == Feed.source_id).where(Feed.id.in_(ids))
-        ).all()
-        jobs = {f.id: _job(f, src) for f, src in rows}
-    return [jobs[i] for i in ids]
-
-
-def _dead_local_owners(s: Session, now: datetime) -> list[str]:
-    """Owners (``host:pid``, see ``daemon.worker_id``) of live leases whose process on this
-    host has died."""
-    host = socket.gethostname()
-    owners = s.scalars(
-        select(Feed.lease_owner)
-        .where(Feed.lease_until >= now, Feed.lease_owner.is_not(None))
-        .distinct()
-    )
-    dead = []
-    for owner in owners:
-        name, _, pid = owner.rpartition(":")
-        if name == host and pid.isdigit() and int(pid) > 0 and not _alive(int(pid)):
-            dead.append(owner)
-    return dead
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _job(f: Feed, src: Source) -> FeedJob:
-    return FeedJob(
-        feed_id=f.id,
-        url=f.url,
-        kind=f.kind,
-        etag=f.etag,
-        last_modified=f.last_modified,
-        body_hash=f.body_hash,
-        error_count=f.error_count,
-        source_id=src.id,
-        source_name=src.name,
-        source_type=src.type,
-        article_item_id=f.article_item_id,
-    )
 
 
 # ---------------------------------------------------------------- scheduling inputs
@@ -772,18 +658,13 @@ def poll_round(
                 except Exception as exc:  # noqa: BLE001 - even recording the failure failed
                     outcomes.append(_release_crashed(store, cfg, job, exc))
     if skipped:  # stopping: leased but not started
-        with store.session() as s:
-            s.execute(
-                update(Feed).where(Feed.id.in_(skipped)).values(lease_owner=None, lease_until=None)
-            )
+        release_feeds(store, skipped)
     return outcomes
 
 
 __all__ = [
-    "FeedJob",
     "PollOutcome",
     "admit_comment_feeds",
-    "claim_due_feeds",
     "fetch_settings",
     "ingest",
     "poll_round",

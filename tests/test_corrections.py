@@ -17,7 +17,8 @@ from sqlalchemy import select
 from test_dedup_store import load_corpus, partition
 
 from aggregator.cli import main
-from aggregator.dedup.corrections import lock_epoch, merge, read_epoch, split
+from aggregator.coordination import lock_epoch, read_epoch
+from aggregator.dedup.corrections import merge, split
 from aggregator.dedup.engine import LEVELS, DedupItem, Engine, Evidence, Outcome, Rec
 from aggregator.dedup.explain import explain, render
 from aggregator.dedup.service import DedupService, _dedup_item

@@ -368,7 +368,7 @@ def test_one_daemon_clusters_while_its_lease_lives_the_others_neither_place_nor_
     nothing and loads nothing until that lease is released or runs out, then it takes over."""
     import time
 
-    from aggregator.dedup.corrections import clustering_holder, release_clustering
+    from aggregator.coordination import clustering_holder, release_clustering
 
     ids = sorted(load_corpus(store).values())
     n = len(ids) // 3

@@ -25,11 +25,11 @@ from sqlalchemy import func, select
 
 from aggregator import poller
 from aggregator.config import Config
+from aggregator.coordination import FeedJob
 from aggregator.errors import AddressRefused, FetchError
 from aggregator.fetcher import Fetcher, FetchSettings, non_public_reason, origin_of
 from aggregator.poller import (
     MAX_COMMENT_FEEDS_PER_DOCUMENT,
-    FeedJob,
     admit_comment_feeds,
     fetch_settings,
     poll_round,

@@ -7,7 +7,7 @@ source the learned boilerplate line counts. Comments are never clustered.
 
 Several processes may cluster (the daemon, ``import``, ``why``) and ``split``/``merge`` correct
 by hand, so each batch locks the dedup epoch row first and reloads the engine when the epoch
-moved since this service last loaded or wrote (see :mod:`.corrections`).
+moved since this service last loaded or wrote (see :mod:`..coordination`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ from sqlalchemy import bindparam, case, delete, func, insert, or_, select, updat
 from sqlalchemy.orm import Session
 
 from ..config import DedupConfig
+from ..coordination import (
+    bump_epoch,
+    claim_clustering,
+    clustering_holder,
+    lock_epoch,
+    read_epoch,
+    try_lock_epoch,
+)
 from ..store import Store
 from ..store.clusters import merged_into, survivor
 from ..store.items import dialect_insert
@@ -36,14 +44,6 @@ from ..store.models import (
     Item,
     Signature,
     Source,
-)
-from .corrections import (
-    bump_epoch,
-    claim_clustering,
-    clustering_holder,
-    lock_epoch,
-    read_epoch,
-    try_lock_epoch,
 )
 from .engine import (
     NO_TERMS,
@@ -376,7 +376,7 @@ class DedupService:
         """Place every pending item (in published order); returns how many were placed.
         ``wait=False``: return 0 at once when another process is clustering (PostgreSQL).
         ``worker`` (a daemon): place only while holding the clustering lease, taken for
-        ``lease_s`` when no other daemon's is live (see ``corrections.claim_clustering``)."""
+        ``lease_s`` when no other daemon's is live (see ``coordination.claim_clustering``)."""
         if not self.loaded:
             if worker is not None and self._clustered_by_another(worker):
                 return 0  # a daemon that does not cluster never loads the engine

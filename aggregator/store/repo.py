@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..config import DigestConfig, SourceConfig
+from ..coordination import lock_epoch
 from ..errors import ConfigError, InputError
 from ..normaliser import canonical_url, content_hash, strip_publisher_suffix, unwrap_bing
 from .models import Cluster, ClusterMember, Feed, Item, PollLog, Source
@@ -185,8 +186,6 @@ def remove_source(session: Session, name: str, now: datetime) -> Removal:
     clusters left empty go too, the others' sizes are recounted. The dedup epoch is bumped,
     so every running daemon reloads its engine without these items. A source that is in
     config.yaml is refused (the next start would add it back)."""
-    from ..dedup.corrections import lock_epoch
-
     lock_epoch(session, now, bump=True)
     row = get_source(session, name)
     if row.in_config and row.origin == "config":
