@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from . import __version__
 from .config import Config, load_config
 from .digest import digest_status
+from .domain import LEVELS
 from .errors import AggregatorError, InputError
 from .redact import redact_url
 from .store import Store, open_store, repo
@@ -394,7 +395,7 @@ def cmd_cluster_file(ctx: Context) -> int:
     settings = settings_from(ctx.config.dedup) if ctx.args.use_config else None
     pred, _ = cluster_rows(rows, src, settings)
     write_jsonl(Path(ctx.args.output), pred)
-    counts = {lv: len({p[lv] for p in pred}) for lv in ("duplicate", "story", "thread")}
+    counts = {lv: len({p[lv] for p in pred}) for lv in LEVELS}
     log.info(
         "%d items -> %d duplicate, %d story, %d thread clusters",
         len(pred),
@@ -819,9 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--limit", type=int, default=None, help="at most this many items, oldest first")
     sp = add("clusters", cmd_clusters, "list clusters")
-    sp.add_argument(
-        "--level", choices=["duplicate", "story", "thread"], help="only clusters of this level"
-    )
+    sp.add_argument("--level", choices=LEVELS, help="only clusters of this level")
     sp.add_argument(
         "--format",
         choices=["table", "jsonl"],
@@ -893,7 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--level",
-        choices=["duplicate", "story", "thread"],
+        choices=LEVELS,
         default="story",
         help="one entry per cluster of this level (default story)",
     )

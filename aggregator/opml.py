@@ -24,6 +24,7 @@ from xml.parsers.expat import ExpatError, ParserCreate
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from .domain import SOURCE_TYPES
 from .errors import InputError
 from .store.models import Feed, Source
 
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 NS = "urn:newsdedup:opml"  # our attributes' namespace; OPML 2.0 wants extensions namespaced
-TYPES = ("wordpress", "google_news", "bing_news", "rss", "atom")
+TYPES = SOURCE_TYPES
 MAX_BYTES = 10 * 1024 * 1024  # a subscription list, not a data dump
 _NAME_MAX = 200  # Source.name
 _SUFFIX_ROOM = 10  # room for "-N" when a name is taken

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .coordination import FeedJob, claim_due_feeds, release_feeds
+from .domain import AGGREGATOR_SOURCE_TYPES
 from .errors import FeedCrash, FetchError, SourceError, SourceGone, StoreError
 from .fetcher import Fetcher, FetchResult, FetchSettings, PrivateAccess, origin_of, redact_url
 from .ingest import ingest, known_entries_of, parse_new_entries, source_config
@@ -75,7 +76,7 @@ def _bounds(cfg: Config, job: FeedJob) -> tuple[float, float, float | None]:
     src = source_config(cfg, job.source_name)
     min_s = (src.min_interval if src and src.min_interval else None) or p.min_interval
     max_s = (src.max_interval if src and src.max_interval else None) or p.max_interval
-    floor = p.aggregator_min_interval if job.source_type in ("google_news", "bing_news") else None
+    floor = p.aggregator_min_interval if job.source_type in AGGREGATOR_SOURCE_TYPES else None
     if job.kind == "comments" and src is not None:
         floor = max(floor or 0.0, src.comments_interval)
     if floor is not None:

@@ -27,6 +27,7 @@ from sqlalchemy import func, or_, select, text
 
 from . import __version__
 from .config import Config, parse_duration_s
+from .domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from .errors import AggregatorError
 from .export import CONTENT_TYPES, FeedMeta, served_url
 from .export import render as render_feed
@@ -35,7 +36,6 @@ from .store import Store
 from .store.clusters import survivors
 from .store.models import Cluster, ClusterMember, Correction, Item, Source
 from .stories import (
-    AGGREGATOR_TYPES,
     link_of,
     load_members,
     recent_stories,
@@ -227,7 +227,7 @@ def _cluster_id(ident: str) -> int:
 
 def _level(query: dict[str, list[str]]) -> str:
     level = (query.get("level") or ["story"])[-1]
-    if level not in ("duplicate", "story", "thread"):
+    if level not in LEVELS:
         raise _BadRequest("level must be duplicate, story or thread")
     return level
 
@@ -326,7 +326,7 @@ def _cluster_view(s: Any, cluster: Cluster) -> dict[str, Any]:
                 "source": source.name,
                 "publisher": item.publisher or source.name,
                 "link": link_of(item, source) or item.url,
-                "aggregator": source.type in AGGREGATOR_TYPES,
+                "aggregator": source.type in AGGREGATOR_SOURCE_TYPES,
                 "method": m.method,
                 "explanation": _METHODS.get(m.method, m.method),
                 "matched_item_id": m.matched_item_id,

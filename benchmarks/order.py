@@ -46,7 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aggregator.dedup.evaluate import LEVELS, score  # noqa: E402
+from aggregator.dedup.evaluate import score  # noqa: E402
+from aggregator.domain import LEVELS  # noqa: E402
 from tests.data.feed_corpus import LABEL_DIR, feeds_dir  # noqa: E402
 
 BEARS_EARS = "google-news-en-us-search-1.xml"

@@ -19,9 +19,10 @@ from test_dedup_store import load_corpus, partition
 from aggregator.cli import main
 from aggregator.coordination import lock_epoch, read_epoch
 from aggregator.dedup.corrections import merge, split
-from aggregator.dedup.engine import LEVELS, DedupItem, Engine, Evidence, Outcome, Rec
+from aggregator.dedup.engine import DedupItem, Engine, Evidence, Outcome, Rec
 from aggregator.dedup.explain import explain, render
 from aggregator.dedup.service import DedupService, _dedup_item
+from aggregator.domain import LEVELS
 from aggregator.errors import InputError
 from aggregator.normaliser import content_hash
 from aggregator.store import Store

@@ -35,7 +35,7 @@ import numpy as np
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from ..domain import LEVELS
+from ..domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from ..normaliser import detect_language, html_to_text, names_publisher
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
@@ -43,7 +43,6 @@ from .boilerplate import BoilerplateModel, line_keys, split_lines
 from .text import content_terms, fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
-AGGREGATOR_KINDS = ("google_news", "bing_news")
 SEED = 1
 WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is learned
 
@@ -297,7 +296,7 @@ def publisher_key(name: str | None) -> str | None:
 def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
     """The title; for Google/Bing entries without the ``" - Publisher"`` suffix."""
     t = title.strip()
-    if feed_kind in AGGREGATOR_KINDS and publisher:
+    if feed_kind in AGGREGATOR_SOURCE_TYPES and publisher:
         name = publisher.strip().casefold()
         for sep in (" - ", " – ", " | ") if name else ():
             cut = t.rfind(sep)  # the suffix may name the publisher at more length
@@ -440,7 +439,7 @@ class Engine:
         title_toks, body_toks = tokens(rec.title_key), tokens(body)
         rec.body_len = len(body_toks)
         self._shingle_cache.pop(item.id, None)
-        if item.feed_kind not in AGGREGATOR_KINDS and rec.body_len >= 20:
+        if item.feed_kind not in AGGREGATOR_SOURCE_TYPES and rec.body_len >= 20:
             shingled = shingles(title_toks + body_toks)
             rec.dup_sig = self._minhash(shingled)
             self._shingle_cache[item.id] = _hashed(shingled)  # verification compares them
@@ -813,7 +812,7 @@ class Engine:
         )
         self.records[item.id] = rec
         self.hold(item)
-        if item.feed_kind not in AGGREGATOR_KINDS:
+        if item.feed_kind not in AGGREGATOR_SOURCE_TYPES:
             crossed = self.boilerplate.observe(item.source, item.title, self.raw_text(item.id))
             if crossed:
                 self._reindex_source(item.source, out)
@@ -1135,7 +1134,8 @@ class Engine:
             if not self._within(rec, orec, self.settings.story_window_s):
                 continue
             aggregator = (
-                item.feed_kind in AGGREGATOR_KINDS or orec.item.feed_kind in AGGREGATOR_KINDS
+                item.feed_kind in AGGREGATOR_SOURCE_TYPES
+                or orec.item.feed_kind in AGGREGATOR_SOURCE_TYPES
             )
             same_pub = rec.publisher_key is not None and rec.publisher_key == orec.publisher_key
             # An aggregator entry is the article of the same publisher and title; so is one

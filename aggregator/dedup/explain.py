@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..domain import LEVELS
 from ..errors import InputError
 from ..store.models import ClusterMember, Correction, Item
-from .engine import LEVELS, Engine, Rec
+from .engine import Engine, Rec
 from .service import DedupService
 
 

@@ -33,6 +33,7 @@ from ..coordination import (
     read_epoch,
     try_lock_epoch,
 )
+from ..domain import AGGREGATOR_SOURCE_TYPES
 from ..store import Store
 from ..store.clusters import merged_into, survivor
 from ..store.items import dialect_insert
@@ -73,7 +74,7 @@ def settings_from(cfg: DedupConfig) -> Settings:
 
 
 def feed_kind(source_type: str) -> str:
-    return source_type if source_type in ("google_news", "bing_news") else "site"
+    return source_type if source_type in AGGREGATOR_SOURCE_TYPES else "site"
 
 
 @dataclass(frozen=True, slots=True)
