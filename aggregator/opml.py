@@ -39,7 +39,6 @@ __all__ = [
     "detect_type",
     "export_sources",
     "import_feeds",
-    "parse_opml",
     "read_opml",
     "render_opml",
 ]
@@ -142,13 +141,9 @@ def detect_type(url: str, opml_type_attr: str | None = None) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def parse_opml(data: bytes) -> list[OpmlFeed]:
-    """The feeds of an OPML document, nested category outlines included, in document order."""
-    return list(read_opml(data).feeds)
-
-
 def read_opml(data: bytes) -> OpmlDocument:
-    """Parse and screen an OPML document; raises :class:`InputError` with one line."""
+    """Parse and screen an OPML document: its feeds, nested category outlines included, in
+    document order, and the outlines skipped. Raises :class:`InputError` with one line."""
     if len(data) > MAX_BYTES:
         raise InputError(f"too large for an OPML file ({len(data)} bytes, limit {MAX_BYTES})")
     _screen(data)

@@ -12,8 +12,8 @@
 
 Nesting holds by construction: joining a duplicate cluster joins its story, joining a story
 joins its thread. Clusters only ever merge; a manual split (made in the database, see
-:mod:`.corrections`) reaches the engine as a cannot-link in ``apart`` that refuses the merges
-that would undo it. Every decision returns :class:`Evidence` (method, matched item, verified
+:mod:`.corrections`) reaches the engine when its state is loaded, as a cannot-link in
+``apart`` (:meth:`Engine.finish_restore`) that refuses the merges that would undo it. Every decision returns :class:`Evidence` (method, matched item, verified
 and estimated similarity, matching LSH bands) so it can be stored and explained. The engine is
 pure in-memory logic; :mod:`.service` loads and persists its state.
 """
@@ -694,13 +694,6 @@ class Engine:
         if cid in self._centroids:
             self._centroids[cid].update(self.records[item_id].lead)
             self._centroid_vecs.pop(cid, None)
-
-    def add_constraint(self, level: str, x: int, y: int) -> None:
-        """Keep items x and y in different clusters at ``level`` (and so at every finer
-        level) from now on: a manual split the automatic decisions must respect."""
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}")
-        self.apart.append((level, x, y))
 
     def _coarser(self, level: str, cid: int, coarse: str) -> int | None:
         """The ``coarse`` cluster a ``level`` cluster lies in (nesting: any member tells);
