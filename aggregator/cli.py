@@ -244,7 +244,7 @@ def cmd_items(ctx: Context) -> int:
 def cmd_clusters(ctx: Context) -> int:
     store = ctx.store()
     with store.session() as s:
-        clusters = repo.cluster_rows(s, level=ctx.args.level)
+        clusters = repo.list_clusters(s, level=ctx.args.level)
     if ctx.args.format == "jsonl":
         for c in clusters:
             ctx.out.write(json.dumps(c, ensure_ascii=False) + "\n")
@@ -351,7 +351,7 @@ def _dedup(ctx: Context, store: Store) -> int:
 
 
 def cmd_why(ctx: Context) -> int:
-    from .dedup.explain import explain, render
+    from .dedup.explain import explain, render_explanation
     from .dedup.service import DedupService, settings_from
 
     store = ctx.store()
@@ -362,7 +362,7 @@ def cmd_why(ctx: Context) -> int:
         json.dump(report, ctx.out, indent=2, ensure_ascii=False, default=str)
         ctx.out.write("\n")
     else:
-        print(render(report), file=ctx.out)
+        print(render_explanation(report), file=ctx.out)
     return 0
 
 
@@ -472,7 +472,7 @@ def cmd_digest_preview(ctx: Context) -> int:
     from pathlib import Path
 
     from .digest import _last_success, build_view
-    from .render import render
+    from .render import render_digest
 
     digest = ctx.config.digest(ctx.args.name)
     store = ctx.store()
@@ -484,7 +484,7 @@ def cmd_digest_preview(ctx: Context) -> int:
             period_start_at=_last_success(s, digest.name),
             period_end_at=datetime.now(UTC),
         )
-    subject, html, text = render(view)
+    subject, html, text = render_digest(view)
     if ctx.args.output:
         Path(ctx.args.output).write_text(html, encoding="utf-8")
         print(f"{subject}: {len(view.entries)} entries -> {ctx.args.output}", file=ctx.out)
@@ -495,7 +495,7 @@ def cmd_digest_preview(ctx: Context) -> int:
 
 def cmd_export(ctx: Context) -> int:
     from .config import parse_duration_s
-    from .export import FeedMeta, render, served_url
+    from .export import FeedMeta, render_export, served_url
     from .stories import recent_stories
 
     args = ctx.args
@@ -517,7 +517,7 @@ def cmd_export(ctx: Context) -> int:
         base_url=base,
         self_url=served_url(base, args.format, args.level, args.since),
     )
-    data = render(args.format, stories, meta)
+    data = render_export(args.format, stories, meta)
     if args.output:
         _write_atomically(args.output, data)
         print(f"{len(stories)} {args.level} clusters -> {args.output}", file=sys.stderr)

@@ -284,7 +284,7 @@ def plan_run(
     now: datetime | None = None,
 ) -> int:
     """Record the run for this slot (idempotent) with its rendered message; returns its id."""
-    from .render import build_message, render
+    from .render import build_message, render_digest
 
     now = now or datetime.now(UTC)
     try:
@@ -335,7 +335,7 @@ def plan_run(
                     )
                 )
             if not empty:
-                subject, html, text = render(view)
+                subject, html, text = render_digest(view)
                 mid = message_id(run.id, digest, period_end_at, cfg.smtp.sender)
                 run.subject, run.message_id = subject, mid
                 run.message = build_message(

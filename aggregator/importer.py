@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ImportOutcome:
+class FileImportOutcome:
     path: str
     source: str | None
     items_seen: int = 0
@@ -46,7 +46,7 @@ def import_file(
     *,
     source_name: str | None = None,
     now: datetime | None = None,
-) -> ImportOutcome:
+) -> FileImportOutcome:
     """Import one document. A bad document is an outcome with ``error``, never an exception
     (other than a database failure)."""
     now = now or datetime.now(UTC)
@@ -56,9 +56,11 @@ def import_file(
             raise InputError(f"{path}: {size} bytes exceeds polling.max_response_size")
         body = path.read_bytes()
     except OSError as exc:
-        return ImportOutcome(str(path), source_name, error=f"cannot read {path}: {exc.strerror}")
+        return FileImportOutcome(
+            str(path), source_name, error=f"cannot read {path}: {exc.strerror}"
+        )
     except InputError as exc:
-        return ImportOutcome(str(path), source_name, error=str(exc))
+        return FileImportOutcome(str(path), source_name, error=str(exc))
 
     src_cfg = cfg.source(source_name) if source_name else None
     base = src_cfg.feed_url() if src_cfg else path.resolve().as_uri()
@@ -73,7 +75,7 @@ def import_file(
             url=base,
         )
     except SourceError as exc:
-        return ImportOutcome(str(path), source_name, error=f"{path}: {exc}")
+        return FileImportOutcome(str(path), source_name, error=f"{path}: {exc}")
 
     with store.session() as s:
         if src_cfg is not None:
@@ -108,7 +110,7 @@ def import_file(
             warning=feed.warning,
         )
         name = source.name
-    return ImportOutcome(str(path), name, seen, new, warning=feed.warning)
+    return FileImportOutcome(str(path), name, seen, new, warning=feed.warning)
 
 
 def _http(url: str | None) -> bool:

@@ -29,8 +29,7 @@ from . import __version__
 from .config import Config, parse_duration_s
 from .domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from .errors import AggregatorError
-from .export import CONTENT_TYPES, FeedMeta, served_url
-from .export import render as render_feed
+from .export import CONTENT_TYPES, FeedMeta, render_export, served_url
 from .render import render_template
 from .store import Store
 from .store.clusters import survivors
@@ -183,7 +182,7 @@ class WebApp:
             base_url=base,
             self_url=served_url(base, fmt, level, since),
         )
-        return Response(200, CONTENT_TYPES[fmt], render_feed(fmt, stories, meta))
+        return Response(200, CONTENT_TYPES[fmt], render_export(fmt, stories, meta))
 
     def metrics(self) -> Response:
         from .metrics import CONTENT_TYPE, render_metrics

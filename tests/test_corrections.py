@@ -20,7 +20,7 @@ from aggregator.cli import main
 from aggregator.coordination import lock_epoch, read_epoch
 from aggregator.dedup.corrections import merge, split
 from aggregator.dedup.engine import DedupItem, Engine, Evidence, Outcome, Rec
-from aggregator.dedup.explain import explain, render
+from aggregator.dedup.explain import explain, render_explanation
 from aggregator.dedup.service import DedupService, _dedup_item
 from aggregator.domain import LEVELS
 from aggregator.errors import InputError
@@ -539,7 +539,7 @@ def test_settle_keeps_an_item_where_it_is_when_the_merge_is_refused() -> None:
     item = DedupItem(1, "s", "site", None, "t", "", None, None, NOW)
     rec = Rec(item=item, title_key="t", publisher_key=None)
     out = Outcome(1)
-    ev = e._settle("story", rec, [Evidence("story", 0, "terms", 2, 0.9)], out)
+    ev = e._settle("story", rec, [Evidence("story", None, "terms", 2, 0.9)], out)
     assert (ev.method, ev.cluster_id) == ("kept", 20)
     assert e.cluster_of["story"] == {1: 20, 2: 21} and out.merges == []
 
@@ -657,4 +657,4 @@ def test_why_reports_the_split_from_stored_data(store: Store) -> None:
     (info,) = report["levels"]["story"]["manual_splits"]
     assert (info["item"], info["other_item"]) == (x, r.anchor_item_id)
     assert report["levels"]["thread"]["manual_splits"] == []
-    assert "kept apart by manual split" in render(report)
+    assert "kept apart by manual split" in render_explanation(report)

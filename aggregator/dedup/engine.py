@@ -109,8 +109,11 @@ class DedupItem:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
+    """Why an item is where it is at one level; also a candidate match before the item is
+    placed, whose ``cluster_id`` is None (the cluster is chosen among the matches)."""
+
     level: str
-    cluster_id: int
+    cluster_id: int | None
     method: str  # new | url | hash | title | minhash | terms | story | centroid
     matched_item_id: int | None = None
     score: float | None = None
@@ -1094,7 +1097,7 @@ class Engine:
                     matches.append(
                         Evidence(
                             "duplicate",
-                            0,
+                            None,
                             "minhash",
                             other,
                             round(score, 4),
@@ -1108,10 +1111,10 @@ class Engine:
         item = rec.item
         other = self.by_url.get(item.canonical_url) if item.canonical_url else None
         if other is not None and other != item.id:
-            return Evidence("duplicate", 0, "url", other, 1.0)
+            return Evidence("duplicate", None, "url", other, 1.0)
         other = self.by_hash.get(item.content_hash) if item.content_hash else None
         if other is not None and other != item.id:
-            return Evidence("duplicate", 0, "hash", other, 1.0)
+            return Evidence("duplicate", None, "hash", other, 1.0)
         if not rec.title_key or len(rec.title_key.split()) < 4:
             return None
         same_title = [o for o in self.by_title.get(rec.title_key, ()) if o != item.id]
@@ -1140,7 +1143,7 @@ class Engine:
                 and not self.is_stock(rec)
                 and self._within(rec, orec, self.settings.wire_window_s)
             ):
-                return Evidence("duplicate", 0, "title", other, 1.0)
+                return Evidence("duplicate", None, "title", other, 1.0)
         return None
 
     def _settle(self, level: str, rec: Rec, matches: list[Evidence], out: Outcome) -> Evidence:
@@ -1196,17 +1199,17 @@ class Engine:
         item_id = rec.item.id
         matches: list[Evidence] = []
         if dup.method not in ("new", "kept") and dup.matched_item_id is not None:
-            matches.append(Evidence("story", 0, "duplicate", dup.matched_item_id, 1.0))
+            matches.append(Evidence("story", None, "duplicate", dup.matched_item_id, 1.0))
         else:
             # co-members of the duplicate cluster keep the story together
             for other in self.members["duplicate"].get(self.cluster_of["duplicate"][item_id], ()):
                 if other != item_id and other in self.cluster_of["story"]:
-                    matches.append(Evidence("story", 0, "duplicate", other, 1.0))
+                    matches.append(Evidence("story", None, "duplicate", other, 1.0))
                     break
         for orec, shared in self._across(rec):
             fewer = min(len(rec.anchors), len(orec.anchors))
             matches.append(
-                Evidence("story", 0, "anchors", orec.item.id, round(len(shared) / fewer, 4))
+                Evidence("story", None, "anchors", orec.item.id, round(len(shared) / fewer, 4))
             )
         near = self._near(rec, self.settings.story_window_s)
         if self._template_of:  # another page of its template reports another event
@@ -1218,7 +1221,7 @@ class Engine:
                 matches.append(
                     Evidence(
                         "story",
-                        0,
+                        None,
                         "terms",
                         orec.item.id,
                         round(score, 4),

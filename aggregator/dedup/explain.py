@@ -246,7 +246,7 @@ def _member(m: ClusterMember | None) -> dict[str, Any] | None:
     }
 
 
-def render(report: dict[str, Any]) -> str:
+def render_explanation(report: dict[str, Any]) -> str:
     a, b = report["items"]
     lines = [
         f"A #{a['id']}: {a['title']} ({a['publisher'] or '-'}, {a['published_at']})",

@@ -476,6 +476,7 @@ class DedupService:
             cid = eng.cluster_of[level].get(item_id)
             if cid is None:  # placed, then forgotten within the batch: follow the merges
                 cid = ev.cluster_id
+                assert cid is not None  # recorded evidence names its cluster
                 while (level, cid) in moved:
                     cid = moved[(level, cid)]
             levels[cid] = level

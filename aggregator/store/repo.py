@@ -356,7 +356,7 @@ def item_rows(session: Session, *, limit: int | None = None) -> Iterable[dict[st
         }
 
 
-def cluster_rows(session: Session, *, level: str | None = None) -> list[dict[str, Any]]:
+def list_clusters(session: Session, *, level: str | None = None) -> list[dict[str, Any]]:
     stmt = select(Cluster).where(Cluster.merged_into_id.is_(None)).order_by(Cluster.id)
     if level:
         stmt = stmt.where(Cluster.level == level)
