@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from . import __version__
 from .config import Config, load_config
 from .digest import digest_status
+from .domain import LEVELS
 from .errors import AggregatorError, InputError
 from .redact import redact_url
 from .store import Store, open_store, repo
@@ -112,7 +113,7 @@ def _mib(size: int | None) -> str:
 
 
 def cmd_status(ctx: Context) -> int:
-    from .dedup.corrections import clustering_holder
+    from .coordination import clustering_holder
     from .retention import database_size
 
     store = ctx.store()
@@ -243,7 +244,7 @@ def cmd_items(ctx: Context) -> int:
 def cmd_clusters(ctx: Context) -> int:
     store = ctx.store()
     with store.session() as s:
-        clusters = repo.cluster_rows(s, level=ctx.args.level)
+        clusters = repo.list_clusters(s, level=ctx.args.level)
     if ctx.args.format == "jsonl":
         for c in clusters:
             ctx.out.write(json.dumps(c, ensure_ascii=False) + "\n")
@@ -292,7 +293,7 @@ def cmd_run(ctx: Context) -> int:
 
 
 def cmd_poll(ctx: Context) -> int:
-    from .daemon import worker_id
+    from .coordination import worker_id
     from .fetcher import Fetcher
     from .poller import fetch_settings, poll_round
 
@@ -350,7 +351,7 @@ def _dedup(ctx: Context, store: Store) -> int:
 
 
 def cmd_why(ctx: Context) -> int:
-    from .dedup.explain import explain, render
+    from .dedup.explain import explain, render_explanation
     from .dedup.service import DedupService, settings_from
 
     store = ctx.store()
@@ -361,7 +362,7 @@ def cmd_why(ctx: Context) -> int:
         json.dump(report, ctx.out, indent=2, ensure_ascii=False, default=str)
         ctx.out.write("\n")
     else:
-        print(render(report), file=ctx.out)
+        print(render_explanation(report), file=ctx.out)
     return 0
 
 
@@ -394,7 +395,7 @@ def cmd_cluster_file(ctx: Context) -> int:
     settings = settings_from(ctx.config.dedup) if ctx.args.use_config else None
     pred, _ = cluster_rows(rows, src, settings)
     write_jsonl(Path(ctx.args.output), pred)
-    counts = {lv: len({p[lv] for p in pred}) for lv in ("duplicate", "story", "thread")}
+    counts = {lv: len({p[lv] for p in pred}) for lv in LEVELS}
     log.info(
         "%d items -> %d duplicate, %d story, %d thread clusters",
         len(pred),
@@ -471,7 +472,7 @@ def cmd_digest_preview(ctx: Context) -> int:
     from pathlib import Path
 
     from .digest import _last_success, build_view
-    from .render import render
+    from .render import render_digest
 
     digest = ctx.config.digest(ctx.args.name)
     store = ctx.store()
@@ -483,7 +484,7 @@ def cmd_digest_preview(ctx: Context) -> int:
             period_start_at=_last_success(s, digest.name),
             period_end_at=datetime.now(UTC),
         )
-    subject, html, text = render(view)
+    subject, html, text = render_digest(view)
     if ctx.args.output:
         Path(ctx.args.output).write_text(html, encoding="utf-8")
         print(f"{subject}: {len(view.entries)} entries -> {ctx.args.output}", file=ctx.out)
@@ -494,7 +495,7 @@ def cmd_digest_preview(ctx: Context) -> int:
 
 def cmd_export(ctx: Context) -> int:
     from .config import parse_duration_s
-    from .export import FeedMeta, render, served_url
+    from .export import FeedMeta, render_export, served_url
     from .stories import recent_stories
 
     args = ctx.args
@@ -516,7 +517,7 @@ def cmd_export(ctx: Context) -> int:
         base_url=base,
         self_url=served_url(base, args.format, args.level, args.since),
     )
-    data = render(args.format, stories, meta)
+    data = render_export(args.format, stories, meta)
     if args.output:
         _write_atomically(args.output, data)
         print(f"{len(stories)} {args.level} clusters -> {args.output}", file=sys.stderr)
@@ -819,9 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--limit", type=int, default=None, help="at most this many items, oldest first")
     sp = add("clusters", cmd_clusters, "list clusters")
-    sp.add_argument(
-        "--level", choices=["duplicate", "story", "thread"], help="only clusters of this level"
-    )
+    sp.add_argument("--level", choices=LEVELS, help="only clusters of this level")
     sp.add_argument(
         "--format",
         choices=["table", "jsonl"],
@@ -893,7 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--level",
-        choices=["duplicate", "story", "thread"],
+        choices=LEVELS,
         default="story",
         help="one entry per cluster of this level (default story)",
     )

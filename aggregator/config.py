@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from .domain import AGGREGATOR_SOURCE_TYPES, Level, SourceType
 from .errors import ConfigError
 
 DEFAULT_CONFIG = "config.yaml"
@@ -119,7 +120,7 @@ class PollingConfig(_Strict):
 
 class SourceConfig(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    type: Literal["wordpress", "google_news", "bing_news", "rss", "atom"]
+    type: SourceType
     url: str | None = None
     query: str | None = None
     language: str | None = None
@@ -142,9 +143,9 @@ class SourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _needs_target(self) -> SourceConfig:
-        if self.type in ("wordpress", "rss", "atom") and not self.url:
+        if self.type not in AGGREGATOR_SOURCE_TYPES and not self.url:
             raise ValueError(f"a {self.type} source needs 'url'")
-        if self.type in ("google_news", "bing_news") and not (self.url or self.query):
+        if self.type in AGGREGATOR_SOURCE_TYPES and not (self.url or self.query):
             raise ValueError(f"a {self.type} source needs 'query' (or a full 'url')")
         if self.comments and self.type != "wordpress":
             raise ValueError("'comments' applies only to wordpress sources")
@@ -198,7 +199,7 @@ class DigestConfig(_Strict):
     timezone: str = "UTC"
     recipients: list[str] = Field(min_length=1)
     subject: str | None = None
-    level: Literal["duplicate", "story", "thread"] = "story"
+    level: Level = "story"
     max_entries: int = Field(default=50, ge=1, le=1000)
     sources: list[str] = Field(default_factory=list)
     keywords: list[str] = Field(default_factory=list)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .config import Config
-from .dedup.corrections import release_clustering
+from .coordination import release_clustering, worker_id
 from .dedup.service import DedupService, settings_from
 from .errors import AggregatorError, ConfigError, StoreError
 from .fetcher import Fetcher
@@ -78,10 +77,6 @@ def stopping_message(in_flight: int) -> str:
     return (
         f"stopping: waiting for {plural(in_flight, 'fetch', 'fetches')} (Ctrl-C again to quit now)"
     )
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def start_web(store: Store, cfg: Config, *, health: Callable[[], dict[str, object]]) -> WebServer:

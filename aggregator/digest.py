@@ -15,29 +15,27 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .config import Config, DigestConfig
+from .coordination import claim_digest_runs, thread_owner_id
 from .digest_view import DigestView, Entry
 from .errors import DeliveryError
 from .store import Store, repo
-from .store.models import Cluster, ClusterMember, DigestEntry, DigestRun, Item
+from .store.clusters import survivors
+from .store.models import ClusterMember, DigestEntry, DigestRun, Item
 from .stories import Member, load_members, load_terms, story_entry
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 300.0
 MAX_ATTEMPTS = 12
 
 
@@ -182,18 +180,7 @@ def _carried(s: Session, name: str) -> list[int]:
     )
     if not ids:
         return []
-    survivor = {cid: cid for cid in ids}
-    for _ in range(100):  # merge chains are short; a cycle must not hang the digest
-        merged = dict(
-            s.execute(
-                select(Cluster.id, Cluster.merged_into_id).where(
-                    Cluster.id.in_(set(survivor.values())), Cluster.merged_into_id.is_not(None)
-                )
-            ).all()
-        )
-        if not merged:
-            break
-        survivor = {cid: merged.get(now, now) for cid, now in survivor.items()}
+    survivor = survivors(s, ids)
     return list(dict.fromkeys(survivor[cid] for cid in ids))
 
 
@@ -297,7 +284,7 @@ def plan_run(
     now: datetime | None = None,
 ) -> int:
     """Record the run for this slot (idempotent) with its rendered message; returns its id."""
-    from .render import build_message, render
+    from .render import build_message, render_digest
 
     now = now or datetime.now(UTC)
     try:
@@ -348,7 +335,7 @@ def plan_run(
                     )
                 )
             if not empty:
-                subject, html, text = render(view)
+                subject, html, text = render_digest(view)
                 mid = message_id(run.id, digest, period_end_at, cfg.smtp.sender)
                 run.subject, run.message_id = subject, mid
                 run.message = build_message(
@@ -385,64 +372,6 @@ def plan_run(
 # ---------------------------------------------------------------- delivery
 
 
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
-def _lease_is_dead(owner: str | None) -> bool:
-    """A lease held by a process on this host that no longer exists can be taken over."""
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _claim(
-    store: Store, now: datetime, owner: str, name: str | None, *, retry_now: bool = False
-) -> list[int]:
-    """Lease the due (``retry_now``: all) unsent runs. Each lease is one conditional UPDATE,
-    so of two workers (threads or daemons, SQLite or PostgreSQL) exactly one wins a run."""
-    with store.session() as s:
-        stmt = select(DigestRun.id, DigestRun.lease_owner, DigestRun.lease_until).where(
-            DigestRun.status == "pending"
-        )
-        if not retry_now:
-            stmt = stmt.where(
-                or_(DigestRun.next_attempt_at.is_(None), DigestRun.next_attempt_at <= now)
-            )
-        if name:
-            stmt = stmt.where(DigestRun.digest_name == name)
-        candidates = s.execute(stmt.order_by(DigestRun.id)).all()
-    claimed = []
-    for run_id, lease_owner, lease_until in candidates:
-        free = lease_until is None or lease_until < now
-        if not free and not _lease_is_dead(lease_owner):
-            continue
-        with store.session() as s:
-            cond = (
-                or_(DigestRun.lease_until.is_(None), DigestRun.lease_until < now)
-                if free
-                else DigestRun.lease_owner == lease_owner
-            )
-            won = s.execute(
-                update(DigestRun)
-                .where(DigestRun.id == run_id, DigestRun.status == "pending", cond)
-                .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_S))
-            ).rowcount
-        if won == 1:
-            claimed.append(run_id)
-    return claimed
-
-
 def deliver_pending(
     store: Store,
     cfg: Config,
@@ -457,9 +386,9 @@ def deliver_pending(
     from .mailer import send_message
 
     now = now or datetime.now(UTC)
-    owner = owner or owner_id()
+    owner = owner or thread_owner_id()
     results = []
-    for run_id in _claim(store, now, owner, name, retry_now=retry_now):
+    for run_id in claim_digest_runs(store, now, owner, name, retry_now=retry_now):
         with store.session() as s:
             run = s.get_one(DigestRun, run_id)
             message, digest_name = run.message, run.digest_name

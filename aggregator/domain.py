@@ -1,13 +1,23 @@
-"""Domain types passed between stages. Frozen: a stage never edits what it was given."""
+"""Domain types passed between stages, and the vocabulary every stage spells the same way.
+
+Frozen: a stage never edits what it was given.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal, get_args
 
-SOURCE_TYPES = ("wordpress", "google_news", "bing_news", "rss", "atom")
-ITEM_KINDS = ("article", "comment")
-LEVELS = ("duplicate", "story", "thread")
+SourceType = Literal["wordpress", "google_news", "bing_news", "rss", "atom"]
+SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
+# News search engines' feeds: every entry is another publisher's article, seen through them.
+AGGREGATOR_SOURCE_TYPES: tuple[str, ...] = ("google_news", "bing_news")
+# Where the clustering engine sees an item come from: a site of its own, or an aggregator.
+FEED_KINDS: tuple[str, ...] = ("site", *AGGREGATOR_SOURCE_TYPES)
+ITEM_KINDS: tuple[str, ...] = ("article", "comment")
+Level = Literal["duplicate", "story", "thread"]
+LEVELS: tuple[str, ...] = get_args(Level)  # finest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +78,16 @@ class NewItem:
     author: str | None = None
     comments_feed_url: str | None = None
     entry_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRef:
+    """The stored feed a document came from, and its source: what ingest files items under."""
+
+    feed_id: int
+    url: str
+    kind: str  # "main" | "comments"
+    source_id: int
+    source_name: str
+    source_type: str
+    article_item_id: int | None  # a comment feed's article

@@ -75,7 +75,7 @@ def cluster_page(meta: FeedMeta, story: Story) -> str | None:
     )
 
 
-def render(fmt: str, stories: Sequence[Story], meta: FeedMeta) -> bytes:
+def render_export(fmt: str, stories: Sequence[Story], meta: FeedMeta) -> bytes:
     if fmt == "atom":
         return atom(stories, meta)
     if fmt == "jsonfeed":

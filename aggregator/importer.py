@@ -1,4 +1,4 @@
-"""``aggregator import``: saved feed documents through the polling pipeline (minus HTTP).
+"""``aggregator import``: saved feed documents through :mod:`.ingest`, as a poll stores them.
 
 Without ``--source`` each document is filed under a source derived from the feed itself (its
 self/alternate link and title), with the type detected from its content. Such sources are
@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from .config import Config
-from .domain import ParsedFeed
+from .domain import FeedRef, ParsedFeed
 from .errors import InputError, SourceError
+from .ingest import ingest, known_entries_of, parse_new_entries
 from .opml import derive_name
 from .parser import detect_source_type, parse_feed, split_entries
-from .poller import FeedJob, ingest, known_entries_of, parse_new_entries
 from .store import Store
 from .store.items import record_poll
 from .store.models import Feed, Source
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ImportOutcome:
+class FileImportOutcome:
     path: str
     source: str | None
     items_seen: int = 0
@@ -46,7 +46,7 @@ def import_file(
     *,
     source_name: str | None = None,
     now: datetime | None = None,
-) -> ImportOutcome:
+) -> FileImportOutcome:
     """Import one document. A bad document is an outcome with ``error``, never an exception
     (other than a database failure)."""
     now = now or datetime.now(UTC)
@@ -56,9 +56,11 @@ def import_file(
             raise InputError(f"{path}: {size} bytes exceeds polling.max_response_size")
         body = path.read_bytes()
     except OSError as exc:
-        return ImportOutcome(str(path), source_name, error=f"cannot read {path}: {exc.strerror}")
+        return FileImportOutcome(
+            str(path), source_name, error=f"cannot read {path}: {exc.strerror}"
+        )
     except InputError as exc:
-        return ImportOutcome(str(path), source_name, error=str(exc))
+        return FileImportOutcome(str(path), source_name, error=str(exc))
 
     src_cfg = cfg.source(source_name) if source_name else None
     base = src_cfg.feed_url() if src_cfg else path.resolve().as_uri()
@@ -73,7 +75,7 @@ def import_file(
             url=base,
         )
     except SourceError as exc:
-        return ImportOutcome(str(path), source_name, error=f"{path}: {exc}")
+        return FileImportOutcome(str(path), source_name, error=f"{path}: {exc}")
 
     with store.session() as s:
         if src_cfg is not None:
@@ -85,20 +87,16 @@ def import_file(
         else:
             source, feed_row = _derived_source(s, feed, detect_source_type(feed), path, now)
             stype = source.type  # a known source's type, not one guessed from new entries
-        job = FeedJob(
+        feed_ref = FeedRef(
             feed_id=feed_row.id,
             url=feed_row.url,
             kind=feed_row.kind,
-            etag=None,
-            last_modified=None,
-            body_hash=None,
-            error_count=0,
             source_id=source.id,
             source_name=source.name,
             source_type=stype,
             article_item_id=None,
         )
-        seen, new = ingest(s, cfg, job, feed, fetched_at=now)
+        seen, new = ingest(s, cfg, feed_ref, feed, fetched_at=now)
         seen += skipped
         feed_row.items_total += new
         record_poll(
@@ -112,7 +110,7 @@ def import_file(
             warning=feed.warning,
         )
         name = source.name
-    return ImportOutcome(str(path), name, seen, new, warning=feed.warning)
+    return FileImportOutcome(str(path), name, seen, new, warning=feed.warning)
 
 
 def _http(url: str | None) -> bool:

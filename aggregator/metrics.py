@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from . import __version__, errors
+from .domain import ITEM_KINDS, LEVELS
 from .errors import StoreError
 from .store import Store
 from .store.models import (
@@ -47,8 +48,6 @@ PREFIX = "newsdedup_"
 
 # poll_log.result values that are not failures: the poller's three, and the importer's.
 SUCCESS_RESULTS = ("ok", "not_modified", "unchanged", "imported")
-LEVELS = ("duplicate", "story", "thread")
-ITEM_KINDS = ("article", "comment")
 DIGEST_STATUSES = ("sent", "empty", "failed", "pending")
 DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 CLUSTER_SIZE_BUCKETS = (1, 2, 3, 5, 10, 20, 50)

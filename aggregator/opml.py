@@ -25,6 +25,7 @@ from defusedxml import DefusedXmlException
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from .domain import SOURCE_TYPES
 from .errors import InputError
 from .store.models import Feed, Source
 
@@ -39,13 +40,12 @@ __all__ = [
     "detect_type",
     "export_sources",
     "import_feeds",
-    "parse_opml",
     "read_opml",
     "render_opml",
 ]
 
 NS = "urn:newsdedup:opml"  # our attributes' namespace; OPML 2.0 wants extensions namespaced
-TYPES = ("wordpress", "google_news", "bing_news", "rss", "atom")
+TYPES = SOURCE_TYPES
 MAX_BYTES = 10 * 1024 * 1024  # a subscription list, not a data dump
 _NAME_MAX = 200  # Source.name
 _SUFFIX_ROOM = 10  # room for "-N" when a name is taken
@@ -142,13 +142,9 @@ def detect_type(url: str, opml_type_attr: str | None = None) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def parse_opml(data: bytes) -> list[OpmlFeed]:
-    """The feeds of an OPML document, nested category outlines included, in document order."""
-    return list(read_opml(data).feeds)
-
-
 def read_opml(data: bytes) -> OpmlDocument:
-    """Parse and screen an OPML document; raises :class:`InputError` with one line.
+    """Parse and screen an OPML document: its feeds, nested category outlines included, in
+    document order, and the outlines skipped. Raises :class:`InputError` with one line.
 
     Any DOCTYPE is refused (defusedxml's ``forbid_dtd``): OPML has no DTD, and a DTD's
     entities could read files or expand without bound. expat stops at the declaration's

@@ -1,7 +1,7 @@
 """One feed refresh, start to end, in one straight line (after Miniflux's ``RefreshFeed``).
 
-fetch → (304 or same body: stop) → parse → normalise → store new items + poll state in one
-transaction → schedule the next check. Any failure is confined to its feed: recorded in
+fetch → (304 or same body: stop) → parse → normalise → store new items (:mod:`.ingest`) + poll
+state in one transaction → schedule the next check. Any failure is confined to its feed: recorded in
 ``feeds``/``poll_log`` (where ``status`` shows it), logged as one line, backed off.
 """
 
@@ -9,44 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .config import Config, SourceConfig
-from .domain import NewItem, ParsedFeed
+from .config import Config
+from .coordination import FeedJob, claim_due_feeds, release_feeds
+from .domain import AGGREGATOR_SOURCE_TYPES
 from .errors import FeedCrash, FetchError, SourceError, SourceGone, StoreError
 from .fetcher import Fetcher, FetchResult, FetchSettings, PrivateAccess, origin_of, redact_url
-from .normaliser import normalise_feed
-from .parser import Entries, parse_feed, split_entries, with_entry_hashes
+from .ingest import ingest, known_entries_of, parse_new_entries, source_config
+from .parser import split_entries
 from .schedule import MAX_RETRY_AFTER_S, backoff_s, next_check_at
 from .store import Store
-from .store.items import (
-    insert_items,
-    known_entries,
-    recent_item_times,
-    record_poll,
-    update_items,
-)
-from .store.models import Feed, Item, Source
+from .store.items import recent_item_times, record_poll
+from .store.models import Feed, Item
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 600.0  # a claimed feed is someone's for this long, even if its worker died
 ERROR_TEXT_LIMIT = 500
-# Comment feed URLs come from feed content: one document must not make us poll (or flood)
-# an unbounded number of URLs, nor pile them up on one host.
-MAX_COMMENT_FEEDS_PER_DOCUMENT = 50
-MAX_COMMENT_FEEDS_PER_HOST = 200  # live (enabled) comment feeds of one source on one host
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +52,6 @@ class PollOutcome:
         return self.error is not None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedJob:
-    """What a worker needs to know about a feed; read in a short transaction, then detached."""
-
-    feed_id: int
-    url: str
-    kind: str
-    etag: str | None
-    last_modified: str | None
-    body_hash: str | None
-    error_count: int
-    source_id: int
-    source_name: str
-    source_type: str
-    article_item_id: int | None
-
-
 def fetch_settings(cfg: Config) -> FetchSettings:
     p = cfg.polling
     kwargs = dict(
@@ -97,120 +67,21 @@ def fetch_settings(cfg: Config) -> FetchSettings:
     return FetchSettings(**kwargs)
 
 
-# ---------------------------------------------------------------- claiming due feeds
-
-
-def claim_due_feeds(
-    store: Store,
-    *,
-    now: datetime,
-    owner: str,
-    limit: int = 100,
-    all_feeds: bool = False,
-    exclude: Collection[int] = (),
-) -> list[FeedJob]:
-    """Lease the due feeds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: workers never collide).
-
-    A lease is free once it expires, and at once when it is ``owner``'s own (a round of this
-    process that failed on the database; rounds never overlap) or held by a process on this
-    host that no longer exists (killed): a restarted daemon does not wait out ``LEASE_S``.
-    """
-    with store.session() as s:
-        free = [Feed.lease_until.is_(None), Feed.lease_until < now, Feed.lease_owner == owner]
-        dead = _dead_local_owners(s, now)
-        if dead:
-            free.append(Feed.lease_owner.in_(dead))
-        stmt = (
-            select(Feed.id)
-            .join(Source, Source.id == Feed.source_id)
-            .where(Feed.enabled.is_(True), Source.enabled.is_(True))
-            .where(or_(*free))
-            .order_by(Feed.next_check_at, Feed.id)
-            .limit(limit)
-        )
-        if not all_feeds:
-            stmt = stmt.where(Feed.next_check_at <= now)
-        if exclude:
-            stmt = stmt.where(Feed.id.not_in(list(exclude)))
-        if store.dialect == "postgresql":
-            stmt = stmt.with_for_update(of=Feed, skip_locked=True)
-        ids = list(s.scalars(stmt))
-        if not ids:
-            return []
-        s.execute(
-            update(Feed)
-            .where(Feed.id.in_(ids))
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_S))
-        )
-        rows = s.execute(
-            select(Feed, Source).join(Source, Source.id == Feed.source_id).where(Feed.id.in_(ids))
-        ).all()
-        jobs = {f.id: _job(f, src) for f, src in rows}
-    return [jobs[i] for i in ids]
-
-
-def _dead_local_owners(s: Session, now: datetime) -> list[str]:
-    """Owners (``host:pid``, see ``daemon.worker_id``) of live leases whose process on this
-    host has died."""
-    host = socket.gethostname()
-    owners = s.scalars(
-        select(Feed.lease_owner)
-        .where(Feed.lease_until >= now, Feed.lease_owner.is_not(None))
-        .distinct()
-    )
-    dead = []
-    for owner in owners:
-        name, _, pid = owner.rpartition(":")
-        if name == host and pid.isdigit() and int(pid) > 0 and not _alive(int(pid)):
-            dead.append(owner)
-    return dead
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _job(f: Feed, src: Source) -> FeedJob:
-    return FeedJob(
-        feed_id=f.id,
-        url=f.url,
-        kind=f.kind,
-        etag=f.etag,
-        last_modified=f.last_modified,
-        body_hash=f.body_hash,
-        error_count=f.error_count,
-        source_id=src.id,
-        source_name=src.name,
-        source_type=src.type,
-        article_item_id=f.article_item_id,
-    )
-
-
 # ---------------------------------------------------------------- scheduling inputs
 
 
 def _bounds(cfg: Config, job: FeedJob) -> tuple[float, float, float | None]:
     """(min, max, floor) seconds for this feed from the global and per-source settings."""
     p = cfg.polling
-    src = _source_cfg(cfg, job.source_name)
+    src = source_config(cfg, job.source_name)
     min_s = (src.min_interval if src and src.min_interval else None) or p.min_interval
     max_s = (src.max_interval if src and src.max_interval else None) or p.max_interval
-    floor = p.aggregator_min_interval if job.source_type in ("google_news", "bing_news") else None
+    floor = p.aggregator_min_interval if job.source_type in AGGREGATOR_SOURCE_TYPES else None
     if job.kind == "comments" and src is not None:
         floor = max(floor or 0.0, src.comments_interval)
     if floor is not None:
         floor = min(floor, max_s)
     return min(min_s, max_s), max_s, floor
-
-
-def _source_cfg(cfg: Config, name: str) -> SourceConfig | None:
-    return next((s for s in cfg.sources if s.name == name), None)
 
 
 def private_access(cfg: Config, job: FeedJob) -> PrivateAccess:
@@ -224,7 +95,7 @@ def private_access(cfg: Config, job: FeedJob) -> PrivateAccess:
         return "never"
     if job.kind != "comments":
         return "always"
-    src = _source_cfg(cfg, job.source_name)
+    src = source_config(cfg, job.source_name)
     origin = origin_of(job.url)
     if src is not None and origin is not None and origin == origin_of(src.feed_url()):
         return "same_origin"
@@ -325,184 +196,6 @@ def _refresh(
         )
     log.debug("%s %s: %d entries, %d new", job.source_name, job.url, seen, new)
     return PollOutcome(job.feed_id, job.source_name, job.url, "ok", seen, new, None, nxt)
-
-
-def known_entries_of(store: Store, source_id: int) -> Callable[[Sequence[str]], set[str]]:
-    """Which entry hashes already produced an item of the source (a short read of its own)."""
-
-    def known(hashes: Sequence[str]) -> set[str]:
-        with store.session() as s:
-            return known_entries(s, source_id, hashes)
-
-    return known
-
-
-def parse_new_entries(
-    body: bytes,
-    entries: Entries | None,
-    known: Callable[[Sequence[str]], set[str]] | None,
-    *,
-    url: str,
-    content_type: str | None = None,
-) -> tuple[ParsedFeed, int]:
-    """Parse a document without the entries whose exact bytes already produced an item
-    (``known`` says which of the hashes did); returns the feed, its entries tagged with their
-    hashes, and how many known entries were skipped. A re-poll of a feed that gained a few
-    items parses those few: feedparser is most of the cost of a poll."""
-    keep = None
-    if entries is not None and known is not None:
-        seen = known(entries.hashes)
-        keep = [i for i, h in enumerate(entries.hashes) if h not in seen]
-    doc = body if keep is None or entries is None else entries.document(body, keep)
-    feed = parse_feed(doc, url=url, content_type=content_type)
-    if entries is None:
-        return feed, 0
-    hashes = entries.hashes if keep is None else [entries.hashes[i] for i in keep]
-    return with_entry_hashes(feed, hashes), len(entries.hashes) - len(hashes)
-
-
-def ingest(
-    s: Session, cfg: Config, job: FeedJob, feed: ParsedFeed, *, fetched_at: datetime
-) -> tuple[int, int]:
-    """Normalise and store one parsed document for a feed; returns (entries seen, new items).
-
-    Shared by polling and ``import``. Registers comment feeds of new WordPress articles.
-    """
-    kind = "comment" if job.kind == "comments" or is_comment_feed(feed) else "article"
-    items = normalise_feed(feed, source_type=job.source_type, fetched_at=fetched_at, kind=kind)
-    if kind == "article" and job.source_type != "google_news":
-        items = [it if it.publisher else replace(it, publisher=feed.title or None) for it in items]
-    parents = _comment_parents(s, job, items) if kind == "comment" else None
-    stored = insert_items(
-        s, source_id=job.source_id, feed_id=job.feed_id, items=items, parents=parents
-    )
-    inserted = {st.item.guid for st in stored}
-    edits = update_items(
-        s,
-        source_id=job.source_id,
-        items=[it for it in items if it.guid not in inserted],
-        now=fetched_at,
-    )
-    if any(e.material for e in edits):
-        log.info(
-            "%s: %d edited entries stored (%d to re-cluster)",
-            job.source_name,
-            len(edits),
-            sum(e.material for e in edits),
-        )
-    if kind == "article" and job.source_type == "wordpress":
-        src = _source_cfg(cfg, job.source_name)
-        if src is not None and src.comments:
-            _register_comment_feeds(s, job, [(st.id, st.item) for st in stored], src, fetched_at)
-    return len(items), len(stored)
-
-
-def is_comment_feed(feed: ParsedFeed) -> bool:
-    """A WordPress comment feed (per article or site-wide): every guid is ``…#comment-N``."""
-    return bool(feed.entries) and all(e.guid and "#comment-" in e.guid for e in feed.entries)
-
-
-def _comment_parents(s: Session, job: FeedJob, items: Sequence[NewItem]) -> dict[str, int]:
-    """Link comments to their article: the comment feed's article, else by the guid
-    prefix (``…/?p=2931#comment-381`` belongs to the article whose guid is ``…/?p=2931``)."""
-    if job.article_item_id is not None:
-        return {it.guid: job.article_item_id for it in items}
-    prefixes = {it.guid: it.guid.split("#comment-", 1)[0] for it in items}
-    rows = s.execute(
-        select(Item.guid, Item.id).where(
-            Item.source_id == job.source_id,
-            Item.kind == "article",
-            Item.guid.in_(set(prefixes.values())),
-        )
-    )
-    by_guid = {guid: id_ for guid, id_ in rows}
-    return {g: by_guid[p] for g, p in prefixes.items() if p in by_guid}
-
-
-def _register_comment_feeds(
-    s: Session,
-    job: FeedJob,
-    stored: Sequence[tuple[int, NewItem]],
-    src: SourceConfig,
-    now: datetime,
-) -> None:
-    oldest = now - timedelta(seconds=src.comments_max_age)
-    candidates: dict[str, int] = {}  # url -> article item id, first item wins
-    for item_id, it in stored:
-        url = it.comments_feed_url or (it.url.rstrip("/") + "/feed/" if it.url else None)
-        if not url or it.published_at < oldest or it.published_at_estimated:
-            continue
-        candidates.setdefault(url, item_id)
-    if not candidates:
-        return
-    known = set(
-        s.scalars(
-            select(Feed.url).where(Feed.source_id == job.source_id, Feed.url.in_(list(candidates)))
-        )
-    )
-    new_urls = [url for url in candidates if url not in known]
-    if not new_urls:
-        return
-    live = s.scalars(
-        select(Feed.url).where(
-            Feed.source_id == job.source_id, Feed.kind == "comments", Feed.enabled.is_(True)
-        )
-    )
-    admitted = admit_comment_feeds(
-        new_urls,
-        Counter(_host_of(u) for u in live),
-        per_document=MAX_COMMENT_FEEDS_PER_DOCUMENT,
-        per_host=MAX_COMMENT_FEEDS_PER_HOST,
-    )
-    for url in admitted:
-        s.add(
-            Feed(
-                source_id=job.source_id,
-                url=url,
-                kind="comments",
-                article_item_id=candidates[url],
-                next_check_at=now,
-                created_at=now,
-            )
-        )
-    if len(admitted) < len(new_urls):
-        log.warning(
-            "%s: registered %d new comment feeds of %s, skipped %d over the caps "
-            "(%d per document, %d live per host)",
-            job.source_name,
-            len(admitted),
-            job.url,
-            len(new_urls) - len(admitted),
-            MAX_COMMENT_FEEDS_PER_DOCUMENT,
-            MAX_COMMENT_FEEDS_PER_HOST,
-        )
-
-
-def admit_comment_feeds(
-    urls: Sequence[str],
-    live_per_host: Mapping[str, int],
-    *,
-    per_document: int = MAX_COMMENT_FEEDS_PER_DOCUMENT,
-    per_host: int = MAX_COMMENT_FEEDS_PER_HOST,
-) -> list[str]:
-    """The new comment feed URLs to register, in order, within the per-document cap and
-    the cap on live comment feeds per host (``live_per_host``: those already registered)."""
-    admitted: list[str] = []
-    counts = Counter(live_per_host)
-    for url in urls:
-        if len(admitted) >= per_document:
-            break
-        host = _host_of(url)
-        if counts[host] >= per_host:
-            continue
-        counts[host] += 1
-        admitted.append(url)
-    return admitted
-
-
-def _host_of(url: str) -> str:
-    origin = origin_of(url)
-    return origin[1] if origin else ""
 
 
 def _schedule(
@@ -609,7 +302,7 @@ def _retire_old_comment_feed(
     s: Session, cfg: Config, job: FeedJob, row: Feed, now: datetime
 ) -> None:
     """Stop polling a comment feed once its article is older than ``comments_max_age``."""
-    src = _source_cfg(cfg, job.source_name)
+    src = source_config(cfg, job.source_name)
     if job.kind != "comments" or src is None or job.article_item_id is None:
         return
     published = s.scalar(select(Item.published_at).where(Item.id == job.article_item_id))
@@ -772,20 +465,13 @@ def poll_round(
                 except Exception as exc:  # noqa: BLE001 - even recording the failure failed
                     outcomes.append(_release_crashed(store, cfg, job, exc))
     if skipped:  # stopping: leased but not started
-        with store.session() as s:
-            s.execute(
-                update(Feed).where(Feed.id.in_(skipped)).values(lease_owner=None, lease_until=None)
-            )
+        release_feeds(store, skipped)
     return outcomes
 
 
 __all__ = [
-    "FeedJob",
     "PollOutcome",
-    "admit_comment_feeds",
-    "claim_due_feeds",
     "fetch_settings",
-    "ingest",
     "poll_round",
     "private_access",
     "refresh_feed",

@@ -167,7 +167,7 @@ def format_time(
     return f"{ESTIMATED} {text}" if estimated else text
 
 
-def render(view: DigestView) -> tuple[str, str, str]:
+def render_digest(view: DigestView) -> tuple[str, str, str]:
     """``(subject, html, text)`` for one digest. Pure: no clock, no randomness, no I/O."""
 
     def local(at: datetime, estimated: bool = False) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from .digest_view import Entry, FollowUp, Outlet
+from .domain import AGGREGATOR_SOURCE_TYPES
 from .store.models import Cluster, ClusterMember, Item, Signature, Source
 from .urls import is_google_news_link, unwrap_bing
 
@@ -22,7 +23,6 @@ SUMMARY_CHARS = 320
 # A summary at least this long that ends without punctuation was cut by its feed (a short one
 # may be a phrase, such as "Watch the video").
 UNMARKED_CUT_CHARS = 100
-AGGREGATOR_TYPES = ("google_news", "bing_news")
 # Members whose centrality is within this of the best one represent the story equally well;
 # among them the source priority decides.
 REPRESENTATIVE_MARGIN = 0.05
@@ -72,7 +72,7 @@ def link_of(item: Item, source: Source) -> str | None:
 def rank(m: Member) -> tuple[int, int, bool, datetime]:
     """Among equals: higher source priority, a site's own feed before an aggregator's, a
     dated report before one stamped with its fetch time, then the earliest."""
-    full = 0 if m.source.type not in AGGREGATOR_TYPES else 1
+    full = 0 if m.source.type not in AGGREGATOR_SOURCE_TYPES else 1
     return (-m.source.priority, full, m.item.published_at_estimated, m.item.published_at)
 
 
@@ -134,7 +134,7 @@ def headline_member(group: list[Member], terms: Mapping[int, Terms]) -> Member:
         representative,
         key=lambda m: (
             -m.source.priority,
-            m.source.type in AGGREGATOR_TYPES,
+            m.source.type in AGGREGATOR_SOURCE_TYPES,
             link_of(m.item, m.source) is None,
             m.item.published_at_estimated,
             -scores.get(m.item.id, 0.0),
@@ -237,7 +237,7 @@ def story_entry(
                 published_at_estimated=m.item.published_at_estimated,
                 is_updated=name in edited,
             )
-    article_ids = [m.item.id for m in group if m.source.type not in AGGREGATOR_TYPES]
+    article_ids = [m.item.id for m in group if m.source.type not in AGGREGATOR_SOURCE_TYPES]
     comments = 0
     if article_ids:
         stmt = select(func.count()).where(
@@ -283,7 +283,7 @@ def follow_up(s: Session, group: list[Member], level: str) -> FollowUp | None:
         )
         .join(Source, Source.id == Item.source_id)
         .where(ClusterMember.cluster_id == thread, Item.id.not_in(ids), Item.published_at < first)
-        .order_by(Source.type.in_(AGGREGATOR_TYPES), Item.published_at.desc())
+        .order_by(Source.type.in_(AGGREGATOR_SOURCE_TYPES), Item.published_at.desc())
         .limit(1)
     ).first()
     if row is None:

@@ -27,14 +27,14 @@ from sqlalchemy import func, or_, select, text
 
 from . import __version__
 from .config import Config, parse_duration_s
+from .domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from .errors import AggregatorError
-from .export import CONTENT_TYPES, FeedMeta, served_url
-from .export import render as render_feed
+from .export import CONTENT_TYPES, FeedMeta, render_export, served_url
 from .render import render_template
 from .store import Store
+from .store.clusters import survivors
 from .store.models import Cluster, ClusterMember, Correction, Item, Source
 from .stories import (
-    AGGREGATOR_TYPES,
     link_of,
     load_members,
     recent_stories,
@@ -158,7 +158,7 @@ class WebApp:
             if cluster is None:
                 return _error(404, f"no cluster {cluster_id}")
             if cluster.merged_into_id is not None:
-                target = _survivor(s, cluster)
+                target = survivors(s, [cluster.id])[cluster.id]
                 return Response(
                     301, HTML, b"", {"Location": f"/cluster/{target}", **SECURITY_HEADERS}
                 )
@@ -182,7 +182,7 @@ class WebApp:
             base_url=base,
             self_url=served_url(base, fmt, level, since),
         )
-        return Response(200, CONTENT_TYPES[fmt], render_feed(fmt, stories, meta))
+        return Response(200, CONTENT_TYPES[fmt], render_export(fmt, stories, meta))
 
     def metrics(self) -> Response:
         from .metrics import CONTENT_TYPE, render_metrics
@@ -226,7 +226,7 @@ def _cluster_id(ident: str) -> int:
 
 def _level(query: dict[str, list[str]]) -> str:
     level = (query.get("level") or ["story"])[-1]
-    if level not in ("duplicate", "story", "thread"):
+    if level not in LEVELS:
         raise _BadRequest("level must be duplicate, story or thread")
     return level
 
@@ -265,17 +265,6 @@ def _index_url(query: dict[str, list[str]], page: int) -> str:
 def _human(seconds: float) -> str:
     hours = seconds / 3600
     return f"{hours / 24:g} days" if hours >= 48 and hours % 24 == 0 else f"{hours:g} hours"
-
-
-def _survivor(s: Any, cluster: Cluster) -> int:
-    seen = {cluster.id}
-    while cluster.merged_into_id is not None and cluster.merged_into_id not in seen:
-        seen.add(cluster.merged_into_id)
-        nxt = s.get(Cluster, cluster.merged_into_id)
-        if nxt is None:
-            break
-        cluster = nxt
-    return cluster.id
 
 
 # ---------------------------------------------------------------- the cluster page
@@ -336,7 +325,7 @@ def _cluster_view(s: Any, cluster: Cluster) -> dict[str, Any]:
                 "source": source.name,
                 "publisher": item.publisher or source.name,
                 "link": link_of(item, source) or item.url,
-                "aggregator": source.type in AGGREGATOR_TYPES,
+                "aggregator": source.type in AGGREGATOR_SOURCE_TYPES,
                 "method": m.method,
                 "explanation": _METHODS.get(m.method, m.method),
                 "matched_item_id": m.matched_item_id,

@@ -46,7 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aggregator.dedup.evaluate import LEVELS, score  # noqa: E402
+from aggregator.dedup.evaluate import score  # noqa: E402
+from aggregator.domain import LEVELS  # noqa: E402
 from tests.data.feed_corpus import LABEL_DIR, feeds_dir  # noqa: E402
 
 BEARS_EARS = "google-news-en-us-search-1.xml"
@@ -141,17 +142,13 @@ def read_partition(db_url: str, paths: Sequence[Path]) -> tuple[Partition, dict[
     from sqlalchemy import select
 
     from aggregator.store import open_store
+    from aggregator.store.clusters import survivor
     from aggregator.store.models import Cluster, ClusterMember, Feed, Item, PollLog, Source
 
     store = open_store(db_url)
     try:
         with store.session() as s:
             into = dict(s.execute(select(Cluster.id, Cluster.merged_into_id)).all())
-
-            def survivor(cid: int) -> int:
-                while into.get(cid) is not None:
-                    cid = into[cid]
-                return cid
 
             rows = s.execute(
                 select(Source.url, Item.guid, ClusterMember.level, ClusterMember.cluster_id)
@@ -160,7 +157,7 @@ def read_partition(db_url: str, paths: Sequence[Path]) -> tuple[Partition, dict[
             ).all()
             partition: Partition = {lv: {} for lv in LEVELS}
             for src, guid, level, cid in rows:
-                partition[level][f"{src}#{guid}"] = str(survivor(cid))
+                partition[level][f"{src}#{guid}"] = str(survivor(cid, into))
             # which source each file went to: derived sources are never polled, so their one
             # poll_log row per import names the file only through its order; match by URL
             urls = [u for (u,) in s.execute(select(Source.url).join(Feed).join(PollLog)).all()]

@@ -46,9 +46,10 @@ sys.path.insert(0, str(HERE))
 import workload  # noqa: E402
 
 from aggregator.config import Config  # noqa: E402
+from aggregator.coordination import claim_due_feeds  # noqa: E402
 from aggregator.dedup.service import DedupService, settings_from  # noqa: E402
 from aggregator.fetcher import Fetcher  # noqa: E402
-from aggregator.poller import claim_due_feeds, fetch_settings, refresh_feed  # noqa: E402
+from aggregator.poller import fetch_settings, refresh_feed  # noqa: E402
 from aggregator.store import open_store, repo  # noqa: E402
 
 

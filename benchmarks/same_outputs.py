@@ -91,6 +91,7 @@ def imports(out: Path) -> None:
     from sqlalchemy import select
 
     from aggregator.store import open_store
+    from aggregator.store.clusters import survivor
     from aggregator.store.models import Cluster, ClusterMember, Item, Signature, Source
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,11 +100,6 @@ def imports(out: Path) -> None:
         try:
             with store.session() as s:
                 into = dict(s.execute(select(Cluster.id, Cluster.merged_into_id)).all())
-
-                def survivor(cid: int) -> int:
-                    while into.get(cid) is not None:
-                        cid = into[cid]
-                    return cid
 
                 key_of = {}
                 rows = {}
@@ -118,7 +114,7 @@ def imports(out: Path) -> None:
                 for item_id, level, cid in s.execute(
                     select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
                 ).all():
-                    g = (level, survivor(cid))
+                    g = (level, survivor(cid, into))
                     groups[g].add(key_of[item_id])
                     member_of[(key_of[item_id], level)] = g
                 for (key, level), g in member_of.items():

@@ -51,7 +51,7 @@ def child(config: str) -> int:
     import resource
 
     from aggregator.config import load_config
-    from aggregator.daemon import worker_id
+    from aggregator.coordination import worker_id
     from aggregator.fetcher import Fetcher
     from aggregator.poller import fetch_settings, poll_round
     from aggregator.store import open_store

@@ -50,7 +50,7 @@ def test_db_upgrade_then_status(db_url: str) -> None:
     # a daemon that clusters holds the lease; status names it
     from datetime import UTC, datetime
 
-    from aggregator.dedup.corrections import claim_clustering, lock_epoch
+    from aggregator.coordination import claim_clustering, lock_epoch
     from aggregator.store import open_store
 
     store = open_store(db_url)

@@ -298,8 +298,8 @@ def test_replacing_an_item_whose_own_cluster_is_merged_on_the_way() -> None:
     own = engine._new_cluster("duplicate", 2)
     engine._join("duplicate", 3, own)
     matches = [
-        Evidence("duplicate", 0, "minhash", 1, 0.9),  # best: the older cluster
-        Evidence("duplicate", 0, "minhash", 2, 0.7),  # its own cluster's other member
+        Evidence("duplicate", None, "minhash", 1, 0.9),  # best: the older cluster
+        Evidence("duplicate", None, "minhash", 2, 0.7),  # its own cluster's other member
     ]
     out = Outcome(3)
     engine._settle("duplicate", engine.records[3], matches, out)

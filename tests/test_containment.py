@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, inspect, select, text
 
-from aggregator import poller
+from aggregator import ingest, poller
 from aggregator.cli import main
 from aggregator.config import Config
 from aggregator.daemon import Daemon
@@ -286,32 +286,32 @@ def inject(monkeypatch: pytest.MonkeyPatch, stage: str, fetcher: Fetcher, bad_ur
 
         monkeypatch.setattr(fetcher, "fetch", fetch)
     elif stage == "parse":
-        real_parse = poller.parse_feed
+        real_parse = ingest.parse_feed
 
         def parse(body: bytes, *, url: str, **kw):
             if url == bad_url:
                 raise ValueError("injected parse failure")
             return real_parse(body, url=url, **kw)
 
-        monkeypatch.setattr(poller, "parse_feed", parse)
+        monkeypatch.setattr(ingest, "parse_feed", parse)
     elif stage == "normalise":
-        real_normalise = poller.normalise_feed
+        real_normalise = ingest.normalise_feed
 
         def normalise(feed, **kw):
             if feed.title == bad_title:
                 raise RuntimeError("injected normalise failure")
             return real_normalise(feed, **kw)
 
-        monkeypatch.setattr(poller, "normalise_feed", normalise)
+        monkeypatch.setattr(ingest, "normalise_feed", normalise)
     else:
-        real_insert = poller.insert_items
+        real_insert = ingest.insert_items
 
         def insert(s, *, source_id: int, feed_id: int, **kw):
             if s.get(Feed, feed_id).url == bad_url:
                 raise KeyError("injected store failure")
             return real_insert(s, source_id=source_id, feed_id=feed_id, **kw)
 
-        monkeypatch.setattr(poller, "insert_items", insert)
+        monkeypatch.setattr(ingest, "insert_items", insert)
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items, to_items
 from aggregator.dedup.engine import Settings
-from aggregator.dedup.explain import explain, render
+from aggregator.dedup.explain import explain, render_explanation
 from aggregator.dedup.service import DedupService
 from aggregator.normaliser import content_hash
 from aggregator.store import Store
@@ -310,7 +310,7 @@ def test_why_explains_with_stored_evidence(store: Store) -> None:
     far = next(r for r in labels if labels[r]["thread"] != labels[a]["thread"])
     apart = explain(service, ids[a], ids[far])
     assert apart["levels"]["thread"]["together"] is False
-    text = render(apart)
+    text = render_explanation(apart)
     assert "thread: apart" in text and "threshold" in text
 
 
@@ -368,7 +368,7 @@ def test_one_daemon_clusters_while_its_lease_lives_the_others_neither_place_nor_
     nothing and loads nothing until that lease is released or runs out, then it takes over."""
     import time
 
-    from aggregator.dedup.corrections import clustering_holder, release_clustering
+    from aggregator.coordination import clustering_holder, release_clustering
 
     ids = sorted(load_corpus(store).values())
     n = len(ids) // 3

@@ -120,7 +120,7 @@ def test_digest_structure_one_entry_per_story_and_no_resend(store: Store, smtp) 
             .where(DigestEntry.run_id == run_id, DigestEntry.deferred.is_(False))
             .order_by(DigestEntry.position)
         ).all()
-        stories = repo.cluster_rows(s, level="story")
+        stories = repo.list_clusters(s, level="story")
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
     # one entry per story cluster (up to max_entries), each cluster once

@@ -10,13 +10,13 @@ from math import isclose
 import pytest
 
 from aggregator.dedup.evaluate import (
-    LEVELS,
     Scores,
     evaluate,
     format_table,
     read_jsonl,
     score,
 )
+from aggregator.domain import LEVELS
 from aggregator.errors import InputError
 
 

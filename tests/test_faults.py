@@ -31,7 +31,8 @@ from sqlalchemy.pool import NullPool
 from werkzeug import Request, Response
 
 from aggregator.config import Config
-from aggregator.daemon import Daemon, worker_id
+from aggregator.coordination import worker_id
+from aggregator.daemon import Daemon
 from aggregator.errors import StoreError
 from aggregator.fetcher import Fetcher
 from aggregator.poller import fetch_settings, poll_round

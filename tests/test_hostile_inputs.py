@@ -31,7 +31,7 @@ from aggregator.digest import build_view
 from aggregator.fetcher import Fetcher
 from aggregator.parser import MAX_ENTRIES, MAX_SUMMARY_CHARS
 from aggregator.poller import fetch_settings, poll_round
-from aggregator.render import render
+from aggregator.render import render_digest
 from aggregator.store import Store, repo
 from aggregator.store.models import Item, PollLog
 
@@ -620,7 +620,7 @@ def test_untrusted_content_is_stored_as_text_and_rendered_safely(
             period_end_at=datetime.now(UTC) + timedelta(seconds=1),
         )
     assert len(entries) >= 1
-    subject, html_part, text_part = render(view)
+    subject, html_part, text_part = render_digest(view)
     # the feed's content is there (so the checks below are about real output) ...
     assert "Hello reader" in html_part and "Hello reader" in text_part
     assert "Harbour cranes" in html_part and "Harbour cranes" in text_part
@@ -670,7 +670,7 @@ def test_double_escaped_markup_is_text_and_rendered_escaped(
             period_start_at=None,
             period_end_at=datetime.now(UTC) + timedelta(seconds=1),
         )
-    _, html_part, text_part = render(view)
+    _, html_part, text_part = render_digest(view)
     parsed = _Tags()
     parsed.feed(html_part)
     assert "marquee" not in {t for t, _ in parsed.tags}

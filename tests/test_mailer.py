@@ -23,7 +23,7 @@ from aggregator.config import SmtpConfig
 from aggregator.digest_view import DigestView, Entry, Outlet
 from aggregator.errors import DeliveryError
 from aggregator.mailer import send_message
-from aggregator.render import build_message, render
+from aggregator.render import build_message, render_digest
 
 MESSAGE = (
     b"Subject: Test\r\nFrom: a@example.org\r\nTo: b@example.org\r\n\r\nHallo Welt\r\n"
@@ -189,7 +189,7 @@ def test_a_rendered_digest_arrives_byte_identical(server) -> None:
             ),
         ),
     )
-    subject, html, text = render(view)
+    subject, html, text = render_digest(view)
     raw = build_message(
         view,
         subject=subject,

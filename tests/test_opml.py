@@ -19,7 +19,6 @@ from aggregator.opml import (
     detect_type,
     export_sources,
     import_feeds,
-    parse_opml,
     read_opml,
     render_opml,
 )
@@ -97,7 +96,7 @@ def test_detect_type(url: str, opml_type: str | None, expected: str) -> None:
 
 
 def test_nested_category_outlines_are_walked_in_order() -> None:
-    feeds = parse_opml(NESTED)
+    feeds = read_opml(NESTED).feeds
     assert [(f.name, f.url, f.type) for f in feeds] == [
         ("Google KI", GOOGLE, "google_news"),
         ("Bing AI", BING, "bing_news"),  # title wins over text
@@ -116,7 +115,7 @@ def test_exact_type_attribute_wins_over_the_guess() -> None:
         '<outline text="y" xmlns:nd="urn:newsdedup:opml" nd:type="nonsense" '
         'xmlUrl="https://blog.example.org/feed/"/>'
     )
-    assert [f.type for f in parse_opml(data)] == ["rss", "wordpress"]
+    assert [f.type for f in read_opml(data).feeds] == ["rss", "wordpress"]
 
 
 def test_non_http_feed_urls_are_skipped_with_a_reason() -> None:
@@ -162,7 +161,7 @@ PLAIN_DOCTYPE = b"""<?xml version="1.0"?>
 )
 def test_a_doctype_is_refused(data: bytes) -> None:
     with pytest.raises(InputError, match=r"^refused: the file has a DOCTYPE"):
-        parse_opml(data)
+        read_opml(data)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +178,7 @@ def test_a_doctype_is_refused(data: bytes) -> None:
 )
 def test_not_an_opml_file_is_one_clear_line(data: bytes, message: str) -> None:
     with pytest.raises(InputError, match=r"^not an OPML file") as err:
-        parse_opml(data)
+        read_opml(data)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -197,7 +196,7 @@ def test_render_opml_is_opml_2_and_reads_back() -> None:
     assert b"<dateCreated>Sun, 01 Mar 2026 12:00:00 GMT</dateCreated>" in data
     assert b'type="rss"' in data and b'newsdedup:type="wordpress"' in data
     assert "Ünïcödé".encode() in data
-    assert parse_opml(data) == sources
+    assert list(read_opml(data).feeds) == sources
     assert read_opml(data).title == "newsdedup sources"
 
 
@@ -214,7 +213,7 @@ def _sources(store) -> dict[str, tuple[str, str, str, bool, bool]]:
 
 def _import(store, data: bytes, now: datetime = NOW):
     with store.session() as s:
-        return import_feeds(s, parse_opml(data), now)
+        return import_feeds(s, read_opml(data).feeds, now)
 
 
 def test_import_adds_enabled_opml_sources_with_a_main_feed_due_now(store) -> None:
@@ -502,7 +501,7 @@ def test_cli_opml_export_round_trips_through_import(cli_env, tmp_path: Path) -> 
     assert cli("opml", "import", str(extra), config=cfg, db_url=db_url).returncode == 0
     out = cli("opml", "export", config=cfg, db_url=db_url)
     assert out.returncode == 0, out.stderr
-    feeds = parse_opml(out.stdout.encode("utf-8"))
+    feeds = read_opml(out.stdout.encode("utf-8")).feeds
     assert [(f.name, f.type) for f in feeds] == [
         ("Atom Site", "atom"),
         ("blog", "wordpress"),
@@ -512,7 +511,7 @@ def test_cli_opml_export_round_trips_through_import(cli_env, tmp_path: Path) -> 
     to_file = cli("opml", "export", "-o", str(target), config=cfg, db_url=db_url)
     assert to_file.returncode == 0, to_file.stderr
     assert to_file.stdout.strip() == f"3 sources -> {target}"
-    assert parse_opml(target.read_bytes()) == feeds
+    assert read_opml(target.read_bytes()).feeds == feeds
     # into a fresh database whose config lists nothing: every feed comes back
     empty_cfg = tmp_path / "empty.yaml"
     empty_cfg.write_text("database:\n  url: sqlite:///unused.sqlite\n", encoding="utf-8")
@@ -521,4 +520,4 @@ def test_cli_opml_export_round_trips_through_import(cli_env, tmp_path: Path) -> 
     assert back.returncode == 0, back.stderr
     assert back.stdout.splitlines()[-1] == f"{target}: 3 added, 0 already present, 0 skipped"
     again = cli("opml", "export", config=empty_cfg, db_url=fresh_url)
-    assert parse_opml(again.stdout.encode("utf-8")) == feeds
+    assert read_opml(again.stdout.encode("utf-8")).feeds == feeds

@@ -476,7 +476,7 @@ def test_known_entries_are_not_parsed_again_and_the_result_is_the_same(
     """Differential: every splittable fixture served first without its last two entries,
     then whole. Polled with known entries cut out before parsing (A) and parsed whole (B),
     the stored items are the same, and A's second poll parsed only the two new entries."""
-    from aggregator import poller
+    from aggregator import ingest, poller
     from aggregator.parser import split_entries
 
     days: dict[str, list[bytes]] = {}
@@ -494,14 +494,14 @@ def test_known_entries_are_not_parsed_again_and_the_result_is_the_same(
         )
 
     parsed: list[int] = []
-    real_parse = poller.parse_feed
+    real_parse = ingest.parse_feed
 
     def counting_parse(doc: bytes, **kw: object):  # type: ignore[no-untyped-def]
         feed = real_parse(doc, **kw)  # type: ignore[arg-type]
         parsed.append(len(feed.entries))
         return feed
 
-    monkeypatch.setattr(poller, "parse_feed", counting_parse)
+    monkeypatch.setattr(ingest, "parse_feed", counting_parse)
 
     def run(prefix: str) -> dict[str, list[tuple]]:
         cfg = make_config(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.digest_view import DigestView, Entry, FollowUp, Outlet
-from aggregator.render import build_message, render, safe_link
+from aggregator.render import build_message, render_digest, safe_link
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,7 +117,7 @@ def _view(**changes) -> DigestView:
 
 def _message(view: DigestView | None = None, **overrides) -> bytes:
     view = view or _view()
-    subject, html, text = render(view)
+    subject, html, text = render_digest(view)
     kwargs = {
         "subject": subject,
         "html": html,
@@ -215,7 +215,7 @@ def test_safe_link_rejects_everything_else(url):
 
 
 def test_all_entries_and_outlets_appear_in_both_parts():
-    subject, html, text = render(_view())
+    subject, html, text = render_digest(_view())
     assert subject == "Nachrichten für Jürgen: 3 Geschichten – 23.11.2026"
     visible = " ".join(" ".join(_parse(html).text).split())
     for e in _entries():
@@ -238,7 +238,7 @@ def test_all_entries_and_outlets_appear_in_both_parts():
 
 
 def test_headline_outlets_and_follow_up_are_linked():
-    _, html, _ = render(_view())
+    _, html, _ = render_digest(_view())
     p = _parse(html)
     links = [a.get("href") for tag, a in p.tags if tag == "a"]
     assert "https://lindenauer-bote.example/politik/autofreie-innenstadt?ref=rss&x=1" in links
@@ -257,7 +257,7 @@ def test_headline_outlets_and_follow_up_are_linked():
 
 
 def test_new_outlets_are_marked():
-    _, html, text = render(_view())
+    _, html, text = render_digest(_view())
     assert html.count("(new)</strong>") == 1
     # the marker follows Radio Südwelle, the only outlet with is_new
     i = html.index("Radio Südwelle")
@@ -268,23 +268,23 @@ def test_new_outlets_are_marked():
 
 
 def test_update_badge_only_for_updates():
-    _, html, text = render(_view())
+    _, html, text = render_digest(_view())
     assert html.count(">Update</span>") == 1
     assert text.count("[Update]") == 1
     assert "[Update] Stadtrat von Lindenau" in text
-    _, html2, text2 = render(_view(entries=_entries()[1:]))
+    _, html2, text2 = render_digest(_view(entries=_entries()[1:]))
     assert ">Update</span>" not in html2 and "[Update]" not in text2
 
 
 def test_follow_up_in_text_part():
-    _, _, text = render(_view())
+    _, _, text = render_digest(_view())
     flat = " ".join(text.split())
     assert "Follow-up to: Lindenau streitet über Verkehrsberuhigung (14. Nov. 2026, 07:00)" in flat
     assert "\n      https://lindenauer-bote.example/politik/streit-verkehr\n" in text
 
 
 def test_text_part_is_wrapped_with_urls_on_their_own_line():
-    _, _, text = render(_view())
+    _, _, text = render_digest(_view())
     assert "&amp;" not in text and "&#" not in text  # not HTML-escaped
     for line in text.splitlines():
         if "://" not in line:
@@ -301,7 +301,7 @@ def test_text_part_is_wrapped_with_urls_on_their_own_line():
 
 def test_nothing_new_render():
     view = _view(entries=(), subject="newsdedup morgen: 0 stories", period_start_at=None)
-    subject, html, text = render(view)
+    subject, html, text = render_digest(view)
     assert subject == "newsdedup morgen: 0 stories"
     assert "Nothing new in this period." in html
     assert "Nothing new in this period." in text
@@ -311,7 +311,7 @@ def test_nothing_new_render():
 
 
 def test_html_is_email_safe_document():
-    _, html, _ = render(_view())
+    _, html, _ = render_digest(_view())
     p = _parse(html)
     tags = [t for t, _ in p.tags]
     assert html.startswith("<!DOCTYPE html>")
@@ -336,7 +336,7 @@ def test_html_is_email_safe_document():
 
 
 def test_render_is_deterministic():
-    assert render(_view()) == render(_view())
+    assert render_digest(_view()) == render_digest(_view())
     assert _message() == _message()
 
 
@@ -353,7 +353,7 @@ def test_unicode_and_hostile_characters_are_cleaned():
         follow_up_to=None,
         is_update=False,
     )
-    subject, html, text = render(_view(entries=(hostile,), subject="Ärger\r\nBcc: x@evil"))
+    subject, html, text = render_digest(_view(entries=(hostile,), subject="Ärger\r\nBcc: x@evil"))
     assert "\r" not in subject and "\n" not in subject
     for part in (html, text):
         for bad in ("\u202e", "\x00", "\x1b", "\ud800"):
@@ -410,7 +410,7 @@ def _hostile_view() -> DigestView:
 
 
 def test_hostile_content_never_becomes_live_markup():
-    _, html, _ = render(_hostile_view())
+    _, html, _ = render_digest(_hostile_view())
     p = _parse(html)
     tags = [t for t, _ in p.tags]
     for forbidden in ("script", "img", "b", "iframe"):
@@ -433,7 +433,7 @@ def test_hostile_content_never_becomes_live_markup():
 
 
 def test_hostile_content_text_part_has_no_unsafe_urls():
-    _, _, text = render(_hostile_view())
+    _, _, text = render_digest(_hostile_view())
     assert "javascript:alert(10)" not in text and "javascript:alert(11)" not in text
     assert "Unsubscribe" not in text  # not an http(s)/mailto URI: no footer line
     assert "Follow-up to: </a><a href=javascript:alert(9)>x" in text  # a title, shown as text
@@ -466,7 +466,7 @@ def test_message_structure_and_charsets():
     for part in parts:
         assert part.get_content_charset() == "utf-8"
         assert part["Content-Transfer-Encoding"] == "quoted-printable"
-    subject, html, text = render(_view())
+    subject, html, text = render_digest(_view())
     assert parts[0].get_content().replace("\r\n", "\n") == text
     assert parts[1].get_content().replace("\r\n", "\n") == html
     assert msg["MIME-Version"] == "1.0"
@@ -536,7 +536,7 @@ def test_html_renders_in_headless_chromium(tmp_path):
             f"{CHROMIUM} not installed (apt-get install chromium); set "
             "NEWSDEDUP_REQUIRE_CHROMIUM=1 to make this a failure"
         )
-    _, html, _ = render(_view())
+    _, html, _ = render_digest(_view())
     page = tmp_path / "digest.html"
     page.write_text(html, encoding="utf-8")
     shot = tmp_path / "digest.png"

@@ -23,18 +23,13 @@ from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
-from aggregator import poller
+from aggregator import ingest
 from aggregator.config import Config
+from aggregator.coordination import FeedJob
 from aggregator.errors import AddressRefused, FetchError
 from aggregator.fetcher import Fetcher, FetchSettings, non_public_reason, origin_of
-from aggregator.poller import (
-    MAX_COMMENT_FEEDS_PER_DOCUMENT,
-    FeedJob,
-    admit_comment_feeds,
-    fetch_settings,
-    poll_round,
-    private_access,
-)
+from aggregator.ingest import MAX_COMMENT_FEEDS_PER_DOCUMENT, admit_comment_feeds
+from aggregator.poller import fetch_settings, poll_round, private_access
 from aggregator.store import Store, repo
 from aggregator.store.models import Feed, Item
 
@@ -301,7 +296,7 @@ def test_one_document_registers_at_most_the_cap_of_comment_feeds(
         allow_private_addresses=True,
     )
     before = len(internal.requests)
-    with caplog.at_level(logging.WARNING, logger="aggregator.poller"):
+    with caplog.at_level(logging.WARNING, logger="aggregator.ingest"):
         (outcome,) = sync_and_poll(store, cfg)
     assert (outcome.result, outcome.items_new) == ("ok", 300)
     with store.session() as s:
@@ -318,7 +313,7 @@ def test_one_document_registers_at_most_the_cap_of_comment_feeds(
     assert internal.requests[before:] == []
 
     # the next document's comment feeds fill the host up to its cap, and no further
-    monkeypatch.setattr(poller, "MAX_COMMENT_FEEDS_PER_HOST", 70)
+    monkeypatch.setattr(ingest, "MAX_COMMENT_FEEDS_PER_HOST", 70)
     items = [
         item(n, base, link=f"http://localhost:{internal.port}/p/{n}/") for n in range(300, 600)
     ]

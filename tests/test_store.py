@@ -14,7 +14,8 @@ from aggregator.config import SourceConfig
 from aggregator.errors import SchemaError
 from aggregator.store import db as store_db
 from aggregator.store import repo
-from aggregator.store.models import Base, Feed, Item, Source
+from aggregator.store.clusters import survivor, survivors
+from aggregator.store.models import Base, Cluster, Feed, Item, Source
 
 
 def test_migrations_match_models(db_url: str) -> None:
@@ -142,3 +143,23 @@ def test_unique_guid_per_source(store: store_db.Store) -> None:
         s.add(Item(source_id=sid, guid="g", **kw))
     with pytest.raises(Exception, match="(?i)unique"), store.session() as s:
         s.add(Item(source_id=sid, guid="g", **kw))
+
+
+def test_survivor_follows_the_merged_into_chain_and_stops_before_a_cycle() -> None:
+    assert survivor(1, {}) == 1
+    assert survivor(1, {1: 2, 2: 3, 4: 1}) == 3
+    assert survivor(1, {1: 2, 2: 1}) == 2  # a damaged database must not hang a reader
+
+
+def test_survivors_reads_each_chain_from_the_database(store: store_db.Store) -> None:
+    now = datetime.now(UTC)
+    with store.session() as s:
+        s.add_all(
+            Cluster(id=i, level="story", created_at=now, updated_at=now, size=0)
+            for i in (1, 2, 3, 4)
+        )
+        s.flush()
+        s.get_one(Cluster, 1).merged_into_id = 2
+        s.get_one(Cluster, 2).merged_into_id = 3
+        s.flush()
+        assert survivors(s, [1, 2, 3, 4]) == {1: 3, 2: 3, 3: 3, 4: 4}

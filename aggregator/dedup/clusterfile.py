@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..domain import FEED_KINDS
 from ..errors import InputError
 from ..normaliser import content_hash
 from ..urls import canonical_url
 from .engine import DedupItem, Engine, Settings
 from .evaluate import read_jsonl
-
-FEED_KINDS = ("site", "google_news", "bing_news")
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:

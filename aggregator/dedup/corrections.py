@@ -1,10 +1,7 @@
-"""Manual corrections (``aggregator split`` and ``merge``) and the dedup epoch they bump.
+"""Manual corrections (``aggregator split`` and ``merge``).
 
-Every writer of cluster state first locks the single ``dedup_epoch`` row (an UPDATE as the
-transaction's first statement: the write lock on SQLite, the row lock on PostgreSQL), so a
-correction and a clustering batch never interleave. A correction bumps the epoch; a
-:class:`~.service.DedupService` compares it at the start of each batch and reloads its engine
-when it changed, so stale memory never overwrites a correction.
+Each bumps the dedup epoch (see :mod:`..coordination`), so every clustering process reloads
+its engine before its next batch and stale memory never overwrites a correction.
 
 A split is also stored as a cannot-link (an active split :class:`Correction`) that the engine
 keeps on every later merge. A merge needs no such rule: the engine never splits, so the
@@ -15,101 +12,16 @@ that split (the newer decision wins).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..coordination import lock_epoch
 from ..domain import LEVELS
 from ..errors import InputError, StoreError
-from ..store.models import Cluster, ClusterMember, Correction, DedupEpoch, Item
-
-EPOCH_ROW = 1
-
-
-# ---------------------------------------------------------------- the epoch row
-
-
-def lock_epoch(s: Session, now: datetime, *, bump: bool = False) -> int:
-    """Lock the epoch row for the rest of ``s``'s transaction and return the epoch (plus one
-    if ``bump``). Must be the transaction's first statement: on SQLite a transaction that
-    read first cannot always take the write lock later."""
-    values: dict = (
-        {"epoch": DedupEpoch.epoch + 1, "updated_at": now} if bump else {"epoch": DedupEpoch.epoch}
-    )
-    done = s.execute(
-        update(DedupEpoch)
-        .where(DedupEpoch.id == EPOCH_ROW)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise StoreError("the dedup_epoch row is missing: run `aggregator db upgrade`")
-    return read_epoch(s)
-
-
-def try_lock_epoch(s: Session, now: datetime) -> int | None:
-    """Like :func:`lock_epoch`, but None at once if another transaction holds the row
-    (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so a daemon whose peer is clustering skips its
-    turn: the peer places every pending item, this daemon's included. SQLite waits."""
-    if s.get_bind().dialect.name != "postgresql":
-        return lock_epoch(s, now)
-    epoch = s.scalar(
-        select(DedupEpoch.epoch).where(DedupEpoch.id == EPOCH_ROW).with_for_update(skip_locked=True)
-    )
-    return None if epoch is None else int(epoch)
-
-
-def bump_epoch(s: Session, now: datetime) -> int:
-    """Count a change of cluster state (the row is already locked by this transaction)."""
-    return lock_epoch(s, now, bump=True)
-
-
-def claim_clustering(s: Session, worker: str, now: datetime, lease_s: float) -> bool:
-    """Whether ``worker`` (a daemon) clusters this turn: yes while it holds the clustering
-    lease (renewed here) or when nobody's is live (taken here); no while another daemon's is.
-    The epoch row must be locked by ``s``'s transaction. Several daemons that took turns
-    each reloaded their whole engine after every batch of the others; with one holder they
-    only poll and store, and the holder places every pending item."""
-    live = clustering_holder(s, now)
-    if live is not None and live[0] != worker:
-        return False
-    s.execute(
-        update(DedupEpoch)
-        .where(DedupEpoch.id == EPOCH_ROW)
-        .values(holder=worker, held_until=now + timedelta(seconds=lease_s))
-        .execution_options(synchronize_session=False)
-    )
-    return True
-
-
-def release_clustering(s: Session, worker: str) -> None:
-    """Give up the clustering lease if ``worker`` holds it (a daemon that stops), so another
-    daemon takes over at its next turn instead of when the lease runs out."""
-    s.execute(
-        update(DedupEpoch)
-        .where(DedupEpoch.id == EPOCH_ROW, DedupEpoch.holder == worker)
-        .values(holder=None, held_until=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def clustering_holder(s: Session, now: datetime) -> tuple[str, datetime] | None:
-    """The daemon whose clustering lease is live, and until when (for ``status``)."""
-    row = s.execute(
-        select(DedupEpoch.holder, DedupEpoch.held_until).where(DedupEpoch.id == EPOCH_ROW)
-    ).one_or_none()
-    if row is None or row.holder is None or row.held_until is None or row.held_until <= now:
-        return None
-    return row.holder, row.held_until
-
-
-def read_epoch(s: Session) -> int:
-    epoch = s.scalar(select(DedupEpoch.epoch).where(DedupEpoch.id == EPOCH_ROW))
-    if epoch is None:
-        raise StoreError("the dedup_epoch row is missing: run `aggregator db upgrade`")
-    return int(epoch)
-
+from ..store.clusters import survivors
+from ..store.models import Cluster, ClusterMember, Correction, Item
 
 # ---------------------------------------------------------------- results
 
@@ -363,14 +275,12 @@ def _live(s: Session, cluster_id: int) -> Cluster:
     cluster = s.get(Cluster, cluster_id)
     if cluster is None:
         raise InputError(f"no cluster with id {cluster_id}")
-    seen = {cluster.id}
-    while cluster.merged_into_id is not None:
-        nxt = s.get(Cluster, cluster.merged_into_id)
-        if nxt is None or nxt.id in seen:
-            raise StoreError(f"cluster {cluster_id}: broken merged_into chain at {cluster.id}")
-        seen.add(nxt.id)
-        cluster = nxt
-    return cluster
+    if cluster.merged_into_id is None:
+        return cluster
+    end = s.get_one(Cluster, survivors(s, [cluster_id])[cluster_id])
+    if end.merged_into_id is not None:  # the chain runs in a circle
+        raise StoreError(f"cluster {cluster_id}: broken merged_into chain at {end.id}")
+    return end
 
 
 def _was(requested: int | None, live: int) -> str:

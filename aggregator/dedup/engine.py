@@ -12,8 +12,8 @@
 
 Nesting holds by construction: joining a duplicate cluster joins its story, joining a story
 joins its thread. Clusters only ever merge; a manual split (made in the database, see
-:mod:`.corrections`) reaches the engine as a cannot-link in ``apart`` that refuses the merges
-that would undo it. Every decision returns :class:`Evidence` (method, matched item, verified
+:mod:`.corrections`) reaches the engine when its state is loaded, as a cannot-link in
+``apart`` (:meth:`Engine.finish_restore`) that refuses the merges that would undo it. Every decision returns :class:`Evidence` (method, matched item, verified
 and estimated similarity, matching LSH bands) so it can be stored and explained. The engine is
 pure in-memory logic; :mod:`.service` loads and persists its state.
 """
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from datasketch import MinHashLSH
 
-from ..domain import LEVELS
+from ..domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from ..errors import ConfigError
 from ..htmltext import html_to_text
 from ..language import detect_language
@@ -46,7 +46,6 @@ from .minhash import signatures
 from .text import content_terms, fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
-AGGREGATOR_KINDS = ("google_news", "bing_news")
 SEED = 1
 WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is learned
 
@@ -113,8 +112,11 @@ class DedupItem:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
+    """Why an item is where it is at one level; also a candidate match before the item is
+    placed, whose ``cluster_id`` is None (the cluster is chosen among the matches)."""
+
     level: str
-    cluster_id: int
+    cluster_id: int | None
     method: str  # new | url | hash | title | minhash | terms | story | centroid
     matched_item_id: int | None = None
     score: float | None = None
@@ -299,7 +301,7 @@ def publisher_key(name: str | None) -> str | None:
 def bare_title(title: str, publisher: str | None, feed_kind: str) -> str:
     """The title; for Google/Bing entries without the ``" - Publisher"`` suffix."""
     t = title.strip()
-    if feed_kind in AGGREGATOR_KINDS and publisher:
+    if feed_kind in AGGREGATOR_SOURCE_TYPES and publisher:
         name = publisher.strip().casefold()
         for sep in (" - ", " – ", " | ") if name else ():
             cut = t.rfind(sep)  # the suffix may name the publisher at more length
@@ -445,7 +447,7 @@ class Engine:
         rec.body_len = len(body_toks)
         self._shingle_cache.pop(item.id, None)
         shingled: set[str] = set()
-        if item.feed_kind not in AGGREGATOR_KINDS and rec.body_len >= 20:
+        if item.feed_kind not in AGGREGATOR_SOURCE_TYPES and rec.body_len >= 20:
             shingled = shingles(title_toks + body_toks)
             self._shingle_cache[item.id] = _hashed(shingled)  # verification compares them
         title = rec.title_key
@@ -702,13 +704,6 @@ class Engine:
             self._centroids[cid].update(self.records[item_id].lead)
             self._centroid_vecs.pop(cid, None)
 
-    def add_constraint(self, level: str, x: int, y: int) -> None:
-        """Keep items x and y in different clusters at ``level`` (and so at every finer
-        level) from now on: a manual split the automatic decisions must respect."""
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}")
-        self.apart.append((level, x, y))
-
     def _coarser(self, level: str, cid: int, coarse: str) -> int | None:
         """The ``coarse`` cluster a ``level`` cluster lies in (nesting: any member tells);
         None while none of its members is placed at that level yet."""
@@ -819,7 +814,7 @@ class Engine:
         )
         self.records[item.id] = rec
         self.hold(item)
-        if item.feed_kind not in AGGREGATOR_KINDS:
+        if item.feed_kind not in AGGREGATOR_SOURCE_TYPES:
             crossed = self.boilerplate.observe(item.source, item.title, self.raw_text(item.id))
             if crossed:
                 self._reindex_source(item.source, out)
@@ -1108,7 +1103,7 @@ class Engine:
                     matches.append(
                         Evidence(
                             "duplicate",
-                            0,
+                            None,
                             "minhash",
                             other,
                             round(score, 4),
@@ -1122,10 +1117,10 @@ class Engine:
         item = rec.item
         other = self.by_url.get(item.canonical_url) if item.canonical_url else None
         if other is not None and other != item.id:
-            return Evidence("duplicate", 0, "url", other, 1.0)
+            return Evidence("duplicate", None, "url", other, 1.0)
         other = self.by_hash.get(item.content_hash) if item.content_hash else None
         if other is not None and other != item.id:
-            return Evidence("duplicate", 0, "hash", other, 1.0)
+            return Evidence("duplicate", None, "hash", other, 1.0)
         if not rec.title_key or len(rec.title_key.split()) < 4:
             return None
         same_title = [o for o in self.by_title.get(rec.title_key, ()) if o != item.id]
@@ -1141,7 +1136,8 @@ class Engine:
             if not self._within(rec, orec, self.settings.story_window_s):
                 continue
             aggregator = (
-                item.feed_kind in AGGREGATOR_KINDS or orec.item.feed_kind in AGGREGATOR_KINDS
+                item.feed_kind in AGGREGATOR_SOURCE_TYPES
+                or orec.item.feed_kind in AGGREGATOR_SOURCE_TYPES
             )
             same_pub = rec.publisher_key is not None and rec.publisher_key == orec.publisher_key
             # An aggregator entry is the article of the same publisher and title; so is one
@@ -1153,7 +1149,7 @@ class Engine:
                 and not self.is_stock(rec)
                 and self._within(rec, orec, self.settings.wire_window_s)
             ):
-                return Evidence("duplicate", 0, "title", other, 1.0)
+                return Evidence("duplicate", None, "title", other, 1.0)
         return None
 
     def _settle(self, level: str, rec: Rec, matches: list[Evidence], out: Outcome) -> Evidence:
@@ -1209,17 +1205,17 @@ class Engine:
         item_id = rec.item.id
         matches: list[Evidence] = []
         if dup.method not in ("new", "kept") and dup.matched_item_id is not None:
-            matches.append(Evidence("story", 0, "duplicate", dup.matched_item_id, 1.0))
+            matches.append(Evidence("story", None, "duplicate", dup.matched_item_id, 1.0))
         else:
             # co-members of the duplicate cluster keep the story together
             for other in self.members["duplicate"].get(self.cluster_of["duplicate"][item_id], ()):
                 if other != item_id and other in self.cluster_of["story"]:
-                    matches.append(Evidence("story", 0, "duplicate", other, 1.0))
+                    matches.append(Evidence("story", None, "duplicate", other, 1.0))
                     break
         for orec, shared in self._across(rec):
             fewer = min(len(rec.anchors), len(orec.anchors))
             matches.append(
-                Evidence("story", 0, "anchors", orec.item.id, round(len(shared) / fewer, 4))
+                Evidence("story", None, "anchors", orec.item.id, round(len(shared) / fewer, 4))
             )
         near = self._near(rec, self.settings.story_window_s)
         if self._template_of:  # another page of its template reports another event
@@ -1231,7 +1227,7 @@ class Engine:
                 matches.append(
                     Evidence(
                         "story",
-                        0,
+                        None,
                         "terms",
                         orec.item.id,
                         round(score, 4),

@@ -48,10 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..domain import LEVELS
 from ..errors import InputError
-
-LEVELS: tuple[str, ...] = ("duplicate", "story", "thread")
-"""The three clustering levels, finest first."""
 
 LABEL_KEYS: dict[str, str] = {"duplicate": "dup_group", "story": "story", "thread": "thread"}
 """Level -> key holding its gold cluster id in a label row."""
@@ -307,4 +305,4 @@ def format_table(results: Mapping[str, Scores]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LEVELS", "LABEL_KEYS", "Scores", "read_jsonl", "score", "evaluate", "format_table"]
+__all__ = ["LABEL_KEYS", "Scores", "read_jsonl", "score", "evaluate", "format_table"]

@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..domain import LEVELS
 from ..errors import InputError
 from ..store.models import ClusterMember, Correction, Item
-from .engine import LEVELS, Engine, Rec
+from .engine import Engine, Rec
 from .service import DedupService
 
 
@@ -245,7 +246,7 @@ def _member(m: ClusterMember | None) -> dict[str, Any] | None:
     }
 
 
-def render(report: dict[str, Any]) -> str:
+def render_explanation(report: dict[str, Any]) -> str:
     a, b = report["items"]
     lines = [
         f"A #{a['id']}: {a['title']} ({a['publisher'] or '-'}, {a['published_at']})",

@@ -7,7 +7,7 @@ source the learned boilerplate line counts. Comments are never clustered.
 
 Several processes may cluster (the daemon, ``import``, ``why``) and ``split``/``merge`` correct
 by hand, so each batch locks the dedup epoch row first and reloads the engine when the epoch
-moved since this service last loaded or wrote (see :mod:`.corrections`).
+moved since this service last loaded or wrote (see :mod:`..coordination`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,17 @@ from sqlalchemy import bindparam, case, delete, func, insert, or_, select, updat
 from sqlalchemy.orm import Session
 
 from ..config import DedupConfig
+from ..coordination import (
+    bump_epoch,
+    claim_clustering,
+    clustering_holder,
+    lock_epoch,
+    read_epoch,
+    try_lock_epoch,
+)
+from ..domain import AGGREGATOR_SOURCE_TYPES
 from ..store import Store
+from ..store.clusters import merged_into, survivor
 from ..store.items import dialect_insert
 from ..store.models import (
     BoilerplateLine,
@@ -35,14 +45,6 @@ from ..store.models import (
     Item,
     Signature,
     Source,
-)
-from .corrections import (
-    bump_epoch,
-    claim_clustering,
-    clustering_holder,
-    lock_epoch,
-    read_epoch,
-    try_lock_epoch,
 )
 from .engine import (
     NO_TERMS,
@@ -72,7 +74,7 @@ def settings_from(cfg: DedupConfig) -> Settings:
 
 
 def feed_kind(source_type: str) -> str:
-    return source_type if source_type in ("google_news", "bing_news") else "site"
+    return source_type if source_type in AGGREGATOR_SOURCE_TYPES else "site"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +203,7 @@ class DedupService:
                 members += s.execute(
                     select(*member_cols).where(ClusterMember.item_id.in_(split_items))
                 ).all()
-            merged_into = _merged_into(s, {cluster_id for _, _, cluster_id in members})
+            chains = merged_into(s, {cluster_id for _, _, cluster_id in members})
             stmt = (
                 select(*_ITEM_COLUMNS, Source.name, Source.type)
                 .join(Source, Source.id == Item.source_id)
@@ -234,8 +236,7 @@ class DedupService:
                     eng.settings.num_perm,
                 )
         stored_cluster = {
-            (item_id, level): _survivor(cluster_id, merged_into)
-            for item_id, level, cluster_id in members
+            (item_id, level): survivor(cluster_id, chains) for item_id, level, cluster_id in members
         }
         eng.restore((item_id, level, cid) for (item_id, level), cid in stored_cluster.items())
         with self.store.sessions() as s:
@@ -305,12 +306,11 @@ class DedupService:
                     ClusterMember.item_id.in_(wanted)
                 )
             ).all()
-            merged_into = _merged_into(s, {cluster_id for _, _, cluster_id in stored})
+            chains = merged_into(s, {cluster_id for _, _, cluster_id in stored})
         # merges this engine made that are not written yet move stored members too
-        merged_into.update((m.from_id, m.into_id) for m in self._pending.merges)
+        chains.update((m.from_id, m.into_id) for m in self._pending.merges)
         eng.restore(
-            (item_id, level, _survivor(cluster_id, merged_into))
-            for item_id, level, cluster_id in stored
+            (item_id, level, survivor(cluster_id, chains)) for item_id, level, cluster_id in stored
         )
 
     def _load_range(self, published_from: datetime, published_to: datetime) -> None:
@@ -377,7 +377,7 @@ class DedupService:
         """Place every pending item (in published order); returns how many were placed.
         ``wait=False``: return 0 at once when another process is clustering (PostgreSQL).
         ``worker`` (a daemon): place only while holding the clustering lease, taken for
-        ``lease_s`` when no other daemon's is live (see ``corrections.claim_clustering``)."""
+        ``lease_s`` when no other daemon's is live (see ``coordination.claim_clustering``)."""
         if not self.loaded:
             if worker is not None and self._clustered_by_another(worker):
                 return 0  # a daemon that does not cluster never loads the engine
@@ -476,6 +476,7 @@ class DedupService:
             cid = eng.cluster_of[level].get(item_id)
             if cid is None:  # placed, then forgotten within the batch: follow the merges
                 cid = ev.cluster_id
+                assert cid is not None  # recorded evidence names its cluster
                 while (level, cid) in moved:
                     cid = moved[(level, cid)]
             levels[cid] = level
@@ -650,36 +651,6 @@ def _stand_in(eng: Engine, stored: dict[tuple[int, str], int], item_id: int, lev
     cid = stored.get((item_id, level))
     present = eng.members[level].get(cid) if cid is not None else None
     return min(present) if present else item_id
-
-
-def _merged_into(s: Session, cluster_ids: set[int]) -> dict[int, int]:
-    """Where the named clusters that were merged away went (and on along a chain): only the
-    clusters held memberships name, so start-up does not read the history's merges."""
-    found: dict[int, int] = {}
-    todo = sorted(cluster_ids)
-    while todo:
-        targets: set[int] = set()
-        for chunk in _chunks(todo, 5000):
-            for cid, into in s.execute(
-                select(Cluster.id, Cluster.merged_into_id).where(
-                    Cluster.id.in_(chunk), Cluster.merged_into_id.is_not(None)
-                )
-            ):
-                found[cid] = into
-                targets.add(into)
-        todo = sorted(targets - found.keys())
-    return found
-
-
-def _survivor(cluster_id: int, merged_into: dict[int, int]) -> int:
-    """Where a merged-away cluster's members belong (a left-over of a race)."""
-    seen = {cluster_id}
-    while cluster_id in merged_into:
-        cluster_id = merged_into[cluster_id]
-        if cluster_id in seen:
-            break
-        seen.add(cluster_id)
-    return cluster_id
 
 
 def _chunks(seq: Sequence[T], n: int) -> Iterable[Sequence[T]]:

@@ -150,7 +150,7 @@ class Vocabulary:
 
 
 @dataclass(frozen=True, slots=True)
-class Scores:
+class Similarities:
     """One query against many vectors: per other vector the TF-IDF cosine, the number and IDF
     mass of the shared terms and its own IDF mass (and the query's). Asked without
     ``overlap``, the three per-vector overlap arrays are empty."""
@@ -164,7 +164,7 @@ class Scores:
 
 def similarities(
     vocab: Vocabulary, query: TermVector, others: Sequence[TermVector], *, overlap: bool = True
-) -> Scores:
+) -> Similarities:
     """``overlap=False``: the cosine only (what threads compare; the overlap figures are a
     third of the work and only headline comparisons read them)."""
     n = len(others)
@@ -172,12 +172,12 @@ def similarities(
     qidf = vocab.idf(query.ids)
     query_idf = float(qidf.sum())
     if n == 0 or len(query) == 0:
-        return _scores(zeros, query_idf, overlap)
+        return _cosine_only(zeros, query_idf, overlap)
     arrays = [o.pairs for o in others]
     lens = np.fromiter(map(len, arrays), dtype=np.int64, count=n)
     total = int(lens.sum())
     if total == 0:
-        return _scores(zeros, query_idf, overlap)
+        return _cosine_only(zeros, query_idf, overlap)
     pairs = np.concatenate(arrays)
     ids, tfw = pairs[:, 0], pairs[:, 1].view(np.float64)
     idf = vocab.idf(ids)
@@ -202,9 +202,9 @@ def similarities(
     with np.errstate(divide="ignore", invalid="ignore"):
         cos = np.where(norms > 0, dots / (norms * qnorm), 0.0) if qnorm else zeros
     if not overlap:
-        return _scores(cos, query_idf, overlap)
+        return _cosine_only(cos, query_idf, overlap)
     hit = qhit > 0
-    return Scores(
+    return Similarities(
         cosine=cos,
         shared=seg(hit.astype(np.int64)),
         shared_idf=seg(np.where(hit, idf, 0.0)),
@@ -213,8 +213,8 @@ def similarities(
     )
 
 
-def _scores(cosine: np.ndarray, query_idf: float, overlap: bool) -> Scores:
-    """Scores with no shared terms anywhere (zero overlap figures), or none asked for (empty
+def _cosine_only(cosine: np.ndarray, query_idf: float, overlap: bool) -> Similarities:
+    """Cosines with no shared terms anywhere (zero overlap figures), or none asked for (empty
     ones)."""
     n = len(cosine) if overlap else 0
-    return Scores(cosine, np.zeros(n, np.int64), np.zeros(n), np.zeros(n), query_idf)
+    return Similarities(cosine, np.zeros(n, np.int64), np.zeros(n), np.zeros(n), query_idf)

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..config import DigestConfig, SourceConfig
+from ..coordination import lock_epoch
 from ..errors import ConfigError, InputError
 from ..normaliser import content_hash, strip_publisher_suffix
 from ..urls import canonical_url, unwrap_bing
@@ -186,8 +187,6 @@ def remove_source(session: Session, name: str, now: datetime) -> Removal:
     clusters left empty go too, the others' sizes are recounted. The dedup epoch is bumped,
     so every running daemon reloads its engine without these items. A source that is in
     config.yaml is refused (the next start would add it back)."""
-    from ..dedup.corrections import lock_epoch
-
     lock_epoch(session, now, bump=True)
     row = get_source(session, name)
     if row.in_config and row.origin == "config":
@@ -358,7 +357,7 @@ def item_rows(session: Session, *, limit: int | None = None) -> Iterable[dict[st
         }
 
 
-def cluster_rows(session: Session, *, level: str | None = None) -> list[dict[str, Any]]:
+def list_clusters(session: Session, *, level: str | None = None) -> list[dict[str, Any]]:
     stmt = select(Cluster).where(Cluster.merged_into_id.is_(None)).order_by(Cluster.id)
     if level:
         stmt = stmt.where(Cluster.level == level)
