@@ -197,7 +197,7 @@ def _sources(s: Session) -> dict[str, int]:
 
 
 def _feeds_due(s: Session, now: datetime) -> int:
-    """What a polling round would claim now (leases aside): ``poller.claim_due_feeds``."""
+    """What a polling round would claim now (leases aside): ``coordination.claim_due_feeds``."""
     stmt = (
         select(func.count())
         .select_from(Feed)
