@@ -1,6 +1,9 @@
 """The ``aggregator`` command line. Wires config, store and stages; holds no logic of its own.
 
 Errors are one line on stderr and a non-zero exit; ``-v`` adds the traceback.
+
+Long because it is the whole command surface: one parser and one short function per command;
+none of them holds logic that belongs to a stage.
 """
 
 from __future__ import annotations

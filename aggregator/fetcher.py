@@ -19,6 +19,9 @@ Hostile servers are the norm, not the exception, so every fetch is bounded:
 
 Error messages never contain URL credentials or secret query parameters (private feeds put
 tokens there); see :func:`aggregator.redact.redact_url`.
+
+Long because every bound (time, size, decompression, scheme, address, redirects, per-host
+politeness) has to hold inside the one streaming loop of a download.
 """
 
 from __future__ import annotations

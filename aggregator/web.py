@@ -4,6 +4,8 @@ Read-only and server-side rendered (the digest's template engine, autoescaped; n
 JavaScript), so it is safe to leave on loopback, its default. Pages are built per request
 from the database, which any number of daemons share. ``route`` is a plain function from a
 request to a :class:`Response`; the standard library's threaded server only carries bytes.
+
+Long because it holds every page's route and the small threaded server that carries them.
 """
 
 from __future__ import annotations

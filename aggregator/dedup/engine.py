@@ -16,6 +16,10 @@ joins its thread. Clusters only ever merge; a manual split (made in the database
 ``apart`` (:meth:`Engine.finish_restore`) that refuses the merges that would undo it. Every decision returns :class:`Evidence` (method, matched item, verified
 and estimated similarity, matching LSH bands) so it can be stored and explained. The engine is
 pure in-memory logic; :mod:`.service` loads and persists its state.
+
+Long on purpose: the three levels share one held state (records, band indexes, vocabulary,
+clusters, anchors) and every placement reads all of it; the pure parts it builds on live
+beside it (text, anchors, vectors, bandindex, minhash, boilerplate).
 """
 
 from __future__ import annotations

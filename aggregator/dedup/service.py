@@ -8,6 +8,9 @@ source the learned boilerplate line counts. Comments are never clustered.
 Several processes may cluster (the daemon, ``import``, ``why``) and ``split``/``merge`` correct
 by hand, so each batch locks the dedup epoch row first and reloads the engine when the epoch
 moved since this service last loaded or wrote (see :mod:`..coordination`).
+
+Long because loading, placing and persisting share one transaction per batch and the
+engine's restore interface; splitting them would split that transaction.
 """
 
 from __future__ import annotations
