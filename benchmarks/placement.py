@@ -107,9 +107,7 @@ def quality(engine: Engine, rows: list[tuple[DedupItem, str, str]], manifest: di
         gold["thread"][key] = str(topic[truth[guid]])
         for level in gold:
             pred[level][key] = str(engine.cluster_of[level][item.id])
-    return "  ".join(
-        f"{level} {score(pred[level], gold[level]).bcubed_f1:.4f}" for level in gold
-    )
+    return "  ".join(f"{level} {score(pred[level], gold[level]).bcubed_f1:.4f}" for level in gold)
 
 
 class Meter:
@@ -204,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print(f"\n{done} items placed in {time.perf_counter() - started:.0f} s (wall)")
-    print(f"BCubed F1 of the {done} against the workload's truth: {quality(engine, rows, manifest)}")
+    print(
+        f"BCubed F1 of the {done} against the workload's truth: {quality(engine, rows, manifest)}"
+    )
     if args.profile and done + args.batch <= len(rows):
         profiler = cProfile.Profile(time.process_time)  # CPU time: the machine is shared
         profiler.enable()
