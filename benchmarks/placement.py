@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, help="workload size (default: the largest + 2 batches)")
     ap.add_argument("--window-days", type=float, default=365.0)
     ap.add_argument("--profile", type=int, default=20, help="top N of the largest size (0: none)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an engine setting (Settings field), e.g. max_candidates=50")  # fmt: skip
     ap.add_argument("--keep", type=Path, help="work here (reuses the workload and items)")
     args = ap.parse_args(argv)
     sizes = sorted(int(x) for x in args.sizes.split(","))
@@ -166,12 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     rows, manifest = load_items(work, args.items or sizes[-1] + 2 * args.batch, args.seed)
     print(f"{len(rows)} items from {work} ({time.perf_counter() - t0:.0f} s to load)")
     window_s = args.window_days * 86400.0
+    overrides = {k: float(v) if "." in v else int(v) for k, v in (x.split("=") for x in args.set)}
     settings = Settings(
-        story_window_s=window_s, thread_window_s=window_s, duplicate_window_s=window_s
+        **{
+            "story_window_s": window_s,
+            "thread_window_s": window_s,
+            "duplicate_window_s": window_s,
+            **overrides,
+        }
     )
     engine = Engine(settings)
     meter = Meter(engine)
-    print(f"code {workload.code_fingerprint()}, every window {args.window_days:g} days\n")
+    print(
+        f"code {workload.code_fingerprint()}, every window {args.window_days:g} days {overrides}\n"
+    )
     print(f"{'held':>7}  {'add':>7}  {'features':>8}  {'placement':>9}  "
           f"{'proposed':>8}  {'story':>5}  {'thread':>6}  (ms/item; candidates/item)")  # fmt: skip
     done = 0

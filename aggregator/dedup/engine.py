@@ -66,7 +66,7 @@ class Settings:
     story_short_threshold: float = 0.5
     story_top_terms: int = 30
     lead_tokens: int = 60  # threads compare stories by their titles and leads
-    max_candidates: int = 300  # story/thread candidates verified per item (most bands shared)
+    max_candidates: int = 50  # story/thread candidates verified per item (most bands shared)
     story_postings: int = 32  # a story band's value proposes at most its newest holders
     wire_title_terms: int = 5  # an identical headline this long from another outlet: a copy
     wire_window_s: float = 86400.0  # ... printed within this time of the other
