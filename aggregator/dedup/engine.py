@@ -515,13 +515,18 @@ class Engine:
         if rec.dup_sig is None:
             return {}
         slots, _ = self.dup_index.query(self._band_values(rec.dup_sig, "duplicate"))
-        found: dict[int, list[int]] = {}
-        for other in self._slot_id[slots].tolist():
-            if other != rec.item.id:
-                bands = self.matched_bands(rec.dup_sig, self.records[other].dup_sig, "duplicate")
-                if bands:
-                    found[other] = bands
-        return found
+        others = [o for o in self._slot_id[slots].tolist() if o != rec.item.id]
+        if not others:
+            return {}
+        bands, rows = self.dup_bands
+        n = bands * rows
+        sigs = np.stack([self.records[o].dup_sig[:n] for o in others])  # type: ignore[index]
+        same = (sigs == rec.dup_sig[:n]).reshape(len(others), bands, rows).all(axis=2)
+        return {
+            other: np.flatnonzero(row).tolist()
+            for other, row in zip(others, same, strict=True)
+            if row.any()
+        }
 
     def matched_bands(self, a: np.ndarray | None, b: np.ndarray | None, level: str) -> list[int]:
         if a is None or b is None:
