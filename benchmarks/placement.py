@@ -12,7 +12,7 @@ in-memory engine (``Engine.add`` with the text, as ``cluster-file`` does), every
 and the next ``--batch`` items are timed (CPU time per item), then placing goes on to the
 next size. At the end, the BCubed F1 per level of every item placed against the workload's
 truth (what the candidate cuts cost in quality at scale). Per item it prints the whole ``add``, the features (``Engine._features``) and
-placement = the rest, and the story and thread candidates each item met (what the story
+placement = the rest, and the story and thread candidates each item met (a source's first items are placed again as its chrome is learned: counted too) (what the story
 index proposed, and what was scored). ``--profile`` prints a cProfile top 20 of a batch at
 the largest size (one more batch after the timed one: the ``--profile`` most expensive
 functions by own time).
@@ -30,9 +30,10 @@ import pstats
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -42,7 +43,7 @@ import workload  # noqa: E402
 from ingest import ensure_workload  # noqa: E402
 
 from aggregator.dedup.engine import DedupItem, Engine, Settings  # noqa: E402
-from aggregator.dedup.service import feed_kind  # noqa: E402
+from aggregator.dedup.service import _dedup_item, _SourceRow  # noqa: E402
 
 
 def load_items(work: Path, items: int, seed: int) -> tuple[list[tuple[DedupItem, str, str]], dict]:
@@ -66,23 +67,13 @@ def load_items(work: Path, items: int, seed: int) -> tuple[list[tuple[DedupItem,
     for path in workload.document_paths(work / "docs"):
         source = path.name.split("-part")[0]
         feed = parse_feed(path.read_bytes(), url=path.resolve().as_uri())
-        kind = feed_kind(detect_source_type(feed))
-        for it in normalise_feed(feed, source_type=detect_source_type(feed), fetched_at=now):
+        kind = detect_source_type(feed)
+        for it in normalise_feed(feed, source_type=kind, fetched_at=now):
             if (source, it.guid) in seen:  # a later part repeats the end of the one before
                 continue
             seen.add((source, it.guid))
-            item = DedupItem(
-                id=len(rows) + 1,
-                source=source,
-                feed_kind=kind,
-                publisher=it.publisher,
-                title=it.title,
-                summary=it.summary if kind == "bing_news" or not it.text else "",
-                lang=it.lang,
-                canonical_url=it.canonical_url,
-                published_at=it.published_at,
-                content_hash=it.content_hash if it.text else None,
-            )
+            stored = SimpleNamespace(id=len(rows) + 1, **asdict(it))  # as the store would hold it
+            item = _dedup_item(stored, _SourceRow(source, kind))  # type: ignore[arg-type]
             rows.append((item, it.text, it.guid))
     rows.sort(key=lambda r: (r[0].published_at, r[0].id))
     rows = [(replace(item, id=n), text, guid) for n, (item, text, guid) in enumerate(rows, 1)]
