@@ -10,12 +10,12 @@ is parsed and normalised once, its items sorted by publish time and placed one b
 in-memory engine (``Engine.add`` with the text, as ``cluster-file`` does), every window
 ``--window-days`` long so nothing leaves memory: at each size N the engine holds N items,
 and the next ``--batch`` items are timed (CPU time per item), then placing goes on to the
-next size. At the end, the BCubed F1 per level of every item placed against the workload's
-truth (what the candidate cuts cost in quality at scale). Per item it prints the whole ``add``, the features (``Engine._features``) and
-placement = the rest, and the story and thread candidates each item met (a source's first items are placed again as its chrome is learned: counted too) (what the story
-index proposed, and what was scored). ``--profile`` prints a cProfile top 20 of a batch at
-the largest size (one more batch after the timed one: the ``--profile`` most expensive
-functions by own time).
+next size. Per item it prints the whole ``add``, the features (``Engine._features``) and
+placement = the rest, and the story and thread candidates each item met: what the story index
+proposed and what was scored (a source's first items, placed again as its chrome is learned,
+count too). At the end, the BCubed F1 per level of every item placed against the workload's
+truth (what the candidate cuts cost in quality at scale). ``--profile`` prints a cProfile top
+20 of one more batch at the largest size (the most expensive functions by own CPU time).
 
 Issue 22's target: placement <= 0.5 ms per item with 100k items held.
 """
