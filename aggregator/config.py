@@ -181,7 +181,8 @@ class DedupConfig(_Strict):
     short_terms: int = Field(default=25, ge=1, le=1000)
     story_top_terms: int = Field(default=30, ge=1, le=1000)
     lead_tokens: int = Field(default=60, ge=1, le=10000)
-    max_candidates: int = Field(default=300, ge=1, le=100_000)
+    max_candidates: int = Field(default=50, ge=1, le=100_000)
+    story_postings: int = Field(default=32, ge=1, le=1_000_000)
     wire_title_terms: int = Field(default=5, ge=1, le=100)
     wire_window: Duration = 86400.0
     story_bridges: int = Field(default=2, ge=1, le=100)

@@ -33,9 +33,12 @@ class DictIndex:
         for band, value in enumerate(self.sigs.pop(slot)[:BANDS].tolist()):
             self.table[(band, value)].remove(slot)
 
-    def query(self, sig: np.ndarray) -> list[tuple[int, int]]:
+    def query(self, sig: np.ndarray, limit: int | None = None) -> list[tuple[int, int]]:
         keys = [(band, value) for band, value in enumerate(sig[:BANDS].tolist())]
-        found = Counter(chain.from_iterable(self.table.get(k, ()) for k in keys))
+        buckets = (self.table.get(k, []) for k in keys)
+        if limit is not None:  # each bucket's newest
+            buckets = (b[len(b) - limit :] if len(b) > limit else b for b in buckets)
+        found = Counter(chain.from_iterable(buckets))
         return list(found.items())
 
 
@@ -87,8 +90,10 @@ def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
             ref.add(slot, held[slot])
         else:
             query = _sig(rng, 6)
-            slots, counts = ours.query(query)
-            assert list(zip(slots.tolist(), counts.tolist(), strict=True)) == ref.query(query)
+            for limit in (None, 1, 3, 8):  # stale entries among a bucket's newest too
+                slots, counts = ours.query(query, limit)
+                got = list(zip(slots.tolist(), counts.tolist(), strict=True))
+                assert got == ref.query(query, limit)
             spread += all(len(keys) for keys, _ in ours._levels)
     assert ours.slots() == set(held)
     assert spread > 0

@@ -341,6 +341,34 @@ def test_candidates_are_capped_to_those_sharing_the_most_bands() -> None:
     assert [r.item.id for r in kept] == [n for n in found if n in (1, 4)]
 
 
+def test_a_common_band_value_proposes_only_its_newest_holders() -> None:
+    """A value thousands of items hold (a common term) proposes only its ``story_postings``
+    newest holders, so what a placement gathers does not grow with what is held; a rarer
+    value still proposes an older holder."""
+    import numpy as np
+
+    from aggregator.dedup.engine import Rec, Settings
+
+    engine = Engine(Settings(story_postings=2))
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    base = np.arange(1, 129, dtype=np.uint64)
+    for n in range(1, 6):  # all share band 0's value; item 1 alone shares band 1's too
+        sig = base + np.uint64(1000 * n)
+        sig[0] = base[0]
+        if n == 1:
+            sig[1] = base[1]
+        rec = Rec(item=site_item(n, f"Meldung {n}", at), title_key="", publisher_key=None)
+        rec.story_sig = sig
+        engine.records[n] = rec
+        engine.hold(rec.item)
+        engine._index(n, sig, "story")
+    query = Rec(item=site_item(9, "Anfrage", at), title_key="", publisher_key=None)
+    query.story_sig = base.copy()
+    cands = engine._story_candidates(query)
+    assert cands.ids.tolist() == [4, 5, 1]  # band 0's two newest, then band 1's holder
+    assert cands.shared.tolist() == [1, 1, 1]
+
+
 def test_a_collision_of_duplicate_band_mixes_proposes_nothing() -> None:
     """The duplicate index keys a band of three rows by a 32-bit mix of them; two different
     bands with the same mix must not make a candidate (its bands are compared exactly)."""

@@ -101,38 +101,66 @@ class BandIndex:
         self._slot_gen(slot)
         self._gen[slot] += 1
 
-    def query(self, sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, sig: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Slots sharing a band with ``sig`` in first-occurrence order, and how many bands
-        each shares."""
+        each shares. With ``limit``, a band's value proposes only its ``limit`` newest live
+        holders: a value that thousands of items hold (a common term) costs no more than a
+        rare one, so what a query gathers does not grow with what is held."""
         self._settle()
         keys = self._keys_of(sig)
+        found = [
+            (np.searchsorted(k, keys, side="left"), np.searchsorted(k, keys, side="right"), e)
+            for k, e in self._levels
+            if len(k)
+        ]
+        if not found:
+            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
+        if limit is None:
+            entries, band = self._gather(found, None)
+        else:
+            entries, band = self._gather(found, limit)  # each band's newest, stale included
+            live = self._gen[entries & _LOW32] == entries >> 32
+            short = np.bincount(band[live], minlength=len(keys)) < limit
+            held = sum(hi - lo for lo, hi, _ in found)
+            if np.any(short & (held > np.bincount(band, minlength=len(keys)))):
+                entries, band = self._gather(found, None)  # stale ones hid live holders
+            entries, band = _newest_live(self._gen, entries, band, limit)
+        slots = entries & _LOW32
+        slots = slots[self._gen[slots] == entries >> 32]  # stale entries are not candidates
+        if not len(slots):
+            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
+        uniq, first, counts = np.unique(slots, return_index=True, return_counts=True)
+        order = np.argsort(first)  # each slot where it first occurs, in order
+        return uniq[order], counts[order]
+
+    @staticmethod
+    def _gather(
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], limit: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The entries under each key (``limit``: its newest ``limit``, counted from the
+        smallest level back), as a dict of buckets filled in order would list them: band by
+        band, the larger (older) levels' entries before the smaller ones', with each one's
+        band."""
+        lens_of = [hi - lo for lo, hi, _ in found]
+        if limit is not None:  # take from the newest level back until each band has enough
+            left = np.full(len(lens_of[0]), limit, dtype=np.int64)
+            for k in range(len(found) - 1, -1, -1):
+                lens_of[k] = np.minimum(lens_of[k], left)
+                left = left - lens_of[k]
         runs = []  # per level: the entries found (band by band) and how many per band
-        for held_keys, held_entries in self._levels:
-            if not len(held_keys):
-                continue
-            lo = np.searchsorted(held_keys, keys, side="left")
-            lens = np.searchsorted(held_keys, keys, side="right") - lo
+        for (_, hi, held_entries), lens in zip(found, lens_of, strict=True):
+            lo = hi - lens  # the newest of each run
             offsets = np.cumsum(lens) - lens
             index = np.repeat(lo - offsets, lens) + np.arange(int(offsets[-1] + lens[-1]))
             runs.append((held_entries[index], lens, offsets))
-        n = sum(len(found) for found, _, _ in runs)
-        if not n:
-            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
-        # Interleave as a dict of buckets filled in order would list them: band by band,
-        # the larger (older) levels' entries before the smaller ones'.
-        lens = sum(band_lens for _, band_lens, _ in runs)
+        lens = sum(lens_of)
+        n = int(lens.sum())
         starts = np.cumsum(lens) - lens  # where each band's entries begin
         entries = np.empty(n, dtype=np.int64)
-        for found, band_lens, offsets in runs:
-            entries[np.repeat(starts - offsets, band_lens) + np.arange(len(found))] = found
+        for got, band_lens, offsets in runs:
+            entries[np.repeat(starts - offsets, band_lens) + np.arange(len(got))] = got
             starts = starts + band_lens  # the next level's entries follow in each band
-        slots = entries & _LOW32
-        slots = slots[self._gen[slots] == entries >> 32]  # stale entries are not candidates
-        where = np.arange(len(slots))
-        first = np.full(len(self._gen), len(slots), dtype=np.int64)
-        np.minimum.at(first, slots, where)
-        uniq = slots[first[slots] == where]  # each slot where it first occurs, in order
-        return uniq, np.bincount(slots, minlength=len(self._gen))[uniq]
+        return entries, np.repeat(np.arange(len(lens)), lens)
 
     def _settle(self) -> None:
         """Sort pending entries into the small level; merge each level that outgrows its
@@ -172,3 +200,18 @@ def _merged(
         return new_keys, new_entries
     at = np.searchsorted(keys, new_keys, side="right")
     return np.insert(keys, at, new_keys), np.insert(entries, at, new_entries)
+
+
+def _newest_live(
+    gen: np.ndarray, entries: np.ndarray, band: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Of entries listed band by band (oldest first in each), the live ones, at most the
+    newest ``limit`` of each band."""
+    live = gen[entries & _LOW32] == entries >> 32
+    entries, band = entries[live], band[live]
+    if not len(band):
+        return entries, band
+    per_band = np.bincount(band)
+    after = np.cumsum(per_band)[band] - np.arange(len(band))  # this one and the later ones
+    keep = after <= limit
+    return entries[keep], band[keep]

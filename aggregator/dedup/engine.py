@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import chain
 from sys import intern
 from types import MappingProxyType
 from typing import Any
@@ -71,7 +72,8 @@ class Settings:
     story_short_threshold: float = 0.5
     story_top_terms: int = 30
     lead_tokens: int = 60  # threads compare stories by their titles and leads
-    max_candidates: int = 300  # story/thread candidates verified per item (most bands shared)
+    max_candidates: int = 50  # story/thread candidates verified per item (most bands shared)
+    story_postings: int = 32  # a story band's value proposes at most its newest holders
     wire_title_terms: int = 5  # an identical headline this long from another outlet: a copy
     wire_window_s: float = 86400.0  # ... printed within this time of the other
     story_bridges: int = 2  # headlines matching two stories that merge them against centroids
@@ -93,7 +95,8 @@ class Settings:
         if self.num_perm < 16:
             raise ValueError(f"num_perm must be >= 16, got {self.num_perm}")
         for name in ("short_terms", "story_top_terms", "lead_tokens", "max_candidates",
-                     "wire_title_terms", "story_bridges", "cross_anchors", "cross_postings"):  # fmt: skip
+                     "story_postings", "wire_title_terms", "story_bridges", "cross_anchors",
+                     "cross_postings"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
@@ -385,6 +388,8 @@ class Engine:
         self._slot_of: dict[int, int] = {}
         self._slot_id = np.full(1024, -1, dtype=np.int64)
         self._slot_ts = np.zeros(1024, dtype=np.float64)
+        self._slot_lang = np.zeros(1024, dtype=np.int16)  # a code of Rec.lang (0: unknown)
+        self._lang_codes: dict[str, int] = {"": 0}
         self._free_slots: list[int] = []
         self.newest_at: datetime | None = None
         # Every placed item published at or after this is held (None: every placed item),
@@ -522,13 +527,18 @@ class Engine:
         if rec.dup_sig is None:
             return {}
         slots, _ = self.dup_index.query(self._band_values(rec.dup_sig, "duplicate"))
-        found: dict[int, list[int]] = {}
-        for other in self._slot_id[slots].tolist():
-            if other != rec.item.id:
-                bands = self.matched_bands(rec.dup_sig, self.records[other].dup_sig, "duplicate")
-                if bands:
-                    found[other] = bands
-        return found
+        others = [o for o in self._slot_id[slots].tolist() if o != rec.item.id]
+        if not others:
+            return {}
+        bands, rows = self.dup_bands
+        n = bands * rows
+        sigs = np.stack([self.records[o].dup_sig[:n] for o in others])  # type: ignore[index]
+        same = (sigs == rec.dup_sig[:n]).reshape(len(others), bands, rows).all(axis=2)
+        return {
+            other: np.flatnonzero(row).tolist()
+            for other, row in zip(others, same, strict=True)
+            if row.any()
+        }
 
     def matched_bands(self, a: np.ndarray | None, b: np.ndarray | None, level: str) -> list[int]:
         if a is None or b is None:
@@ -873,6 +883,9 @@ class Engine:
                     grown[:slot] = self._slot_id[:slot]
                     self._slot_id = grown
                     self._slot_ts = np.concatenate([self._slot_ts, np.zeros_like(self._slot_ts)])
+                    self._slot_lang = np.concatenate(
+                        [self._slot_lang, np.zeros_like(self._slot_lang)]
+                    )
             self._slot_of[item.id] = slot
         self._slot_id[slot] = item.id
         self._slot_ts[slot] = item.published_at.timestamp()
@@ -1056,8 +1069,12 @@ class Engine:
         for rec in recs:
             self._remember_keys(rec)
 
+    def _lang_code(self, lang: str) -> int:
+        return self._lang_codes.setdefault(lang, len(self._lang_codes))
+
     def _remember_keys(self, rec: Rec) -> None:
         item = rec.item
+        self._slot_lang[self._slot_of[item.id]] = self._lang_code(rec.lang)
         for anchor in rec.anchors:
             self.by_anchor[anchor].add(item.id)
         if item.canonical_url:
@@ -1269,22 +1286,40 @@ class Engine:
     def _across(self, rec: Rec) -> list[tuple[Rec, frozenset[str]]]:
         """Reports in the other language within the story window that share at least
         ``cross_anchors`` anchors with ``rec``, two of them more than a country or a city's
-        exonym (a name, a figure). Proposed by the anchors few items hold."""
+        exonym (a name, a figure). Proposed by the anchors few items hold; of those in
+        another known language and the window that could share enough, the
+        ``max_candidates`` sharing the most such anchors are verified (cut over arrays)."""
         s = self.settings
         if len(rec.anchors) < s.cross_anchors or not rec.lang:
             return []
-        proposed: set[int] = set()
+        postings, common = [], 0  # anchors too common to propose can still be shared
         for anchor in rec.anchors:
             ids = self.by_anchor.get(anchor)
             if ids and len(ids) <= s.cross_postings:
-                proposed |= ids
+                postings.append(ids)
+            elif ids:
+                common += 1
+        if not postings:
+            return []
+        counts = Counter(chain.from_iterable(postings))
+        ids = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        rare = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+        slots = np.fromiter(
+            map(self._slot_of.__getitem__, counts), dtype=np.int64, count=len(counts)
+        )
+        lang = self._slot_lang[slots]
+        keep = (
+            (lang != 0)
+            & (lang != self._lang_code(rec.lang))
+            & (np.abs(self._slot_ts[slots] - rec.ts) <= s.story_window_s)
+            & (rare + common >= s.cross_anchors)
+            & (ids != rec.item.id)
+        )
+        order = np.argsort(ids[keep], kind="stable")
+        ids, rare = ids[keep][order], rare[keep][order]
         found = []
-        for other in sorted(proposed):
+        for other in ids[top_k_first(rare, s.max_candidates)].tolist():
             orec = self.records[other]
-            if other == rec.item.id or orec.lang == rec.lang or not orec.lang:
-                continue
-            if not self._within(rec, orec, s.story_window_s):
-                continue
             shared = rec.anchors & orec.anchors
             if self.anchors_agree(shared):
                 found.append((orec, shared))
@@ -1311,7 +1346,7 @@ class Engine:
         if rec.story_sig is None:
             slots = shared = np.zeros(0, dtype=np.int64)
         else:
-            slots, shared = self.story_index.query(rec.story_sig)
+            slots, shared = self.story_index.query(rec.story_sig, self.settings.story_postings)
             own = self._slot_of.get(rec.item.id)
             if own is not None:
                 other = slots != own

@@ -113,6 +113,13 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
     }
 
 
+# what the rules above do not see: when each was placed, and the candidate cuts of that moment
+NEVER_COMPARED = (
+    "similar, but never compared after both were placed (or cut from the candidates of the "
+    "later one: story_postings, max_candidates)"
+)
+
+
 def deciding_check(eng: Engine, ra: Rec, rb: Rec, level: str, apart_s: float) -> dict[str, Any]:
     """The first rule that keeps two items in different clusters at ``level``, with its
     figure and threshold: what a reader needs to see why two reports of one event are
@@ -173,7 +180,7 @@ def deciding_check(eng: Engine, ra: Rec, rb: Rec, level: str, apart_s: float) ->
                 st.story_threshold,
                 f"story centroids disagree, and fewer than {st.story_bridges} items match both",
             )
-        return _check("order", None, None, "similar, but never compared after both were placed")
+        return _check("order", None, None, NEVER_COMPARED)
     ta, tb = eng.cluster_of["thread"][ra.item.id], eng.cluster_of["thread"][rb.item.id]
     centroids = eng.centroid_similarity(sa, sb)
     if centroids < st.thread_threshold:
@@ -184,7 +191,7 @@ def deciding_check(eng: Engine, ra: Rec, rb: Rec, level: str, apart_s: float) ->
     cross = min(eng.story_thread_similarity(sa, tb), eng.story_thread_similarity(sb, ta))
     if cross < st.thread_threshold:
         return _check("anti-chaining", round(cross, 4), st.thread_threshold, "story to thread")
-    return _check("order", None, None, "similar, but never compared after both were placed")
+    return _check("order", None, None, NEVER_COMPARED)
 
 
 def _check(rule: str, figure: float | None, threshold: float | None, detail: str) -> dict[str, Any]:
