@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
 from aggregator.config import SourceConfig
-from aggregator.errors import SchemaError
+from aggregator.errors import SchemaError, StoreError
 from aggregator.store import db as store_db
 from aggregator.store import repo
 from aggregator.store.clusters import survivor, survivors
@@ -57,6 +58,48 @@ def test_out_of_date_schema_is_refused(db_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'old0'"))
     with pytest.raises(SchemaError, match="revision old0.*run `aggregator db upgrade`"):
+        store_db.check_schema(engine)
+    engine.dispose()
+
+
+def test_head_revision_is_alembics() -> None:
+    script = ScriptDirectory.from_config(store_db.alembic_config("sqlite://"))
+    assert store_db.head_revision() == script.get_current_head()
+
+
+def test_head_revision_follows_down_revisions_not_file_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "env.py").write_text("")
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for name, rev, down in [
+        ("0001_z.py", "zz", "('bb', 'cc')"),
+        ("0002_b.py", "bb", "'aa'"),
+        ("0003_c.py", "cc", "'aa'"),
+        ("0004_a.py", "aa", "None"),
+    ]:
+        (versions / name).write_text(
+            f'"""x"""\n\nrevision: str = "{rev}"\ndown_revision: str | None = {down}\n'
+        )
+    (versions / "helpers.py").write_text("x = 1\n")
+    monkeypatch.setattr(store_db, "MIGRATIONS_DIR", tmp_path)
+    assert store_db.head_revision() == "zz"
+    (versions / "0005_d.py").write_text('revision = "dd"\ndown_revision = "aa"\n')
+    with pytest.raises(StoreError, match="2 heads"):
+        store_db.head_revision()
+
+
+def test_current_revision_is_what_alembic_reads(db_url: str) -> None:
+    engine = store_db.make_engine(db_url)
+    assert store_db.current_revision(engine) is None
+    store_db.upgrade(engine)
+    with engine.connect() as conn:
+        recorded = MigrationContext.configure(conn).get_current_revision()
+    assert store_db.current_revision(engine) == recorded == store_db.head_revision()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('other')"))
+    with pytest.raises(SchemaError, match="records 2 schema revisions"):
         store_db.check_schema(engine)
     engine.dispose()
 

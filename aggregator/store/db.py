@@ -2,22 +2,22 @@
 
 Every command except ``db upgrade`` opens the store through :func:`open_store`, which refuses
 an out-of-date schema and names the command that fixes it. The one exception: a brand-new
-SQLite file is created at the head revision, so the first run just works.
+SQLite file is created at the head revision, so the first run just works. The check reads the
+revisions itself; alembic is imported only to migrate.
 """
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,9 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..errors import SchemaError, StoreError
 from ..redact import redact_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+VERSION_TABLE = "alembic_version"
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILINE)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -65,9 +70,15 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def alembic_config(url: str) -> AlembicConfig:
+def _require_migrations() -> None:
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise StoreError(f"migrations not found at {MIGRATIONS_DIR} (install the project with -e)")
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
+    _require_migrations()
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -75,19 +86,48 @@ def alembic_config(url: str) -> AlembicConfig:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    """The revision no migration script names as its ``down_revision``.
+
+    Read from the scripts' assignment lines rather than by alembic, which imports itself and
+    every script: the schema check before each command needs no more than this.
+    """
+    _require_migrations()
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = {
+            name: ast.literal_eval(value.strip())
+            for name, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8"))
+        }
+        if "revision" not in found:
+            continue
+        revisions.add(found["revision"])
+        down = found.get("down_revision")
+        parents.update([down] if isinstance(down, str) else down or ())
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise StoreError(f"migrations at {MIGRATIONS_DIR} have {len(heads)} heads: {heads}")
+    return heads[0]
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision alembic recorded in the database; None if it recorded none."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(found) > 1:
+        raise SchemaError(
+            f"database {redact_url(str(engine.url))} records {len(found)} schema revisions "
+            f"({', '.join(found)}), this version needs one"
+        )
+    return found[0] if found else None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Apply all migrations; returns (revision before, revision after)."""
+    from alembic import command
+
     try:
         before = current_revision(engine)
         cfg = alembic_config(engine.url.render_as_string(hide_password=False))
