@@ -1,6 +1,9 @@
 """The ``aggregator`` command line. Wires config, store and stages; holds no logic of its own.
 
-Errors are one line on stderr and a non-zero exit; ``-v`` adds the traceback.
+Errors are one line on stderr and a non-zero exit; ``-v`` adds the traceback. Each command
+imports what it uses when it runs, so ``--help`` loads neither config nor database code and
+the commands that only read the store load no clustering, fetching or rendering
+(tests/test_command_start.py).
 
 Long because it is the whole command surface: one parser and one short function per command;
 none of them holds logic that belongs to a stage.
@@ -15,18 +18,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
-
-from sqlalchemy.exc import IntegrityError
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
-from .config import Config, load_config
-from .digest import digest_status
 from .domain import LEVELS
 from .errors import AggregatorError, InputError
 from .redact import redact_url
-from .store import Store, open_store, repo
-from .store import db as store_db
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .store import Store
 
 log = logging.getLogger("aggregator")
 
@@ -46,12 +47,16 @@ class Context:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from .config import load_config
+
             self._config = load_config(self.args.config)
         return self._config
 
     def store(self, *, sync: bool = True) -> Store:
         """Open the store (schema checked) and mirror config sources into it."""
         if self._store is None:
+            from .store import open_store
+
             store = open_store(self.config.database.url)
             try:
                 if sync:
@@ -70,6 +75,10 @@ class Context:
 def _sync_sources(store: Store, config: Config, attempts: int = 3) -> None:
     """Mirror the config into the database. Daemons started together race to add the same
     new sources: the loser's transaction fails on the unique name, and a retry finds them."""
+    from sqlalchemy.exc import IntegrityError
+
+    from .store import repo
+
     for attempt in range(attempts):
         try:
             with store.session() as s:
@@ -84,6 +93,8 @@ def _sync_sources(store: Store, config: Config, attempts: int = 3) -> None:
 
 
 def cmd_db_upgrade(ctx: Context) -> int:
+    from .store import db as store_db
+
     url = ctx.config.database.url
     engine = store_db.make_engine(url)
     try:
@@ -98,7 +109,8 @@ def cmd_db_upgrade(ctx: Context) -> int:
 
 
 def cmd_db_vacuum(ctx: Context) -> int:
-    from .retention import database_size, vacuum
+    from .retention import vacuum
+    from .store.db import database_size
 
     store = ctx.store()
     before = database_size(store)
@@ -117,14 +129,15 @@ def _mib(size: int | None) -> str:
 
 def cmd_status(ctx: Context) -> int:
     from .coordination import clustering_holder
-    from .retention import database_size
+    from .store import db as store_db
+    from .store import repo
 
     store = ctx.store()
-    size = database_size(store)
+    size = store_db.database_size(store)
     with store.session() as s:
         sources = repo.source_status(s)
         errors = repo.recent_errors(s, limit=10)
-        digests = digest_status(s)
+        digests = repo.digest_status(s)
         holder = clustering_holder(s, datetime.now(UTC))
     clustering = (
         {"holder": holder[0], "held_until": holder[1].isoformat()} if holder is not None else None
@@ -222,6 +235,8 @@ def _state(s: dict[str, Any]) -> str:
 
 
 def cmd_items(ctx: Context) -> int:
+    from .store import repo
+
     store = ctx.store()
     with store.session() as s:
         rows = repo.item_rows(s, limit=ctx.args.limit)
@@ -245,6 +260,8 @@ def cmd_items(ctx: Context) -> int:
 
 
 def cmd_clusters(ctx: Context) -> int:
+    from .store import repo
+
     store = ctx.store()
     with store.session() as s:
         clusters = repo.list_clusters(s, level=ctx.args.level)
@@ -610,6 +627,8 @@ def cmd_opml_export(ctx: Context) -> int:
 
 
 def cmd_sources_list(ctx: Context) -> int:
+    from .store import repo
+
     with ctx.store().session() as s:
         sources = repo.source_status(s)
     rows = [
@@ -661,6 +680,8 @@ def cmd_sources_disable(ctx: Context) -> int:
 
 
 def _set_enabled(ctx: Context, enabled: bool) -> int:
+    from .store import repo
+
     name = ctx.args.name
     with ctx.store().session() as s:
         changed = repo.set_source_enabled(s, name, enabled, _configured(ctx, name))
@@ -679,6 +700,8 @@ def _set_enabled(ctx: Context, enabled: bool) -> int:
 
 
 def cmd_sources_remove(ctx: Context) -> int:
+    from .store import repo
+
     name = ctx.args.name
     with ctx.store().session() as s:
         row = repo.get_source(s, name)

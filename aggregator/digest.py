@@ -466,20 +466,4 @@ def waiting_runs(store: Store, name: str) -> list[tuple[int, datetime | None, st
         return [(id_, at, error) for id_, at, error in rows]
 
 
-def digest_status(s: Session) -> list[dict[str, object]]:
-    rows = s.execute(select(DigestRun).order_by(DigestRun.id.desc()).limit(20)).scalars()
-    return [
-        {
-            "digest": r.digest_name,
-            "run": r.id,
-            "status": r.status,
-            "period_end_at": r.period_end_at.isoformat(),
-            "attempts": r.attempts,
-            "last_error": r.last_error,
-            "sent_at": r.sent_at.isoformat() if r.sent_at else None,
-        }
-        for r in rows
-    ]
-
-
 __all__ = ["deliver_pending", "last_slot", "plan_run", "run_digest", "trigger"]

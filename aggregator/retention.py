@@ -22,9 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from .config import RetentionConfig
@@ -319,15 +318,3 @@ def vacuum(store: Store) -> None:
     """Give the free pages of pruned rows back: ``VACUUM`` (SQLite) or ``VACUUM ANALYZE``."""
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM" if store.dialect == "sqlite" else "VACUUM ANALYZE")
-
-
-def database_size(store: Store) -> int | None:
-    """Bytes on disk: the SQLite file with its WAL, or ``pg_database_size``."""
-    if store.dialect == "sqlite":
-        name = store.engine.url.database
-        if not name or name == ":memory:":
-            return None
-        path = Path(name)
-        return sum(p.stat().st_size for p in (path, Path(f"{name}-wal")) if p.exists())
-    with store.session() as s:
-        return int(s.scalar(text("SELECT pg_database_size(current_database())")) or 0)

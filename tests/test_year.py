@@ -25,13 +25,13 @@ from aggregator.dedup.service import DedupService
 from aggregator.metrics import render_metrics
 from aggregator.retention import (
     ItemFacts,
-    database_size,
     poll_totals,
     prunable,
     run_retention,
     vacuum,
 )
 from aggregator.store import Store
+from aggregator.store.db import database_size
 from aggregator.store.items import edits_of
 from aggregator.store.models import (
     Cluster,

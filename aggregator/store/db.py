@@ -212,6 +212,18 @@ class Store:
         self.engine.dispose()
 
 
+def database_size(store: Store) -> int | None:
+    """Bytes on disk: the SQLite file with its WAL, or ``pg_database_size``."""
+    if store.dialect == "sqlite":
+        name = store.engine.url.database
+        if not name or name == ":memory:":
+            return None
+        path = Path(name)
+        return sum(p.stat().st_size for p in (path, Path(f"{name}-wal")) if p.exists())
+    with store.session() as s:
+        return int(s.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+
+
 def open_store(url: str, *, check: bool = True) -> Store:
     engine = make_engine(url)
     if check:

@@ -14,9 +14,7 @@ from sqlalchemy.orm import Session
 from ..config import DigestConfig, SourceConfig
 from ..coordination import lock_epoch
 from ..errors import ConfigError, InputError
-from ..normaliser import content_hash, strip_publisher_suffix
-from ..urls import canonical_url, unwrap_bing
-from .models import Cluster, ClusterMember, Feed, Item, PollLog, Source
+from .models import Cluster, ClusterMember, DigestRun, Feed, Item, PollLog, Source
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +82,10 @@ def renormalise_title_url(
 ) -> tuple[str, str | None, str | None]:
     """The type-dependent parts of :func:`~aggregator.normaliser.normalise_entry` for a
     stored item: (title, url, canonical_url). A suffix stripped earlier cannot come back."""
+    # here, not at the top: every command reads the store, few re-normalise (lxml, w3lib)
+    from ..normaliser import strip_publisher_suffix
+    from ..urls import canonical_url, unwrap_bing
+
     if source_type == "google_news":
         return strip_publisher_suffix(title, publisher), url, None
     if source_type == "bing_news" and url:
@@ -94,6 +96,8 @@ def renormalise_title_url(
 def renormalise_items(session: Session, source_id: int, source_type: str) -> int:
     """Re-derive title, URL and canonical URL of a source's stored articles for its new
     type; returns how many changed."""
+    from ..normaliser import content_hash
+
     changed = 0
     for item in session.scalars(
         select(Item).where(Item.source_id == source_id, Item.kind == "article")
@@ -331,6 +335,23 @@ def recent_errors(session: Session, limit: int = 20) -> list[dict[str, Any]]:
             "error": log.error,
         }
         for log, url, name in rows
+    ]
+
+
+def digest_status(session: Session) -> list[dict[str, object]]:
+    """The 20 newest digest runs, newest first."""
+    rows = session.scalars(select(DigestRun).order_by(DigestRun.id.desc()).limit(20))
+    return [
+        {
+            "digest": r.digest_name,
+            "run": r.id,
+            "status": r.status,
+            "period_end_at": r.period_end_at.isoformat(),
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+        }
+        for r in rows
     ]
 
 
