@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as _hypothesis
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(__import__("os").environ.get("NEWSDEDUP_SHARED", REPO.parent / "shared"))
+
+# A developer's own settings (AGGREGATOR_DATABASE_URL, ...) must not reach the code under test,
+# in-process or in the processes tests start: each test sets what it needs.
+for _name in [k for k in os.environ if k.startswith("AGGREGATOR_")]:
+    del os.environ[_name]
+
+SHARED = Path(os.environ.get("NEWSDEDUP_SHARED", REPO.parent / "shared"))
 FEEDS = SHARED / "fixtures" / "feeds"
 HOSTILE = FEEDS / "hostile"
 SEEDS = SHARED / "seeds"
@@ -15,10 +24,8 @@ SEEDS = SHARED / "seeds"
 # Property-based tests: locally each run explores new examples (and keeps failures in
 # .hypothesis/); in CI the examples are derived from each test, so a run is repeatable and
 # a landing never hangs on a chance find (which a local run then reproduces and fixes).
-from hypothesis import settings as _hypothesis  # noqa: E402
-
 _hypothesis.register_profile("ci", derandomize=True, print_blob=True)
-if __import__("os").environ.get("CI"):
+if os.environ.get("CI"):
     _hypothesis.load_profile("ci")
 
 
@@ -44,9 +51,6 @@ def feeds_dir() -> Path:
 # Storage tests run on SQLite and on the real PostgreSQL (127.0.0.1:5432, trust auth,
 # database `test`). Each test run creates its own database and each test its own schema, so
 # runs never collide. In CI (CI=true) a missing PostgreSQL fails the run instead of skipping.
-
-import os  # noqa: E402
-import uuid  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
     "NEWSDEDUP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -94,18 +98,23 @@ def drop_database(admin, name: str) -> None:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
-@pytest.fixture
-def pg_url(pg_database: str) -> str:
-    """A fresh, empty schema in the run's database, selected through search_path."""
+def new_schema(database_url: str) -> str:
+    """A fresh, empty schema in a database: its URL, the schema selected through search_path."""
     from sqlalchemy import create_engine, text
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(pg_database)
+    engine = create_engine(database_url)
     with engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
-    sep = "&" if "?" in pg_database else "?"
-    return f"{pg_database}{sep}options=-csearch_path%3D{schema}"
+    sep = "&" if "?" in database_url else "?"
+    return f"{database_url}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """A fresh, empty schema in the run's database."""
+    return new_schema(pg_database)
 
 
 @pytest.fixture
@@ -113,7 +122,27 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.sqlite'}"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def _migrated_store(url: str):
+    """A Store on the new database at ``url``, brought to the head revision; closed after."""
+    from helpers import migrate
+
+    from aggregator.store import db as store_db
+
+    s = store_db.Store(store_db.make_engine(migrate(url)))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str):
+    """An empty store at the head revision, for tests that need a database, not both kinds."""
+    yield from _migrated_store(sqlite_url)
+
+
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest) -> str:
     """Run a storage test once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
@@ -123,11 +152,18 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store(db_url: str):
-    """An upgraded, empty store on each database."""
-    from aggregator.store import db as store_db
+    """An empty store at the head revision, on each database."""
+    yield from _migrated_store(db_url)
 
-    engine = store_db.make_engine(db_url)
-    store_db.upgrade(engine)
-    s = store_db.Store(engine)
-    yield s
-    s.close()
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free port: (controller, inbox)."""
+    from aiosmtpd.controller import Controller
+    from helpers import Inbox, free_port
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()

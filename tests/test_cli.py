@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
+from helpers import run_cli
 
 
 def run(
-    *args: str,
-    db_url: str | None = None,
-    config: Path | None = None,
-    env: dict[str, str] | None = None,
+    *args: str, db_url: str | None = None, config: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    if db_url:
-        full_env["AGGREGATOR_DATABASE_URL"] = db_url
-    full_env.update(env or {})
-    cmd = [
-        sys.executable,
-        "-m",
-        "aggregator",
-        "--config",
-        str(config or REPO / "config.yaml"),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=full_env)
+    return run_cli(config, *args, env={"AGGREGATOR_DATABASE_URL": db_url} if db_url else None)
 
 
 def test_db_upgrade_then_status(db_url: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import FEEDS
+from helpers import make_config, sync
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
@@ -37,12 +38,13 @@ from aggregator.fetcher import (
 from aggregator.parser import parse_feed
 from aggregator.poller import fetch_settings, poll_round
 from aggregator.schedule import MAX_RETRY_AFTER_S
-from aggregator.store import Store, repo
+from aggregator.store import Store
 from aggregator.store import db as store_db
 from aggregator.store.models import Feed, Item, PollLog, Source
 
 NOW_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MIN_S, MAX_S = 60.0, 3600.0
+BOUNDS = {"min_interval": f"{MIN_S:.0f}s", "max_interval": f"{MAX_S:.0f}s", "workers": 2}
 GOOD = ["rss10-rdf-en-slashdot.xml", "rss090-rdf-de-heise.xml", "atom-de-heise-developer.xml"]
 BAD = "atom-en-h-online.xml"
 DIGITS_400 = "9" * 400
@@ -123,28 +125,6 @@ def test_parse_max_age_never_raises_and_is_bounded(value: str | None) -> None:
 # --------------------------------------------------------------------- helpers
 
 
-def make_config(sources: list[dict], **polling: object) -> Config:
-    return Config.model_validate(
-        {
-            "polling": {
-                "min_interval": f"{MIN_S:.0f}s",
-                "max_interval": f"{MAX_S:.0f}s",
-                "total_timeout": "5s",
-                "read_timeout": "2s",
-                "workers": 2,
-                "allow_private_addresses": True,  # the feeds are served on loopback
-                **polling,
-            },
-            "sources": sources,
-        }
-    )
-
-
-def sync(store: Store, cfg: Config) -> None:
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
-
-
 def serve_fixture(httpserver: HTTPServer, path: str, name: str) -> str:
     httpserver.expect_request(path).respond_with_data(
         (FEEDS / name).read_bytes(), content_type="application/xml"
@@ -223,7 +203,7 @@ def serve_absurd(httpserver: HTTPServer) -> list[dict]:
 
 
 def test_absurd_headers_never_stop_a_round(store: Store, httpserver: HTTPServer) -> None:
-    cfg = make_config(serve_absurd(httpserver))
+    cfg = make_config(serve_absurd(httpserver), **BOUNDS)
     sync(store, cfg)
     started_at = datetime.now(UTC)
     with Fetcher(fetch_settings(cfg)) as fetcher:
@@ -249,7 +229,7 @@ def test_absurd_headers_never_stop_a_round(store: Store, httpserver: HTTPServer)
 def test_poll_once_with_absurd_headers_exits_normally(
     tmp_path: Path, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = make_config(serve_absurd(httpserver))
+    cfg = make_config(serve_absurd(httpserver), **BOUNDS)
     config = write_cli_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", cfg)
     out = io.StringIO()
     code = main(["--config", str(config), "poll", "--once"], out=out)
@@ -263,7 +243,7 @@ def test_poll_once_with_absurd_headers_exits_normally(
     assert {line.split("\t")[0] for line in lines} == {s.name for s in cfg.sources}
 
     # a round of only successful (if absurd) responses exits 0
-    ok_only = make_config([s.model_dump() for s in cfg.sources if "200" in s.name])
+    ok_only = make_config([s.model_dump() for s in cfg.sources if "200" in s.name], **BOUNDS)
     config = write_cli_config(tmp_path, f"sqlite:///{tmp_path / 'ok.sqlite'}", ok_only)
     assert main(["--config", str(config), "poll", "--once"], out=io.StringIO()) == 0
 
@@ -331,7 +311,7 @@ def test_a_failure_in_one_feed_leaves_the_others_polled_stored_and_clustered(
         {"name": f"good-{i}", "type": "rss", "url": serve_fixture(httpserver, f"/g{i}", f)}
         for i, f in enumerate(GOOD)
     ]
-    cfg = make_config(sources)
+    cfg = make_config(sources, **BOUNDS)
     sync(store, cfg)
     with Fetcher(fetch_settings(cfg)) as fetcher:
         inject(monkeypatch, stage, fetcher, bad_url)
@@ -382,7 +362,8 @@ def test_the_last_resort_releases_a_feed_whose_failure_cannot_be_recorded(
         [
             {"name": "bad", "type": "atom", "url": bad_url},
             {"name": "good", "type": "rss", "url": good_url},
-        ]
+        ],
+        **BOUNDS,
     )
     sync(store, cfg)
     real_schedule = poller._schedule
@@ -410,7 +391,7 @@ def test_what_a_failed_round_stored_is_still_clustered(
     from aggregator import daemon as daemon_module
 
     cfg = make_config(
-        [{"name": "good", "type": "rss", "url": serve_fixture(httpserver, "/g", GOOD[0])}]
+        [{"name": "good", "type": "rss", "url": serve_fixture(httpserver, "/g", GOOD[0])}], **BOUNDS
     )
     sync(store, cfg)
     real_round = daemon_module.poll_round
@@ -446,7 +427,8 @@ def test_a_recreated_database_is_polled_again(store: Store, httpserver: HTTPServ
         [
             {"name": f"good-{i}", "type": "rss", "url": serve_fixture(httpserver, f"/g{i}", f)}
             for i, f in enumerate(GOOD)
-        ]
+        ],
+        **BOUNDS,
     )
     sync(store, cfg)
     with Fetcher(fetch_settings(cfg)) as fetcher:
@@ -487,7 +469,7 @@ def test_a_dropped_and_recreated_postgres_database_is_polled_again(
         upgrader.dispose()
 
     cfg = make_config(
-        [{"name": "good", "type": "rss", "url": serve_fixture(httpserver, "/g", GOOD[0])}]
+        [{"name": "good", "type": "rss", "url": serve_fixture(httpserver, "/g", GOOD[0])}], **BOUNDS
     )
     create()
     store = Store(store_db.make_engine(url))

@@ -7,16 +7,14 @@ so they match both sides of a split.
 
 from __future__ import annotations
 
-import io
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from helpers import cli
 from sqlalchemy import select
 from test_dedup_store import load_corpus, partition
 
-from aggregator.cli import main
 from aggregator.coordination import lock_epoch, read_epoch
 from aggregator.dedup.corrections import merge, split
 from aggregator.dedup.engine import DedupItem, Engine, Evidence, Outcome, Rec
@@ -28,7 +26,6 @@ from aggregator.normaliser import content_hash
 from aggregator.store import Store
 from aggregator.store.models import Cluster, ClusterMember, Correction, DedupEpoch, Item, Source
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 
 
@@ -602,21 +599,13 @@ def test_engine_keeps_a_split_when_an_item_bridges_both_sides(level: str) -> Non
 # ---------------------------------------------------------------- the command line
 
 
-def cli(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(["--config", str(REPO / "config.yaml"), *args], out=out)
-    return code, out.getvalue()
-
-
-def test_cli_split_why_merge(
-    store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("AGGREGATOR_DATABASE_URL", db_url)
+def test_cli_split_why_merge(store: Store, db_url: str) -> None:
+    env = {"AGGREGATOR_DATABASE_URL": db_url}
     service = clustered(store)
     sid, did, x, _ = pick_story(service)
     copies = len(service.engine.members["duplicate"][did]) - 1
-    code, out = cli("split", str(sid), str(x))
-    assert code == 0, capsys.readouterr().err
+    code, out, err = cli(None, "split", str(sid), str(x), env=env)
+    assert code == 0, err
     (line,) = out.splitlines()
     with store.sessions() as s:
         c = s.scalars(select(Correction)).one()
@@ -625,27 +614,23 @@ def test_cli_split_why_merge(
         f"split item {x} (with {copies} cop{'y' if copies == 1 else 'ies'}) from story {sid} "
         f"into new story {new}; later automatic decisions keep them apart"
     )
-    code, out = cli("why", str(x), str(c.other_item_id))
+    code, out, _ = cli(None, "why", str(x), str(c.other_item_id), env=env)
     assert code == 0
     assert f"story: apart (clusters {new}, {sid})" in out
     assert f"kept apart by manual split #{c.id} (item {x} split from item {c.other_item_id}" in out
-    code, out = cli("merge", str(sid), str(new))
+    code, out, _ = cli(None, "merge", str(sid), str(new), env=env)
     assert code == 0
     assert out.splitlines() == [
         f"kept story {sid} (the older of the two) and merged story {new} into it "
         f"({len(service.engine.members['story'][sid])} items; its page redirects); lifted earlier split #{c.id} (item {x} from item {c.other_item_id}, story); "
         "later automatic decisions keep them together"
     ]
-    capsys.readouterr()
-    code, out = cli("split", "999999", str(x))
-    err = capsys.readouterr().err
+    code, out, err = cli(None, "split", "999999", str(x), env=env)
     assert code == 1 and out == ""
     assert err.strip().splitlines() == ["aggregator: error: no cluster with id 999999"]
-    code, _ = cli("merge", str(sid), str(sid))
+    code, _, err = cli(None, "merge", str(sid), str(sid), env=env)
     assert code == 1
-    assert capsys.readouterr().err.strip() == (
-        f"aggregator: error: cannot merge story {sid} with itself"
-    )
+    assert err.strip() == (f"aggregator: error: cannot merge story {sid} with itself")
 
 
 def test_why_reports_the_split_from_stored_data(store: Store) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from conftest import FEEDS, HOSTILE
+from helpers import count_items, run_cli, start_daemon
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -26,30 +23,6 @@ def write_config(tmp_path: Path, url: str) -> Path:
         encoding="utf-8",
     )
     return cfg
-
-
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-
-
-def start_daemon(cfg: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(cfg), "run"],
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def count_items(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute("SELECT count(*) FROM items").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def test_sigterm_finishes_the_fetch_in_flight_then_exits(
@@ -105,13 +78,7 @@ def test_daemon_keeps_polling_when_one_source_is_hostile(
     assert count_items(tmp_path / "newsdedup.sqlite") == 15
     bomb_lines = [line for line in err.splitlines() if "bomb:" in line]
     assert bomb_lines and "entity expansion" in bomb_lines[0]
-    status = subprocess.run(
-        [sys.executable, "-m", "aggregator", "--config", str(cfg), "status", "--json"],
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run_cli(cfg, "status", "--json")
     assert '"last_error": "refused: entity expansion' in status.stdout
 
 
@@ -119,12 +86,11 @@ def test_import_cli_twice_adds_nothing(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("sources: []\n", encoding="utf-8")
     files = [str(p) for p in sorted(FEEDS.glob("*.xml"))]
-    cmd = [sys.executable, "-m", "aggregator", "-q", "--config", str(cfg), "import", *files]
-    first = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+    first = run_cli(cfg, "-q", "import", *files)
     assert first.returncode == 0, first.stderr
     stored = count_items(tmp_path / "newsdedup.sqlite")
     assert stored > 500
-    second = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+    second = run_cli(cfg, "-q", "import", *files)
     assert second.returncode == 0
     assert all(line.endswith(", 0 new") for line in second.stdout.splitlines())
     assert count_items(tmp_path / "newsdedup.sqlite") == stored
@@ -134,24 +100,7 @@ def test_import_reports_bad_files_and_keeps_the_good(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("sources: []\n", encoding="utf-8")
     bad = HOSTILE / "nodefeedparser-html-page-not-a-feed.html"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aggregator",
-            "-q",
-            "--config",
-            str(cfg),
-            "import",
-            str(bad),
-            str(FEED),
-            str(tmp_path / "missing.xml"),
-        ],
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli(cfg, "-q", "import", str(bad), str(FEED), str(tmp_path / "missing.xml"))
     assert proc.returncode == 1
     errors = proc.stderr.strip().splitlines()
     assert "not a feed" in errors[0] and "missing.xml" in errors[1]

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import migrate
 from sqlalchemy import event, func, select
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items, to_items
@@ -245,17 +246,13 @@ def test_loading_holds_off_the_cyclic_collector_and_restores_it(store: Store) ->
 
 
 def test_loading_reads_the_window_through_an_index_not_the_whole_history(
-    sqlite_url: str,
+    sqlite_store: Store,
 ) -> None:
     """Every query a load makes over items finds its rows through an index (the window's
     clustered articles through ix_items_held), so start-up does not grow with the history.
     Checked on SQLite's plans without statistics, as a store grown by the daemon has none:
     the planner then took the one-value dedup_state index and read every item ever stored."""
-    from aggregator.store import db as store_db
-
-    engine = store_db.make_engine(sqlite_url)
-    store_db.upgrade(engine)
-    store = Store(engine)
+    store, engine = sqlite_store, sqlite_store.engine
     load_corpus(store)
     DedupService(store).process_pending()
     queries: list[tuple[str, object]] = []
@@ -283,7 +280,6 @@ def test_loading_reads_the_window_through_an_index_not_the_whole_history(
             assert on_items and all(
                 "ix_items_held" in step or "PRIMARY KEY" in step for step in on_items
             ), (statement, plan)
-    store.close()
 
 
 def test_why_explains_with_stored_evidence(store: Store) -> None:
@@ -326,11 +322,9 @@ def test_a_reload_between_every_batch_changes_nothing(
     from aggregator.dedup import service as service_mod
     from aggregator.importer import import_file
     from aggregator.store import open_store
-    from aggregator.store.db import upgrade
 
     names = sorted(p.name for p in FEEDS.glob("*.xml"))
-    reference = open_store(f"sqlite:///{tmp_path / 'ref.sqlite'}", check=False)
-    upgrade(reference.engine)
+    reference = open_store(migrate(f"sqlite:///{tmp_path / 'ref.sqlite'}"))
     for target in (reference, store):
         for name in names:
             assert import_file(target, Config(), FEEDS / name).error is None

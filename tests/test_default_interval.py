@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import make_config, poll, sync
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
-from test_polling import make_config, poll, sync
 
 from aggregator.schedule import next_check_at
 from aggregator.store.models import Feed

@@ -3,110 +3,37 @@
 
 from __future__ import annotations
 
-import email
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from email import policy
 from pathlib import Path
 
-import pytest
 from aiosmtpd.controller import Controller
 from conftest import FEEDS
+from helpers import DIGEST_FEEDS, Inbox, digest_config, fill, free_port, parse_mail
 from sqlalchemy import select
 
-from aggregator.config import Config
 from aggregator.dedup.service import DedupService
 from aggregator.digest import deliver_pending, plan_run
-from aggregator.importer import import_file
 from aggregator.store import Store, repo
 from aggregator.store import db as store_db
 from aggregator.store.models import DigestEntry, DigestRun
 
-FIXTURES = [
-    "google-news-en-us-search-1.xml",
-    "bing-news-en-us-search-2.xml",
-    "wordpress-de-anime2you-news.xml",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Inbox:
-    """aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self, on_data=None) -> None:  # type: ignore[no-untyped-def]
-        self.messages: list[bytes] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-        self.on_data = on_data
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        with self.lock:
-            self.messages.append(envelope.original_content or envelope.content)
-            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        if self.on_data is not None:
-            self.on_data()
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
-def make_config(port: int, **digest: object) -> Config:
-    return Config.model_validate(
-        {
-            "sources": [],
-            "digests": [
-                {
-                    "name": "daily",
-                    "schedule": "0 7 * * *",
-                    "timezone": "Europe/Berlin",
-                    "recipients": ["leser@example.org"],
-                    "max_entries": 30,
-                    **digest,
-                }
-            ],
-            "smtp": {"host": "127.0.0.1", "port": port, "sender": "Nachrichten <news@example.org>"},
-        }
-    )
-
-
-def fill(store: Store, cfg: Config) -> None:
-    for name in FIXTURES:
-        assert import_file(store, cfg, FEEDS / name).error is None
-    DedupService(store).process_pending()
-
-
-def parse(raw: bytes) -> email.message.EmailMessage:
-    return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
-
 
 def test_digest_structure_one_entry_per_story_and_no_resend(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port)
-    fill(store, cfg)
+    cfg = digest_config(controller.port)
+    fill(store, DIGEST_FEEDS, cfg)
     now = datetime.now(UTC)
     run_id = plan_run(store, cfg, cfg.digests[0], period_end_at=now)
     results = deliver_pending(store, cfg)
     assert [r.result for r in results] == ["sent"]
     assert len(inbox.messages) == 1
-    msg = parse(inbox.messages[0])
+    msg = parse_mail(inbox.messages[0])
     assert msg.get_content_type() == "multipart/alternative"
     parts = [p.get_content_type() for p in msg.iter_parts()]
     assert parts == ["text/plain", "text/html"]
@@ -143,8 +70,8 @@ def test_digest_structure_one_entry_per_story_and_no_resend(store: Store, smtp) 
 
 def test_grown_cluster_reappears_with_new_sources_marked(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port)
-    fill(store, cfg)
+    cfg = digest_config(controller.port)
+    fill(store, DIGEST_FEEDS, cfg)
     t0 = datetime.now(UTC)
     plan_run(store, cfg, cfg.digests[0], period_end_at=t0)
     deliver_pending(store, cfg)
@@ -176,16 +103,16 @@ def test_grown_cluster_reappears_with_new_sources_marked(store: Store, smtp) -> 
     plan_run(store, cfg, cfg.digests[0], period_end_at=datetime.now(UTC) + timedelta(seconds=1))
     assert [r.result for r in deliver_pending(store, cfg)] == ["sent"]
     assert len(inbox.messages) == 2
-    second = parse(inbox.messages[1]).get_body(("plain",)).get_content()
+    second = parse_mail(inbox.messages[1]).get_body(("plain",)).get_content()
     assert "Späte Zeitung" in second
-    first = parse(inbox.messages[0]).get_body(("plain",)).get_content()
+    first = parse_mail(inbox.messages[0]).get_body(("plain",)).get_content()
     assert "Späte Zeitung" not in first
 
 
 def test_smtp_down_then_up_sends_exactly_once(store: Store) -> None:
     port = free_port()
-    cfg = make_config(port)
-    fill(store, cfg)
+    cfg = digest_config(port)
+    fill(store, DIGEST_FEEDS, cfg)
     now = datetime.now(UTC)
     run_id = plan_run(store, cfg, cfg.digests[0], period_end_at=now)
     down = deliver_pending(store, cfg, now=now)
@@ -210,7 +137,7 @@ def test_smtp_down_then_up_sends_exactly_once(store: Store) -> None:
 
 def test_empty_period_sends_nothing(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port)
+    cfg = digest_config(controller.port)
     run_id = plan_run(store, cfg, cfg.digests[0], period_end_at=datetime.now(UTC))
     assert deliver_pending(store, cfg) == []
     with store.session() as s:
@@ -220,18 +147,18 @@ def test_empty_period_sends_nothing(store: Store, smtp) -> None:
 
 def test_filters_by_source_and_keyword(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port, keywords=["Anime"])
-    fill(store, cfg)
+    cfg = digest_config(controller.port, keywords=["Anime"])
+    fill(store, DIGEST_FEEDS, cfg)
     plan_run(store, cfg, cfg.digests[0], period_end_at=datetime.now(UTC))
     deliver_pending(store, cfg)
-    text = parse(inbox.messages[0]).get_body(("plain",)).get_content()
+    text = parse_mail(inbox.messages[0]).get_body(("plain",)).get_content()
     assert "Bears Ears" not in text and "Anime" in text
 
 
 def test_two_schedulers_record_one_run_per_slot(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port)
-    fill(store, cfg)
+    cfg = digest_config(controller.port)
+    fill(store, DIGEST_FEEDS, cfg)
     slot = (datetime.now(UTC) + timedelta(minutes=1)).replace(microsecond=0)
     ids = set()
 
@@ -282,7 +209,7 @@ def test_crash_between_send_and_mark_resends_the_same_message(tmp_path: Path) ->
     base = [sys.executable, "-m", "aggregator", "-q", "--config", str(cfg_path)]
     try:
         imp = subprocess.run(
-            [*base, "import", str(FEEDS / FIXTURES[0])],
+            [*base, "import", str(FEEDS / DIGEST_FEEDS[0])],
             env=env,
             capture_output=True,
             text=True,
@@ -322,7 +249,7 @@ def test_crash_between_send_and_mark_resends_the_same_message(tmp_path: Path) ->
     finally:
         controller.stop()
     assert len(inbox.messages) == 2, status  # the accepted one, its identical resend; no third
-    first, second = (parse(m) for m in inbox.messages)
+    first, second = (parse_mail(m) for m in inbox.messages)
     assert first["Message-ID"] == second["Message-ID"]
     assert inbox.messages[0] == inbox.messages[1]
     time.sleep(0)
@@ -348,7 +275,7 @@ def test_send_now_after_an_outage_sends_the_waiting_run_once(db_url: str, tmp_pa
         return subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=120)
 
     assert cli("db", "upgrade").returncode == 0
-    assert cli("import", str(FEEDS / FIXTURES[0])).returncode == 0
+    assert cli("import", str(FEEDS / DIGEST_FEEDS[0])).returncode == 0
     down = cli("digest", "send", "daily", "--now")
     assert down.returncode != 0 and "\tretry\t" in down.stdout, down.stdout + down.stderr
     store = store_db.Store(store_db.make_engine(db_url))
@@ -381,5 +308,5 @@ def test_send_now_after_an_outage_sends_the_waiting_run_once(db_url: str, tmp_pa
         store.close()
     assert statuses <= {"empty"}  # nothing new since: recorded as such, never mailed
     assert len(inbox.messages) == 1
-    assert parse(inbox.messages[0])["Message-ID"] == mid
+    assert parse_mail(inbox.messages[0])["Message-ID"] == mid
     assert inbox.messages[0].replace(b"\r\n", b"\n") == recorded.replace(b"\r\n", b"\n")

@@ -3,13 +3,12 @@ built, with one clear line."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 from conftest import FEEDS
+from helpers import cli
 
-from aggregator.cli import main
 from aggregator.config import Config
 
 OPML = b"""<?xml version="1.0"?>
@@ -43,38 +42,30 @@ def test_config_accepts_a_digest_naming_a_source_only_the_database_knows() -> No
     assert cfg.digests[0].sources == ["Imported"]
 
 
-def _cli(cfg: Path, *args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    return main(["-q", "--config", str(cfg), *args], out=out), out.getvalue()
-
-
 @pytest.fixture
 def cfg(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AGGREGATOR_DATABASE_URL", db_url)
     path = tmp_path / "config.yaml"
     path.write_text(_config("[Slashdot, Imported]"), encoding="utf-8")
-    assert _cli(path, "db", "upgrade")[0] == 0
+    assert cli(path, "-q", "db", "upgrade")[0] == 0
     (tmp_path / "l.opml").write_bytes(OPML)
-    assert _cli(path, "opml", "import", str(tmp_path / "l.opml"))[0] == 0
+    assert cli(path, "-q", "opml", "import", str(tmp_path / "l.opml"))[0] == 0
     return path
 
 
 def test_a_digest_of_imported_sources_is_built(cfg: Path) -> None:
     # `import` files these under a source derived from the document, named "Slashdot"
-    assert _cli(cfg, "import", str(FEEDS / "rss10-rdf-en-slashdot.xml"))[0] == 0
-    code, html = _cli(cfg, "digest", "preview", "daily")
+    assert cli(cfg, "-q", "import", str(FEEDS / "rss10-rdf-en-slashdot.xml"))[0] == 0
+    code, html, _ = cli(cfg, "-q", "digest", "preview", "daily")
     assert code == 0
     assert html.count("slashdot.org") > 5
 
 
-def test_an_unknown_digest_source_is_one_clear_error_at_build_time(
-    cfg: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_unknown_digest_source_is_one_clear_error_at_build_time(cfg: Path) -> None:
     cfg.write_text(_config("[Imported, Nowhere]"), encoding="utf-8")
-    code, _ = _cli(cfg, "digest", "preview", "daily")
+    code, _, err = cli(cfg, "-q", "digest", "preview", "daily")
     assert code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
+    assert err.strip().splitlines() == [
         "aggregator: error: digest 'daily' names unknown source 'Nowhere': not in config.yaml "
         "nor imported (`aggregator sources list` shows the sources)"
     ]

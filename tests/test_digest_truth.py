@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from helpers import DIGEST_FEEDS, digest_config, fill, parse_mail
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
-from test_digest import fill, make_config, parse, smtp  # noqa: F401 - smtp is a fixture
 
 from aggregator.config import Config
 from aggregator.dedup.service import DedupService
@@ -101,7 +101,7 @@ def send(store: Store, cfg: Config, inbox, end: datetime) -> tuple[int, str | No
     deliver_pending(store, cfg)
     if len(inbox.messages) == before:
         return run_id, None
-    return run_id, parse(inbox.messages[-1]).get_body(("plain",)).get_content().replace(
+    return run_id, parse_mail(inbox.messages[-1]).get_body(("plain",)).get_content().replace(
         "\r\n", "\n"
     )
 
@@ -109,13 +109,13 @@ def send(store: Store, cfg: Config, inbox, end: datetime) -> tuple[int, str | No
 # ---------------------------------------------------------------- a full digest
 
 
-def test_full_digest_says_how_many_more_and_mails_them_next(store: Store, smtp) -> None:  # noqa: F811
+def test_full_digest_says_how_many_more_and_mails_them_next(store: Store, smtp) -> None:
     controller, inbox = smtp
-    fill(store, make_config(controller.port))
+    fill(store, DIGEST_FEEDS, digest_config(controller.port))
     stories = live_stories(store)
     assert len(stories) > 25
     size = len(stories) // 2 + 2  # more stories than fit in one run, fewer than in two
-    cfg = make_config(controller.port, max_entries=size)
+    cfg = digest_config(controller.port, max_entries=size)
     cfg = cfg.model_copy(update={"http": cfg.http.model_copy(update={"base_url": "https://n.ex"})})
 
     run1, text1 = send(store, cfg, inbox, datetime.now(UTC))
@@ -124,9 +124,9 @@ def test_full_digest_says_how_many_more_and_mails_them_next(store: Store, smtp) 
     assert len(first) == size and len(left) == len(stories) - size
     assert f"… and {len(left)} more stories that did not fit" in flat(text1)
     assert "\nhttps://n.ex/?level=story\n" in text1  # the web page lists them
-    html1 = parse(inbox.messages[-1]).get_body(("html",)).get_content()
+    html1 = parse_mail(inbox.messages[-1]).get_body(("html",)).get_content()
     assert f"and {len(left)} more stories" in html1 and 'href="https://n.ex/?level=story"' in html1
-    subject = parse(inbox.messages[-1])["Subject"]
+    subject = parse_mail(inbox.messages[-1])["Subject"]
     assert subject.startswith(f"newsdedup daily: {size} of {len(stories)} stories")
 
     # a new story arrives before the next run: the carried ones still go first
@@ -150,10 +150,10 @@ def test_full_digest_says_how_many_more_and_mails_them_next(store: Store, smtp) 
     assert text3 is None
 
 
-def test_no_silent_loss_when_the_backlog_exceeds_one_run(store: Store, smtp) -> None:  # noqa: F811
+def test_no_silent_loss_when_the_backlog_exceeds_one_run(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port, max_entries=12)
-    fill(store, cfg)
+    cfg = digest_config(controller.port, max_entries=12)
+    fill(store, DIGEST_FEEDS, cfg)
     stories = live_stories(store)
     sent: list[int] = []
     for n in range(6):
@@ -171,10 +171,10 @@ def test_no_silent_loss_when_the_backlog_exceeds_one_run(store: Store, smtp) -> 
 
 def test_a_deferred_story_merged_into_another_is_mailed_as_the_survivor(
     store: Store,
-    smtp,  # noqa: F811
+    smtp,
 ) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port, max_entries=1)
+    cfg = digest_config(controller.port, max_entries=1)
     src = source(store, "wire")
     for title, hours in (
         ("Ferry service resumes after week-long strike at Harbourton port", 3),
@@ -204,9 +204,9 @@ def test_a_deferred_story_merged_into_another_is_mailed_as_the_survivor(
     assert mailed(store, run2) == [survivor_id]
 
 
-def test_an_undated_report_does_not_push_a_dated_story_out(store: Store, smtp) -> None:  # noqa: F811
+def test_an_undated_report_does_not_push_a_dated_story_out(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port, max_entries=1)
+    cfg = digest_config(controller.port, max_entries=1)
     src = source(store, "wire")
     add_item(
         store, src, "Ferry service resumes after week-long strike at Harbourton port",
@@ -232,9 +232,9 @@ def test_an_undated_report_does_not_push_a_dated_story_out(store: Store, smtp) -
 # ---------------------------------------------------------------- times, summaries, language
 
 
-def test_each_outlet_shows_its_own_time_and_estimates_are_marked(store: Store, smtp) -> None:  # noqa: F811
+def test_each_outlet_shows_its_own_time_and_estimates_are_marked(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port, timezone="UTC")
+    cfg = digest_config(controller.port, timezone="UTC")
     title = "Storm floods the old town of Lindenau as river breaks its banks"
     times = {
         "Lindenau Courier": datetime(2026, 10, 5, 8, 15, tzinfo=UTC),
@@ -253,7 +253,7 @@ def test_each_outlet_shows_its_own_time_and_estimates_are_marked(store: Store, s
 
     _, text = send(store, cfg, inbox, datetime.now(UTC))
     assert text is not None
-    html = parse(inbox.messages[-1]).get_body(("html",)).get_content()
+    html = parse_mail(inbox.messages[-1]).get_body(("html",)).get_content()
     body = flat(text)
     # the headline's outlet with its own time (not the story's earliest, 06:40)
     assert "Lindenau Courier · 5 Oct 2026, 08:15" in body
@@ -269,7 +269,7 @@ def test_each_outlet_shows_its_own_time_and_estimates_are_marked(store: Store, s
     assert "Lindenau Courier · 2026-10-05 08:15 UTC" in flat(page)
 
 
-def test_dates_follow_the_digest_language(store: Store, smtp) -> None:  # noqa: F811
+def test_dates_follow_the_digest_language(store: Store, smtp) -> None:
     controller, inbox = smtp
     src = source(store, "wire")
     add_item(
@@ -279,9 +279,9 @@ def test_dates_follow_the_digest_language(store: Store, smtp) -> None:  # noqa: 
     DedupService(store).process_pending()
     texts = {}
     for n, language in enumerate(("en", "de")):
-        cfg = make_config(controller.port, name=f"d{language}", language=language)
+        cfg = digest_config(controller.port, name=f"d{language}", language=language)
         send(store, cfg, inbox, datetime.now(UTC) + timedelta(seconds=n))
-        texts[language] = flat(parse(inbox.messages[-1]).get_body(("plain",)).get_content())
+        texts[language] = flat(parse_mail(inbox.messages[-1]).get_body(("plain",)).get_content())
     # Europe/Berlin: 09:30 UTC is 11:30 (summer time)
     assert "Harbourton Gazette · 5 Oct 2026, 11:30" in texts["en"]
     assert "Harbourton Gazette · 5. Okt. 2026, 11:30" in texts["de"]
@@ -298,13 +298,13 @@ def test_language_is_validated() -> None:
     with pytest.raises(
         ValidationError, match=r"unknown digest language 'fr' \(supported: de, en\)"
     ):
-        make_config(25, language="fr")
-    assert make_config(25).digests[0].language == "en"
+        digest_config(25, language="fr")
+    assert digest_config(25).digests[0].language == "en"
 
 
-def test_summary_cut_at_a_boundary_without_the_title(store: Store, smtp) -> None:  # noqa: F811
+def test_summary_cut_at_a_boundary_without_the_title(store: Store, smtp) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port)
+    cfg = digest_config(controller.port)
     title = "Harbourton ferry service resumes after week-long strike"
     summary = (
         f"{title} - The first boat left at dawn on Monday, carrying commuters who had waited "
@@ -419,11 +419,11 @@ def _headlines(store: Store, cid: int, cfg: Config, inbox) -> tuple[str, str, En
 
 def test_headline_is_a_central_member_not_an_off_topic_high_priority_one(
     store: Store,
-    smtp,  # noqa: F811
+    smtp,
 ) -> None:
     controller, inbox = smtp
-    cfg = make_config(controller.port, max_entries=100)  # all fit: the big story leads
-    fill(store, cfg)
+    cfg = digest_config(controller.port, max_entries=100)  # all fit: the big story leads
+    fill(store, DIGEST_FEEDS, cfg)
     cid, _ = _big_story(store)
     press = add_item(
         store, source(store, "pressdesk", priority=100, type_="wordpress"),

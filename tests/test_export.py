@@ -16,13 +16,10 @@ from xml.etree import ElementTree as ET
 import feedparser
 import pytest
 from conftest import FEEDS
+from helpers import cli, fill
 from sqlalchemy import func, select
 
-from aggregator.cli import main
-from aggregator.config import Config
-from aggregator.dedup.service import DedupService
 from aggregator.export import FeedMeta, atom, json_feed
-from aggregator.importer import import_file
 from aggregator.store import Store
 from aggregator.store.models import Cluster
 from aggregator.stories import recent_stories
@@ -32,13 +29,6 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$
 BEARS_EARS = "google-news-en-us-search-1.xml"  # a Google News search on one ongoing story
 SUWA = "wordpress-en-suwa-org-podcast.xml"  # the publisher at the centre of that story
 OTHERS = ["bing-news-en-us-search-2.xml", "atom-en-h-online.xml"]
-
-
-def fill(store: Store, names: list[str]) -> None:
-    cfg = Config()
-    for name in names:
-        assert import_file(store, cfg, FEEDS / name).error is None
-    DedupService(store).process_pending()
 
 
 def stories(store: Store, level: str = "story", limit: int = 1000):
@@ -230,19 +220,14 @@ def test_empty_store_exports_valid_empty_feeds(store: Store) -> None:
 # ---------------------------------------------------------------- the command
 
 
-def _cli(tmp_path: Path, *args: str, capsys) -> tuple[int, str, str]:
-    code = main(["--config", str(tmp_path / "config.yaml"), *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_export_command(tmp_path: Path, capsys) -> None:
-    (tmp_path / "config.yaml").write_text(
+def test_export_command(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
         "database: {url: 'sqlite:///db.sqlite'}\nhttp: {base_url: 'https://news.example.org/'}\n"
     )
-    code, _, _ = _cli(tmp_path, "import", str(FEEDS / BEARS_EARS), capsys=capsys)
+    code, _, _ = cli(config, "import", str(FEEDS / BEARS_EARS))
     assert code == 0
-    code, out, _ = _cli(tmp_path, "export", "--format", "atom", capsys=capsys)
+    code, out, _ = cli(config, "export", "--format", "atom")
     assert code == 0
     root = check_atom(out.encode())
     alternate = root.find(f"{A}link[@rel='alternate']")
@@ -252,19 +237,19 @@ def test_export_command(tmp_path: Path, capsys) -> None:
 
     target = tmp_path / "out" / "stories.json"
     target.parent.mkdir()
-    code, out, err = _cli(
-        tmp_path, "export", "--format", "jsonfeed", "--limit", "5", "-o", str(target), capsys=capsys
+    code, out, err = cli(
+        config, "export", "--format", "jsonfeed", "--limit", "5", "-o", str(target)
     )
     assert code == 0 and out == "" and "5 story clusters" in err
     assert len(check_jsonfeed(target.read_bytes())["items"]) == 5
     assert list(target.parent.iterdir()) == [target]  # no temporary file left behind
 
     # everything was clustered just now: a short --since keeps it, a since in the past drops it
-    code, out, _ = _cli(tmp_path, "export", "--format", "atom", "--since", "1h", capsys=capsys)
+    code, out, _ = cli(config, "export", "--format", "atom", "--since", "1h")
     assert len(check_atom(out.encode()).findall(f"{A}entry")) == n
     time.sleep(1.1)
-    code, out, _ = _cli(tmp_path, "export", "--format", "atom", "--since", "1s", capsys=capsys)
+    code, out, _ = cli(config, "export", "--format", "atom", "--since", "1s")
     assert check_atom(out.encode()).findall(f"{A}entry") == []
 
-    code, _, err = _cli(tmp_path, "export", "--format", "atom", "--since", "soon", capsys=capsys)
+    code, _, err = cli(config, "export", "--format", "atom", "--since", "soon")
     assert code != 0 and "--since" in err and err.count("\n") == 1

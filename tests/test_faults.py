@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import FEEDS
+from helpers import make_config, migrate, run_cli, spawn, start_daemon, sync, wait_for
 from pytest_httpserver import HTTPServer
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -36,10 +34,9 @@ from aggregator.daemon import Daemon
 from aggregator.errors import StoreError
 from aggregator.fetcher import Fetcher
 from aggregator.poller import fetch_settings, poll_round
-from aggregator.store import Store, repo
+from aggregator.store import Store
 from aggregator.store import db as store_db
 
-AGGREGATOR = [sys.executable, "-m", "aggregator"]
 IMPORT_FILES = [str(p) for p in sorted(FEEDS.glob("*.xml"))]
 
 # ten feeds of every kind (no comment feeds: those would add feeds while the test runs)
@@ -55,33 +52,14 @@ POLLED = [
     ("rss10-rdf-en-slashdot.xml", "rss"),
     ("wordpress-de-anime2you-news.xml", "wordpress"),
 ]
+# the fetch timeouts of write_config's daemons, for the rounds run in-process
+FETCH = {"read_timeout": "5s", "total_timeout": "10s"}
 FEED_DELAY_S = 0.25  # per response while `slow` is set: a round takes ~2.5 s (one server thread)
 
 Snapshot = dict[str, tuple[bool, list[str]]]  # source -> (poll state advanced, stored guids)
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    return env | extra
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*AGGREGATOR, *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*AGGREGATOR, *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def reader(url: str):  # type: ignore[no-untyped-def]
@@ -140,14 +118,6 @@ def assert_never_ahead(snap: Snapshot, expected: dict[str, set[str]]) -> None:
             assert guids == [], f"{name}: items stored without the poll state"
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def kill9(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
@@ -197,29 +167,8 @@ def write_config(path: Path, httpserver: HTTPServer, extra: str = "") -> Path:
     return path
 
 
-def make_config(httpserver: HTTPServer, **polling: object) -> Config:
-    return Config.model_validate(
-        {
-            "polling": {
-                "min_interval": "1s",
-                "aggregator_min_interval": "1s",
-                "allow_private_addresses": True,
-                **polling,
-            },
-            "sources": polled_sources(httpserver),
-        }
-    )
-
-
 def new_store(url: str) -> Store:
-    engine = store_db.make_engine(url)
-    store_db.upgrade(engine)
-    return Store(engine)
-
-
-def sync(store: Store, cfg: Config) -> None:
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
+    return Store(store_db.make_engine(migrate(url)))
 
 
 def poll_all(store: Store, cfg: Config) -> None:
@@ -231,7 +180,7 @@ def poll_all(store: Store, cfg: Config) -> None:
 @pytest.fixture
 def expected_polled(tmp_path: Path, httpserver: HTTPServer) -> dict[str, set[str]]:
     """What one clean poll of the POLLED feeds stores, per source (the reference)."""
-    cfg = make_config(httpserver)
+    cfg = make_config(polled_sources(httpserver), **FETCH)
     store = new_store(f"sqlite:///{tmp_path / 'reference.sqlite'}")
     try:
         sync(store, cfg)
@@ -248,9 +197,9 @@ def expected_polled(tmp_path: Path, httpserver: HTTPServer) -> dict[str, set[str
 
 
 def upgrade_if_postgres(url: str) -> None:
+    """A daemon creates a new SQLite file itself; a PostgreSQL schema must be upgraded first."""
     if not url.startswith("sqlite"):
-        done = cli("db", "upgrade", env=clean_env(AGGREGATOR_DATABASE_URL=url))
-        assert done.returncode == 0, done.stderr
+        migrate(url)
 
 
 # ---------------------------------------------------------------- 1a: import, kill -9
@@ -262,17 +211,17 @@ def test_import_killed_repeatedly_then_rerun_stores_every_entry_once(
     db_url = sqlite_url
     cfg = tmp_path / "config.yaml"
     cfg.write_text("sources: []\n", encoding="utf-8")
-    cmd = ("-q", "--config", str(cfg), "import", *IMPORT_FILES)
+    cmd = (cfg, "-q", "import", *IMPORT_FILES)
 
     reference_url = f"sqlite:///{tmp_path / 'reference.sqlite'}"
-    clean = cli(*cmd, env=clean_env(AGGREGATOR_DATABASE_URL=reference_url))
+    clean = run_cli(*cmd, env={"AGGREGATOR_DATABASE_URL": reference_url})
     assert clean.returncode == 0, clean.stderr
     ref = reader(reference_url)
     expected = stored_pairs(ref)
     ref.dispose()
     assert len(expected) > 400
 
-    env = clean_env(AGGREGATOR_DATABASE_URL=db_url)
+    env = {"AGGREGATOR_DATABASE_URL": db_url}
     engine = reader(db_url)
     items = "SELECT count(*) FROM items"
     done = "SELECT count(*) FROM items WHERE dedup_state = 'done'"
@@ -285,7 +234,7 @@ def test_import_killed_repeatedly_then_rerun_stores_every_entry_once(
     ]
     try:
         for what, cond in kill_points:
-            proc = spawn(*cmd, env=env)
+            proc = spawn(*cmd, env=env, stdout=subprocess.DEVNULL)
             try:
                 wait_for(cond, 60, what)
             finally:
@@ -295,7 +244,7 @@ def test_import_killed_repeatedly_then_rerun_stores_every_entry_once(
             assert set(pairs) <= set(expected)
         assert scalar(engine, done) < len(expected), "no kill interrupted the clustering"
 
-        rerun = cli(*cmd, env=env)
+        rerun = run_cli(*cmd, env=env)
         assert rerun.returncode == 0, rerun.stderr
         pairs = stored_pairs(engine)
         assert len(pairs) == len(set(pairs))
@@ -323,13 +272,13 @@ def test_daemon_killed_mid_round_loses_nothing_and_never_runs_ahead(
     slow.set()
     cfg = write_config(tmp_path / "config.yaml", httpserver)
     upgrade_if_postgres(db_url)
-    env = clean_env(AGGREGATOR_DATABASE_URL=db_url)
+    env = {"AGGREGATOR_DATABASE_URL": db_url}
     engine = reader(db_url)
     total = len(POLLED)
     polled = "SELECT count(*) FROM feeds WHERE body_hash IS NOT NULL"
     try:
         for at_least in (2, 6):  # kill -9 with this many feeds polled, the rest pending
-            proc = spawn("--config", str(cfg), "run", env=env)
+            proc = start_daemon(cfg, env=env, stdout=subprocess.DEVNULL)
             try:
                 wait_for(lambda n=at_least: scalar(engine, polled) >= n, 60, f"{at_least} feeds")
             finally:
@@ -337,13 +286,7 @@ def test_daemon_killed_mid_round_loses_nothing_and_never_runs_ahead(
             assert_never_ahead(snapshot(engine), expected_polled)
         assert scalar(engine, polled) < total, "the kills came too late to interrupt a round"
 
-        proc = subprocess.Popen(
-            [*AGGREGATOR, "--config", str(cfg), "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_daemon(cfg, env=env, stdout=subprocess.DEVNULL)
         try:
             wait_for(
                 lambda: (
@@ -384,7 +327,7 @@ def test_daemon_rides_out_terminated_postgres_connections(
     serve_feeds(httpserver)
     cfg = write_config(tmp_path / "config.yaml", httpserver)
     upgrade_if_postgres(pg_url)
-    env = clean_env(AGGREGATOR_DATABASE_URL=pg_url)
+    env = {"AGGREGATOR_DATABASE_URL": pg_url}
     engine = reader(pg_url)
     log_path = tmp_path / "daemon.log"
     unavailable = "database unavailable, will retry next round"
@@ -396,13 +339,7 @@ def test_daemon_rides_out_terminated_postgres_connections(
         locker.begin()
         locker.execute(text("LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE"))
         locker_pid = locker.execute(text("SELECT pg_backend_pid()")).scalar()
-        proc = subprocess.Popen(
-            [*AGGREGATOR, "--config", str(cfg), "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-            text=True,
-        )
+        proc = start_daemon(cfg, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
         waiting = (
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             f"AND wait_event_type = 'Lock' AND pid <> {locker_pid}"
@@ -468,19 +405,13 @@ def test_poll_waits_for_another_sqlite_writer_then_succeeds(
     serve_feeds(httpserver)
     cfg = write_config(tmp_path / "config.yaml", httpserver)
     db = tmp_path / "newsdedup.sqlite"
-    created = cli("--config", str(cfg), "status", env=clean_env())
+    created = run_cli(cfg, "status")
     assert created.returncode == 0, created.stderr
     holder = sqlite3.connect(db, isolation_level=None, timeout=0)
     try:
         holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
         holder.execute("UPDATE sources SET priority = priority")
-        proc = subprocess.Popen(
-            [*AGGREGATOR, "--config", str(cfg), "poll", "--once", "--all"],
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = spawn(cfg, "poll", "--once", "--all")
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:  # without a busy timeout it fails within a second
             assert proc.poll() is None, proc.communicate()
@@ -510,7 +441,9 @@ def test_full_database_fails_the_round_cleanly_and_the_next_poll_stores_everythi
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     serve_feeds(httpserver)
-    cfg = make_config(httpserver, workers=1)  # one worker: the feeds are stored in order
+    cfg = make_config(
+        polled_sources(httpserver), workers=1, **FETCH
+    )  # one worker: the feeds are stored in order
     url = f"sqlite:///{tmp_path / 'full.sqlite'}"
     setup = new_store(url)
     sync(setup, cfg)
@@ -592,10 +525,10 @@ def test_passwords_never_appear_in_output_logs_or_status(
         "send_empty: true}\n",
         encoding="utf-8",
     )
-    env = clean_env(
-        AGGREGATOR_DATABASE_URL=db_url,
-        AGGREGATOR_SMTP_URL=f"smtp://bot:{smtp_password}@127.0.0.1:{smtp_port}",
-    )
+    env = {
+        "AGGREGATOR_DATABASE_URL": db_url,
+        "AGGREGATOR_SMTP_URL": f"smtp://bot:{smtp_password}@127.0.0.1:{smtp_port}",
+    }
     runs = [
         (("db", "upgrade"), 0),
         (("status",), 0),
@@ -606,7 +539,7 @@ def test_passwords_never_appear_in_output_logs_or_status(
         (("--log-format", "json", "status", "--json"), 0),
     ]
     try:
-        results = [(args, rc, cli("--config", str(cfg), *args, env=env)) for args, rc in runs]
+        results = [(args, rc, run_cli(cfg, *args, env=env)) for args, rc in runs]
     finally:
         closed.close()
     for args, rc, result in results:
@@ -705,12 +638,11 @@ def test_daemon_waits_out_an_unreachable_postgres_and_recovers(
     engine = reader(pg_url)
     log_path = tmp_path / "daemon.log"
     log_file = log_path.open("w")
-    proc = subprocess.Popen(
-        [*AGGREGATOR, "--config", str(cfg), "run"],
-        env=clean_env(AGGREGATOR_DATABASE_URL=proxied),
+    proc = start_daemon(
+        cfg,
+        env={"AGGREGATOR_DATABASE_URL": proxied},
         stdout=subprocess.DEVNULL,
         stderr=log_file,
-        text=True,
     )
     try:
         wait_for(lambda: "retrying in" in log_path.read_text(), 30, "the start-up retry line")

@@ -22,52 +22,24 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
+from helpers import make_config, poll, sync
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
-from aggregator.config import Config
 from aggregator.dedup.service import DedupService
 from aggregator.digest import build_view
-from aggregator.fetcher import Fetcher
 from aggregator.parser import MAX_ENTRIES, MAX_SUMMARY_CHARS
-from aggregator.poller import fetch_settings, poll_round
 from aggregator.render import render_digest
-from aggregator.store import Store, repo
+from aggregator.store import Store
 from aggregator.store.models import Item, PollLog
 
 # C0/C1 controls other than tab and newline: never in a stored title, summary or text.
 CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 MB = 1024 * 1024
+# generous fetch timeouts: the cost limits below are what these tests hold the poll to
+SLOW_OK = {"total_timeout": "10s", "read_timeout": "5s", "workers": 2}
 
 # ---------------------------------------------------------------- helpers
-
-
-def make_config(sources: list[dict], *, digests: list[dict] | None = None, **polling) -> Config:
-    return Config.model_validate(
-        {
-            "polling": {
-                "min_interval": "1s",
-                "aggregator_min_interval": "1s",
-                "total_timeout": "10s",
-                "read_timeout": "5s",
-                "workers": 2,
-                "allow_private_addresses": True,
-                **polling,
-            },
-            "sources": sources,
-            "digests": digests or [],
-        }
-    )
-
-
-def sync(store: Store, cfg: Config) -> None:
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
-
-
-def poll(store: Store, cfg: Config):
-    with Fetcher(fetch_settings(cfg)) as fetcher:
-        return poll_round(store, cfg, fetcher, owner="test", all_feeds=True)
 
 
 def rss(items: list[str] | str, *, title: str = "Hostile Test Feed") -> bytes:
@@ -156,7 +128,7 @@ def poll_feed(
     )
     cfg = make_config(
         [{"name": "hostile", "type": "rss", "url": httpserver.url_for("/hostile.xml")}],
-        **polling,
+        **(SLOW_OK | polling),
     )
     sync(store, cfg)
     with measured() as cost:
@@ -404,7 +376,7 @@ def test_duplicate_guids_within_a_feed_and_across_polls(
         second, content_type="application/rss+xml"
     )
     cfg = make_config(
-        [{"name": "hostile", "type": "rss", "url": httpserver.url_for("/hostile.xml")}]
+        [{"name": "hostile", "type": "rss", "url": httpserver.url_for("/hostile.xml")}], **SLOW_OK
     )
     (again,) = poll(store, cfg)
     assert again.result == "ok" and again.items_seen == 2 and again.items_new == 1
@@ -718,7 +690,7 @@ def test_untrusted_content_stays_inert_in_exports_and_web_pages(
             _assert_no_markup(item.get(key, ""), key)
         assert item.get("url", "https://").startswith(("http://", "https://"))
 
-    app = WebApp(store, make_config([]))
+    app = WebApp(store, make_config())
     page = app.route("GET", "/").body.decode()
     assert "Harbour cranes were moved overnight" in page
     _assert_inert_html(page, style_blocks=1)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from helpers import free_port
 
 from aggregator.config import SmtpConfig
 from aggregator.digest_view import DigestView, Entry, Outlet
@@ -56,12 +57,6 @@ class Keep:
         self.received.append(envelope.original_content)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001

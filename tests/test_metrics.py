@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import FEEDS
+from helpers import fill, make_config, sync
 from prometheus_client import CollectorRegistry, generate_latest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
@@ -35,7 +36,7 @@ from aggregator.metrics import (
     simple_family,
 )
 from aggregator.poller import fetch_settings, poll_round
-from aggregator.store import Store, repo
+from aggregator.store import Store
 from aggregator.store.db import make_engine
 from aggregator.store.models import Cluster, ClusterMember, DigestRun, Feed, Item, PollLog, Source
 
@@ -270,32 +271,17 @@ DURATIONS_MS = [0, 10, 11, 50, 250, 999, 1000, 1001, 60_000, 60_001]
 ODD_DIGEST = 'we"ird\\na\nme'
 
 
-def make_config(httpserver: HTTPServer, *names: str) -> Config:
+def configured(httpserver: HTTPServer, *names: str) -> Config:
     every = [
         {"name": "good", "type": "rss", "url": httpserver.url_for("/good")},
         {"name": "broken", "type": "rss", "url": httpserver.url_for("/broken")},
         {"name": "gone", "type": "rss", "url": httpserver.url_for("/gone")},
         {"name": "off", "type": "rss", "url": httpserver.url_for("/off"), "enabled": False},
     ]
-    return Config.model_validate(
-        {
-            "polling": {
-                "min_interval": "1s",
-                "total_timeout": "5s",
-                "read_timeout": "2s",
-                "allow_private_addresses": True,
-            },
-            "sources": [s for s in every if s["name"] in names],
-        }
-    )
+    return make_config([s for s in every if s["name"] in names])
 
 
-def sync(store: Store, cfg: Config) -> None:
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
-
-
-def fill(store: Store, httpserver: HTTPServer) -> datetime:
+def populate(store: Store, httpserver: HTTPServer) -> datetime:
     """Imports + clustering, two polling rounds with failures, hand-made rows; returns the
     start time of the latest poll."""
     httpserver.expect_request("/good").respond_with_data(
@@ -303,15 +289,13 @@ def fill(store: Store, httpserver: HTTPServer) -> datetime:
     )
     httpserver.expect_request("/broken").respond_with_data("oops", status=500)
     httpserver.expect_request("/gone").respond_with_data("", status=410)
-    cfg = make_config(httpserver, "good", "broken", "gone", "off")
-    for name in IMPORTED:
-        assert import_file(store, cfg, FEEDS / name).error is None
-    DedupService(store).process_pending()
+    cfg = configured(httpserver, "good", "broken", "gone", "off")
+    fill(store, IMPORTED, cfg)
     sync(store, cfg)
     with Fetcher(fetch_settings(cfg)) as fetcher:
         for _ in range(2):
             poll_round(store, cfg, fetcher, owner="test", all_feeds=True)
-    sync(store, make_config(httpserver, "good", "gone", "off"))  # "broken" leaves the config
+    sync(store, configured(httpserver, "good", "gone", "off"))  # "broken" leaves the config
 
     latest = datetime(2031, 5, 4, 3, 2, 1, 500_000, tzinfo=UTC)
     with store.session() as s:
@@ -344,7 +328,7 @@ def scrape(store: Store, now: datetime | None = None) -> dict[str, Parsed]:
 
 
 def test_metrics_match_the_rows(store: Store, httpserver: HTTPServer) -> None:
-    latest = fill(store, httpserver)
+    latest = populate(store, httpserver)
     fams = scrape(store)
     with store.session() as s:
         polls = s.execute(select(PollLog.result, PollLog.duration_ms)).all()
@@ -422,7 +406,7 @@ def test_metrics_match_the_rows(store: Store, httpserver: HTTPServer) -> None:
 
 
 def test_feeds_due_follows_the_clock(store: Store, httpserver: HTTPServer) -> None:
-    fill(store, httpserver)
+    populate(store, httpserver)
     with store.session() as s:
         rows = s.execute(select(Feed, Source).join(Source, Source.id == Feed.source_id)).all()
     for now in (

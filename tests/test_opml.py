@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from conftest import REPO, new_schema
+from helpers import migrate
+from sqlalchemy import func, select, text
 
 from aggregator.config import SourceConfig
 from aggregator.errors import InputError
@@ -351,16 +352,8 @@ def fresh_store(db_url: str, tmp_path: Path, request: pytest.FixtureRequest):
     if db_url.startswith("sqlite"):
         url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     else:
-        base = request.getfixturevalue("pg_database")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        engine = create_engine(base)
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine.dispose()
-        url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    engine = store_db.make_engine(url)
-    store_db.upgrade(engine)
-    s = store_db.Store(engine)
+        url = new_schema(request.getfixturevalue("pg_database"))
+    s = store_db.Store(store_db.make_engine(migrate(url)))
     yield s
     s.close()
 
@@ -393,7 +386,6 @@ def test_export_then_import_into_a_fresh_database_keeps_every_feed(store, fresh_
 
 # ---------------------------------------------------------------- the CLI, end to end
 
-REPO = Path(__file__).resolve().parent.parent
 
 CONFIG = """\
 database:

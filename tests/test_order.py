@@ -14,6 +14,8 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
+from conftest import REPO
+from helpers import migrate
 from sqlalchemy import select
 
 from aggregator.config import load_config
@@ -23,7 +25,6 @@ from aggregator.importer import import_file
 from aggregator.store import db as store_db
 from aggregator.store.models import ClusterMember, Item, Source
 
-REPO = Path(__file__).resolve().parents[1]
 BEARS_EARS = "google-news-en-us-search-1.xml"
 # the Bears Ears search (July 2026), a newer Bing feed (September 2026), an undated feed
 # (stamped with the import time), an old Atom feed (2009) and Google top stories of 2019
@@ -50,9 +51,7 @@ def _signing_guids() -> set[str]:
 def _stories_after_import(feeds_dir: Path, names: list[str], db: Path) -> dict[str, str]:
     """Import ``names`` in order, clustering after each file; item key -> story cluster."""
     cfg = load_config(REPO / "config.yaml", env={})
-    engine = store_db.make_engine(f"sqlite:///{db}")
-    store_db.upgrade(engine)
-    store = store_db.Store(engine)
+    store = store_db.Store(store_db.make_engine(migrate(f"sqlite:///{db}")))
     try:
         for name in names:
             outcome = import_file(store, cfg, feeds_dir / name)

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import FEEDS, HOSTILE
+from helpers import make_config, poll, sync
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 from werkzeug import Request, Response
 
-from aggregator.config import Config
-from aggregator.fetcher import Fetcher
 from aggregator.parser import parse_feed
-from aggregator.poller import fetch_settings, poll_round
 from aggregator.store import Store, repo
 from aggregator.store.models import Feed, Item, PollLog
 
@@ -34,33 +32,6 @@ TYPES = {
 
 def fixture_type(path: Path) -> str:
     return next((t for prefix, t in TYPES.items() if path.name.startswith(prefix)), "rss")
-
-
-def make_config(sources: list[dict], **polling: object) -> Config:
-    return Config.model_validate(
-        {
-            "polling": {
-                "min_interval": "1s",
-                "aggregator_min_interval": "1s",
-                "total_timeout": "5s",
-                "read_timeout": "2s",
-                "workers": 4,
-                "allow_private_addresses": True,
-                **polling,
-            },
-            "sources": sources,
-        }
-    )
-
-
-def sync(store: Store, cfg: Config) -> None:
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
-
-
-def poll(store: Store, cfg: Config, *, all_feeds: bool = True):
-    with Fetcher(fetch_settings(cfg)) as fetcher:
-        return poll_round(store, cfg, fetcher, owner="test", all_feeds=all_feeds)
 
 
 def item_count(store: Store, **where: object) -> int:

@@ -3,29 +3,25 @@ log lines (text and JSON), ``status`` and the error rows stored in the database.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import FEEDS
+from conftest import FEEDS, REPO
+from helpers import cli, spawn
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
-from aggregator.cli import main
 from aggregator.redact import is_secret_key, redact_url
 from aggregator.store.models import Base
 
-REPO = Path(__file__).resolve().parents[1]
 SECRET = "Zq7hunter2Xv"  # nowhere else in any output
 
 # unparseable by SQLAlchemy's make_url (ArgumentError, or ValueError for the port)
@@ -164,29 +160,18 @@ def test_unencoded_userinfo_never_shows(secret: str, user: str, context: str) ->
 # ---------------------------------------------------------------- through the command line
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    return env | extra
-
-
-def cli(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:
-    """The command in-process; returns (exit code, stdout, stderr)."""
-    out = io.StringIO()
-    code = main(["--config", str(config), *args], out=out)
-    captured = capsys.readouterr()
-    return code, out.getvalue() + captured.out, captured.err
-
-
 def test_run_never_prints_a_malformed_database_url(tmp_path: Path) -> None:
     """The daemon retries an unusable database: every retry line hides the password."""
     procs = []
     for url, log_format in zip(MALFORMED_DB_URLS, ["text", "json"], strict=False):
         path = tmp_path / f"run-{log_format}.log"
         with path.open("w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "aggregator", "--config", str(REPO / "config.yaml")]
-                + ["--log-format", log_format, "run"],
-                env=clean_env(AGGREGATOR_DATABASE_URL=url),
+            proc = spawn(
+                None,
+                "--log-format",
+                log_format,
+                "run",
+                env={"AGGREGATOR_DATABASE_URL": url},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -217,7 +202,6 @@ def test_every_command_hides_a_malformed_database_url(
     tmp_path: Path,
     url: str,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     opml = tmp_path / "feeds.opml"
     opml.write_text(
@@ -246,7 +230,7 @@ def test_every_command_hides_a_malformed_database_url(
         ["opml", "export"],
     ]
     for args in commands:
-        code, out, err = cli(capsys, REPO / "config.yaml", *args)
+        code, out, err = cli(None, *args)
         assert code == 1, (args, out, err)
         assert "invalid database URL" in err and "***@" in err, (args, err)
         assert SECRET not in out + err, (args, out, err)
@@ -256,17 +240,17 @@ def test_every_command_hides_a_malformed_database_url(
 
 @pytest.mark.postgres
 def test_password_in_a_database_url_query_is_hidden(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL takes ``?password=`` as well as userinfo (trust auth ignores both here)."""
     url = f"{pg_url}&password={SECRET}"
     monkeypatch.setenv("AGGREGATOR_DATABASE_URL", url)
     config = REPO / "config.yaml"
     for args in (["db", "upgrade"], ["db", "upgrade"], ["status"], ["-v", "status"]):
-        code, out, err = cli(capsys, config, *args)
+        code, out, err = cli(config, *args)
         assert code == 0, (args, err)
         assert "password=***" in out and SECRET not in out + err, (args, out, err)
-    code, out, err = cli(capsys, config, "--log-format", "json", "status", "--json")
+    code, out, err = cli(config, "--log-format", "json", "status", "--json")
     assert code == 0, err
     assert json.loads(out)["database"].endswith("&password=***")
     assert SECRET not in out + err
@@ -293,7 +277,6 @@ def test_feed_urls_with_secrets_are_hidden_everywhere(
     db_url: str,
     httpserver: HTTPServer,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     feeds = _feed_server(httpserver)
     config = tmp_path / "config.yaml"
@@ -303,14 +286,14 @@ def test_feed_urls_with_secrets_are_hidden_everywhere(
         encoding="utf-8",
     )
     monkeypatch.setenv("AGGREGATOR_DATABASE_URL", db_url)
-    assert cli(capsys, config, "db", "upgrade")[0] == 0
+    assert cli(config, "db", "upgrade")[0] == 0
     shown = []
     for args, served in (
         (["-v", "poll", "--once", "--all"], "ok"),
         (["--log-format", "json", "-v", "poll", "--once", "--all"], "unchanged"),
         (["poll", "--once", "--all"], "unchanged"),
     ):
-        code, out, err = cli(capsys, config, *args)
+        code, out, err = cli(config, *args)
         assert code == 1, (args, out, err)  # two of the three feeds fail
         lines = out.splitlines()
         assert len(lines) == 3 and sum(f"\t{served}\t" in line for line in lines) == 1, out
@@ -322,7 +305,7 @@ def test_feed_urls_with_secrets_are_hidden_everywhere(
     records = [json.loads(line) for line in shown[1].splitlines() if line.startswith("{")]
     assert any(r["logger"] == "aggregator.poller" and "API_KEY=***" in r["msg"] for r in records)
     for args in (["status"], ["status", "--json"], ["--log-format", "json", "-v", "status"]):
-        code, out, err = cli(capsys, config, *args)
+        code, out, err = cli(config, *args)
         assert code == 0, (args, err)
         shown.append(out + err)
     status = json.loads(shown[4])
@@ -351,10 +334,10 @@ def test_feed_urls_with_secrets_are_hidden_everywhere(
 
 @pytest.mark.filterwarnings("ignore:Query string argument")
 def test_database_url_echo_is_redacted_in_the_verbose_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = make_url(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite'}")
     monkeypatch.setenv("AGGREGATOR_DATABASE_URL", f"{url}?password={SECRET}")
-    code, out, err = cli(capsys, REPO / "config.yaml", "-v", "status")
+    code, out, err = cli(None, "-v", "status")
     assert code == 1
     assert "Traceback" in err and SECRET not in out + err

@@ -15,11 +15,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from aggregator.digest_view import DigestView, Entry, FollowUp, Outlet
 from aggregator.render import build_message, render_digest, safe_link
 
-REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 
 END = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # 07:00 in Berlin

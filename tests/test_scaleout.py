@@ -13,22 +13,20 @@ from pathlib import Path
 
 import pytest
 from conftest import FEEDS
+from helpers import make_config, start_daemon, sync, wait_for
 from pytest_httpserver import HTTPServer
 from sqlalchemy import text
 from test_faults import (
-    AGGREGATOR,
+    FETCH,
     POLLED,
-    clean_env,
-    make_config,
     new_store,
     poll_all,
+    polled_sources,
     reader,
     scalar,
     serve_feeds,
     snapshot,
-    sync,
     upgrade_if_postgres,
-    wait_for,
     write_config,
 )
 
@@ -66,7 +64,7 @@ def partitions(engine) -> Partition:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def reference(tmp_path: Path, httpserver: HTTPServer) -> tuple[dict[str, set[str]], Partition]:
     """One process: one poll of every feed, then clustering."""
-    cfg = make_config(httpserver)
+    cfg = make_config(polled_sources(httpserver), **FETCH)
     store = new_store(f"sqlite:///{tmp_path / 'reference.sqlite'}")
     try:
         sync(store, cfg)
@@ -95,19 +93,18 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
     cfg_path = write_config(tmp_path / "config.yaml", httpserver)
     cfg_path.write_text(cfg_path.read_text().replace("_interval: 1s", "_interval: 1h"))
     upgrade_if_postgres(pg_url)
-    env = clean_env(AGGREGATOR_DATABASE_URL=pg_url)
+    env = {"AGGREGATOR_DATABASE_URL": pg_url}
     engine = reader(pg_url)
     logs = [tmp_path / f"worker{n}.log" for n in range(workers)]
     procs: list[subprocess.Popen[str]] = []
     try:
         for log in logs:
             procs.append(
-                subprocess.Popen(
-                    [*AGGREGATOR, "--config", str(cfg_path), "run"],
+                start_daemon(
+                    cfg_path,
                     env=env,
                     stdout=subprocess.DEVNULL,
                     stderr=log.open("w"),
-                    text=True,
                 )
             )
         total = sum(len(g) for g in expected.values())
@@ -176,7 +173,6 @@ def test_concurrent_clustering_ends_as_one_process_would(
     cfg = Config()
 
     def filled(url: str) -> Store:
-        upgrade_if_postgres(url)
         store = new_store(url)
         for path in files:
             assert import_file(store, cfg, path).error is None

@@ -3,15 +3,14 @@ through the command line on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
+import helpers
 import pytest
 from conftest import FEEDS
 from sqlalchemy import func, select
 
-from aggregator.cli import main
 from aggregator.opml import derive_name, read_opml
 from aggregator.store import open_store
 from aggregator.store.models import Cluster, ClusterMember, Feed, Item, Source
@@ -32,13 +31,13 @@ OPML = b"""<?xml version="1.0"?>
 
 
 class Cli:
+    """``aggregator -q`` with the test's config, in-process: (exit code, stdout, stderr)."""
+
     def __init__(self, cfg: Path) -> None:
         self.cfg = cfg
 
     def __call__(self, *args: str) -> tuple[int, str, str]:
-        out = io.StringIO()
-        code = main(["-q", "--config", str(self.cfg), *args], out=out)
-        return code, out.getvalue(), ""
+        return helpers.cli(self.cfg, "-q", *args)
 
 
 @pytest.fixture
@@ -115,41 +114,37 @@ def test_disable_and_enable_last_across_config_syncs(cli: Cli, db_url: str) -> N
     assert rows["blog"]["enabled"] is True and rows["San Juan Record"]["enabled"] is False
 
 
-def test_enable_refuses_a_source_disabled_in_config(
-    cli: Cli, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_enable_refuses_a_source_disabled_in_config(cli: Cli) -> None:
     cli.cfg.write_text(CONFIG + "    enabled: false\n", encoding="utf-8")
-    code, _, _ = cli("sources", "enable", "blog")
+    code, _, err = cli("sources", "enable", "blog")
     assert code == 1
-    assert "disabled in config.yaml" in capsys.readouterr().err
+    assert "disabled in config.yaml" in err
 
 
-def test_unknown_source_is_one_clear_error(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("sources", "disable", "nope")[0] == 1
-    err = capsys.readouterr().err
+def test_unknown_source_is_one_clear_error(cli: Cli) -> None:
+    code, _, err = cli("sources", "disable", "nope")
+    assert code == 1
     assert "no source named 'nope'" in err and "blog" in err
 
 
-def test_a_config_source_cannot_be_removed_here(
-    cli: Cli, capsys: pytest.CaptureFixture[str], db_url: str
-) -> None:
-    assert cli("sources", "remove", "blog", "--yes")[0] == 1
-    assert "remove it there (it would come back at the next start)" in capsys.readouterr().err
+def test_a_config_source_cannot_be_removed_here(cli: Cli, db_url: str) -> None:
+    code, _, err = cli("sources", "remove", "blog", "--yes")
+    assert code == 1
+    assert "remove it there (it would come back at the next start)" in err
     assert _count(db_url, select(func.count()).select_from(Source)) == 2
 
 
 def test_remove_asks_for_yes_when_items_would_go_and_says_what_it_deletes(
-    cli: Cli, capsys: pytest.CaptureFixture[str], db_url: str
+    cli: Cli, db_url: str
 ) -> None:
     code, out, _ = cli("import", str(SLASHDOT))  # files the items under a derived source
     assert code == 0
     rows = {r["name"]: r for r in json.loads(cli("sources", "list", "--json")[1])}
     assert rows["Slashdot"]["items"] == 15
     assert _count(db_url, select(func.count()).select_from(ClusterMember)) > 0
-    capsys.readouterr()
 
-    assert cli("sources", "remove", "Slashdot")[0] == 1
-    err = capsys.readouterr().err
+    code, _, err = cli("sources", "remove", "Slashdot")
+    assert code == 1
     assert "1 feed, 15 articles and 0 comments" in err and "--yes" in err
     assert _count(db_url, select(func.count()).select_from(Item)) == 15
 

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpcore
 import pytest
+from helpers import make_config, poll, sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
@@ -29,7 +30,7 @@ from aggregator.coordination import FeedJob
 from aggregator.errors import AddressRefused, FetchError
 from aggregator.fetcher import Fetcher, FetchSettings, non_public_reason, origin_of
 from aggregator.ingest import MAX_COMMENT_FEEDS_PER_DOCUMENT, admit_comment_feeds
-from aggregator.poller import fetch_settings, poll_round, private_access
+from aggregator.poller import private_access
 from aggregator.store import Store, repo
 from aggregator.store.models import Feed, Item
 
@@ -94,25 +95,9 @@ def guarded() -> Iterator[Fetcher]:
         yield fetcher
 
 
-def make_config(sources: list[dict], **polling: object) -> Config:
-    return Config.model_validate(
-        {
-            "polling": {"min_interval": "1s", "total_timeout": "5s", "read_timeout": "2s"}
-            | polling,
-            "sources": sources,
-        }
-    )
-
-
 def sync_and_poll(store: Store, cfg: Config):
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
+    sync(store, cfg)
     return poll(store, cfg)
-
-
-def poll(store: Store, cfg: Config):
-    with Fetcher(fetch_settings(cfg)) as fetcher:
-        return poll_round(store, cfg, fetcher, owner="test", all_feeds=True)
 
 
 def rfc822_now() -> str:
@@ -259,7 +244,7 @@ def test_a_configured_source_on_loopback_needs_the_setting(
         wordpress_feed([item(1, "http://x.example")]), content_type="application/rss+xml"
     )
     url = httpserver.url_for("/feed/")
-    cfg = make_config([{"name": "local", "type": "rss", "url": url}])
+    cfg = make_config([{"name": "local", "type": "rss", "url": url}], allow_private_addresses=False)
     assert cfg.polling.allow_private_addresses is False
     (outcome,) = sync_and_poll(store, cfg)
     assert outcome.result == "refused"
@@ -365,7 +350,7 @@ def test_private_access_rule() -> None:
         ],
         allow_private_addresses=True,
     )
-    off = make_config(cfg.model_dump()["sources"])
+    off = make_config(cfg.model_dump()["sources"], allow_private_addresses=False)
 
     def rule(c: Config, url: str, kind: str = "comments", source: str = "wp") -> str:
         job = FeedJob(

@@ -3,17 +3,16 @@ a local server that accepts the request and never answers."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from conftest import FEEDS
+from helpers import count_items, start_daemon
 from pytest_httpserver import HTTPServer
 
 FEED = FEEDS / "rss10-rdf-en-slashdot.xml"
@@ -75,11 +74,6 @@ class Lines:
         return "".join(line for _, line in self.lines)
 
 
-def count_items(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT count(*) FROM items").fetchone()[0]
-
-
 def test_second_ctrl_c_quits_a_stalled_fetch_promptly_keeping_stored_items(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:
@@ -97,14 +91,7 @@ def test_second_ctrl_c_quits_a_stalled_fetch_promptly_keeping_stored_items(
         f"  - name: stalled\n    type: rss\n    url: http://127.0.0.1:{stall.port}/feed\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(cfg), "run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_daemon(cfg, stdout=subprocess.DEVNULL)
     err = Lines(proc.stderr)
     try:
         assert stall.requested.wait(60), "the daemon never fetched the stalling feed\n" + err.text()

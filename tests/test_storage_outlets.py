@@ -13,18 +13,16 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import FEEDS
+from helpers import make_config, poll, sync
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
 from aggregator.config import Config
 from aggregator.dedup.service import DedupService
-from aggregator.fetcher import Fetcher
-from aggregator.poller import fetch_settings, poll_round
-from aggregator.store import Store, open_store, repo
+from aggregator.store import Store, open_store
 from aggregator.store.models import ClusterMember, Item
 
 BEARS_EARS = FEEDS / "google-news-en-us-search-1.xml"
@@ -34,22 +32,11 @@ AP_HEADLINE = (
 
 
 def config(url: str) -> Config:
-    return Config.model_validate(
-        {
-            "polling": {
-                "min_interval": "1s",
-                "aggregator_min_interval": "1s",
-                "total_timeout": "5s",
-                "allow_private_addresses": True,
-            },
-            "sources": [{"name": "bears-ears", "type": "google_news", "url": url}],
-        }
-    )
+    return make_config([{"name": "bears-ears", "type": "google_news", "url": url}])
 
 
-def poll(store: Store, cfg: Config) -> int:
-    with Fetcher(fetch_settings(cfg)) as fetcher:
-        outcomes = poll_round(store, cfg, fetcher, owner="test", all_feeds=True)
+def poll_new(store: Store, cfg: Config) -> int:
+    outcomes = poll(store, cfg)
     assert [o.error for o in outcomes] == [None]
     return outcomes[0].items_new
 
@@ -75,8 +62,7 @@ def test_every_outlet_of_a_wire_headline_is_stored_once(
     body = BEARS_EARS.read_bytes()
     httpserver.expect_request("/feed").respond_with_data(body, content_type="application/xml")
     cfg = config(httpserver.url_for("/feed"))
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
+    sync(store, cfg)
 
     entries = document_entries()
     assert len(entries) == 92 and len({g for _, _, g in entries}) == 92
@@ -84,7 +70,7 @@ def test_every_outlet_of_a_wire_headline_is_stored_once(
     # outlet (San Juan Record under two ids, a KUTV timeline twice): one item each.
     distinct = {(p, t) for p, t, _ in entries}
     assert len(distinct) == 90
-    assert poll(store, cfg) == len(distinct)
+    assert poll_new(store, cfg) == len(distinct)
     items = stored(store)
     assert len(items) == len(distinct)
     assert {p for p, _, _ in items} == {p for p, _, _ in entries}
@@ -98,13 +84,13 @@ def test_every_outlet_of_a_wire_headline_is_stored_once(
     assert rebuilt != body
     httpserver.clear()
     httpserver.expect_request("/feed").respond_with_data(rebuilt, content_type="application/xml")
-    assert poll(store, cfg) == 0
+    assert poll_new(store, cfg) == 0
     redated = re.sub(
         rb"<pubDate>[^<]*</pubDate>", b"<pubDate>Wed, 15 Jul 2026 09:00:00 GMT</pubDate>", body
     )
     httpserver.clear()
     httpserver.expect_request("/feed").respond_with_data(redated, content_type="application/xml")
-    assert poll(store, cfg) == 0
+    assert poll_new(store, cfg) == 0
     assert len(stored(store)) == len(distinct)
 
     # The copies meet in one duplicate cluster, not in storage.
@@ -148,13 +134,12 @@ def test_a_new_outlet_with_a_known_headline_is_a_new_item(
     )
     httpserver.expect_request("/feed").respond_with_data(first, content_type="application/xml")
     cfg = config(httpserver.url_for("/feed"))
-    with store.session() as s:
-        repo.sync_sources(s, cfg.sources, datetime.now(UTC))
-    assert poll(store, cfg) == 1
+    sync(store, cfg)
+    assert poll_new(store, cfg) == 1
     httpserver.clear()
     httpserver.expect_request("/feed").respond_with_data(later, content_type="application/xml")
-    assert poll(store, cfg) == 1
-    assert poll(store, cfg) == 0
+    assert poll_new(store, cfg) == 1
+    assert poll_new(store, cfg) == 0
     by_publisher: dict[str, list[str]] = defaultdict(list)
     for publisher, _, guid in stored(store):
         by_publisher[publisher].append(guid)

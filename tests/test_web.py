@@ -20,21 +20,18 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from conftest import FEEDS
+from conftest import REPO
+from helpers import fill
 from sqlalchemy import select
 
 from aggregator.config import Config
 from aggregator.daemon import Daemon
-from aggregator.dedup.service import DedupService
 from aggregator.errors import AggregatorError
-from aggregator.importer import import_file
 from aggregator.store import Store
-from aggregator.store import db as store_db
 from aggregator.store.models import Cluster, ClusterMember
 from aggregator.stories import recent_stories
 from aggregator.web import Response, ServerLimits, WebApp, WebServer
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 FIXTURES = ["google-news-en-us-search-1.xml", "wordpress-en-suwa-org-podcast.xml"]
 
@@ -43,14 +40,18 @@ def config(**http: object) -> Config:
     return Config.model_validate({"http": {"enabled": True, "port": 0, **http}})
 
 
-@pytest.fixture
-def site(store: Store):
+def serve_site(store: Store) -> WebServer:
+    """FIXTURES imported and clustered into ``store``, served on a free port."""
     cfg = config(base_url="http://news.example.org")
-    for name in FIXTURES:
-        assert import_file(store, cfg, FEEDS / name).error is None
-    DedupService(store).process_pending()
+    fill(store, FIXTURES, cfg)
     server = WebServer(WebApp(store, cfg), "127.0.0.1", 0)
     server.start()
+    return server
+
+
+@pytest.fixture
+def site(store: Store):
+    server = serve_site(store)
     try:
         yield store, server.url
     finally:
@@ -288,15 +289,6 @@ def test_out_of_range_numbers_are_bad_requests(site, caplog: pytest.LogCaptureFi
     assert get(url + "/?since=36500d")[0] == 200
     assert "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
-
-
-@pytest.fixture
-def sqlite_store(sqlite_url: str):
-    """The listener tests need a database, not both kinds."""
-    engine = store_db.make_engine(sqlite_url)
-    store_db.upgrade(engine)
-    yield Store(engine)
-    engine.dispose()
 
 
 def _half_request(address: tuple[str, int]) -> socket.socket:

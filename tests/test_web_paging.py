@@ -9,31 +9,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FEEDS
-from test_web import CHROMIUM, FIXTURES, REPO, Page, config, get
+from conftest import REPO
+from test_web import CHROMIUM, Page, get, serve_site
 from test_web import _chromium as chromium
 
 from aggregator import web
-from aggregator.dedup.service import DedupService
-from aggregator.importer import import_file
 from aggregator.store import Store
 from aggregator.stories import recent_stories
-from aggregator.web import WebApp, WebServer
-
-
-def _serve(store: Store):  # noqa: ANN202
-    cfg = config(base_url="http://news.example.org")
-    for name in FIXTURES:
-        assert import_file(store, cfg, FEEDS / name).error is None
-    DedupService(store).process_pending()
-    server = WebServer(WebApp(store, cfg), "127.0.0.1", 0)
-    server.start()
-    return server
 
 
 @pytest.fixture
 def site(store: Store):
-    server = _serve(store)
+    server = serve_site(store)
     try:
         yield store, server.url
     finally:
@@ -120,18 +107,12 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:
 
 
 @pytest.fixture
-def sqlite_site(sqlite_url: str):
-    from aggregator.store import db as store_db
-
-    engine = store_db.make_engine(sqlite_url)
-    store_db.upgrade(engine)
-    store = Store(engine)
-    server = _serve(store)
+def sqlite_site(sqlite_store: Store):
+    server = serve_site(sqlite_store)
     try:
-        yield store, server.url
+        yield sqlite_store, server.url
     finally:
         server.stop()
-        store.close()
 
 
 @pytest.mark.parametrize("width", [390, 1280])

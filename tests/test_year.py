@@ -14,11 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import DIGEST_FEEDS, digest_config, fill, make_config, parse_mail, poll, sync
 from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
-from test_digest import smtp  # noqa: F401 - the fixture
-from test_polling import make_config, poll, sync
 
 from aggregator.config import Config, RetentionConfig
 from aggregator.dedup.service import DedupService
@@ -44,7 +43,6 @@ from aggregator.store.models import (
     Signature,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
 
@@ -440,16 +438,13 @@ def test_database_size_and_vacuum(store: Store) -> None:
 
 def test_edited_story_is_marked_updated_in_the_next_digest_once(
     store: Store,
-    smtp,  # noqa: F811 - the fixture imported above
+    smtp,
 ) -> None:
-    from test_digest import fill, parse
-    from test_digest import make_config as digest_config
-
     from aggregator.digest import deliver_pending, plan_run
 
     controller, inbox = smtp
     cfg = digest_config(controller.port)
-    fill(store, cfg)
+    fill(store, DIGEST_FEEDS, cfg)
     t0 = datetime.now(UTC)
     plan_run(store, cfg, cfg.digests[0], period_end_at=t0)
     assert [r.result for r in deliver_pending(store, cfg)] == ["sent"]
@@ -467,7 +462,7 @@ def test_edited_story_is_marked_updated_in_the_next_digest_once(
     t1 = t0 + timedelta(seconds=2)
     plan_run(store, cfg, cfg.digests[0], period_end_at=t1)
     assert [r.result for r in deliver_pending(store, cfg)] == ["sent"]
-    first, second = (parse(m).get_body(("plain",)).get_content() for m in inbox.messages)
+    first, second = (parse_mail(m).get_body(("plain",)).get_content() for m in inbox.messages)
     assert "(updated)" not in first and "(updated)" in second
     # nothing new since: nothing sent again
     plan_run(store, cfg, cfg.digests[0], period_end_at=t1 + timedelta(seconds=1))
