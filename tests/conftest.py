@@ -202,6 +202,22 @@ def store(db_url: str):
     s.close()
 
 
+@pytest.fixture(scope="module", params=DATABASES)
+def module_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One store per module and database, for tests that only read what a fixture put in it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('module') / 'store.sqlite'}"
+    else:
+        url = new_schema(request.getfixturevalue("pg_database"))
+    yield from _migrated_store(url)
+
+
+@pytest.fixture(scope="module")
+def module_sqlite_store(tmp_path_factory: pytest.TempPathFactory):
+    """The same on SQLite only."""
+    yield from _migrated_store(f"sqlite:///{tmp_path_factory.mktemp('module') / 'store.sqlite'}")
+
+
 @pytest.fixture
 def smtp():
     """A real SMTP server (aiosmtpd) on a free port: (controller, inbox)."""
