@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -65,7 +67,7 @@ def _pg_unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_database() -> str:
-    """A database of this test run's own; dropped at the end."""
+    """A database of this test run's own; dropped after the run."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -79,8 +81,25 @@ def pg_database() -> str:
         _pg_unavailable(str(exc).splitlines()[0])
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     yield url
-    drop_database(admin, name)
     admin.dispose()
+    _drop_after_the_run(name)
+
+
+def _drop_after_the_run(name: str) -> None:
+    """DROP DATABASE waits for a checkpoint, which writes every page the run changed: tens of
+    seconds the run need not wait for. A process of its own does it, and the run ends."""
+    drop = (
+        "import sys, conftest, sqlalchemy; conftest.drop_database(sqlalchemy.create_engine("
+        "conftest.PG_ADMIN_URL, isolation_level='AUTOCOMMIT'), sys.argv[1])"
+    )
+    subprocess.Popen(
+        [sys.executable, "-c", drop, name],
+        cwd=Path(__file__).parent,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def drop_database(admin, name: str) -> None:
@@ -99,7 +118,11 @@ def drop_database(admin, name: str) -> None:
 
 
 def new_schema(database_url: str) -> str:
-    """A fresh, empty schema in a database: its URL, the schema selected through search_path."""
+    """A fresh, empty schema in a database: its URL, the schema selected through search_path.
+
+    Its sessions commit without waiting for the write-ahead log to reach the disk: what a
+    committed transaction wrote is visible and kept just the same, only a crash of the server
+    itself could lose it, and these tests never crash the server."""
     from sqlalchemy import create_engine, text
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -108,7 +131,7 @@ def new_schema(database_url: str) -> str:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
     sep = "&" if "?" in database_url else "?"
-    return f"{database_url}{sep}options=-csearch_path%3D{schema}"
+    return f"{database_url}{sep}options=-csynchronous_commit%3Doff%20-csearch_path%3D{schema}"
 
 
 @pytest.fixture
@@ -144,16 +167,55 @@ DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 @pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest) -> str:
-    """Run a storage test once on SQLite and once on PostgreSQL."""
+    """The test's database, once SQLite and once PostgreSQL: empty, or at the head revision
+    where the test takes ``store`` as well (both name the one database)."""
+    from helpers import migrate
+
+    migrated = "store" in request.fixturenames
     if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    return request.getfixturevalue("pg_url")
+        url = request.getfixturevalue("sqlite_url")
+        return migrate(url) if migrated else url
+    return request.getfixturevalue("pg_head_url" if migrated else "pg_url")
+
+
+_pg_reusable: list[str] = []
+
+
+@pytest.fixture
+def pg_head_url(pg_database: str):
+    """A schema at the head revision, all to the test: one another test emptied, or new."""
+    from helpers import empty_postgres, migrate
+
+    url = _pg_reusable.pop() if _pg_reusable else migrate(new_schema(pg_database))
+    yield url
+    if empty_postgres(url):
+        _pg_reusable.append(url)
 
 
 @pytest.fixture
 def store(db_url: str):
     """An empty store at the head revision, on each database."""
-    yield from _migrated_store(db_url)
+    from aggregator.store import db as store_db
+
+    s = store_db.Store(store_db.make_engine(db_url))
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def module_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One store per module and database, for tests that only read what a fixture put in it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('module') / 'store.sqlite'}"
+    else:
+        url = new_schema(request.getfixturevalue("pg_database"))
+    yield from _migrated_store(url)
+
+
+@pytest.fixture(scope="module")
+def module_sqlite_store(tmp_path_factory: pytest.TempPathFactory):
+    """The same on SQLite only."""
+    yield from _migrated_store(f"sqlite:///{tmp_path_factory.mktemp('module') / 'store.sqlite'}")
 
 
 @pytest.fixture

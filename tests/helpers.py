@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from conftest import FEEDS, REPO
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from aggregator.cli import main
 from aggregator.config import Config
@@ -35,6 +37,7 @@ from aggregator.importer import import_file
 from aggregator.poller import PollOutcome, fetch_settings, poll_round
 from aggregator.store import Store, repo
 from aggregator.store import db as store_db
+from aggregator.store.models import Base
 
 AGGREGATOR = [sys.executable, "-m", "aggregator"]
 
@@ -251,8 +254,9 @@ def parse_mail(raw: bytes) -> email.message.EmailMessage:
 #
 # Running the migrations costs more than most storage tests. The first database of a run is
 # migrated for real; later ones get a copy of the result: the SQLite file, or on PostgreSQL
-# the statements the migrations executed, replayed into the new schema. tests/test_store.py
-# runs the migrations themselves on every database.
+# the statements the migrations executed, replayed into the new schema. A PostgreSQL schema a
+# test is done with is emptied for the next one (creating and dropping a schema's tables
+# costs more still). tests/test_store.py runs the migrations themselves on every database.
 
 _sqlite_template: Path | None = None
 
@@ -263,6 +267,14 @@ class _Statement:
     parameters: object
     many: bool
     bare: bool  # executed without parameters (no placeholders to fill)
+
+    @property
+    def writes_rows(self) -> bool:
+        words = self.sql.split(None, 3)
+        return (
+            words[0].upper() in ("INSERT", "UPDATE", "DELETE")
+            and "alembic_version" not in (words[1:3])
+        )
 
     def execute(self, cursor) -> None:  # noqa: ANN001
         if self.many:
@@ -357,3 +369,34 @@ def _migrate_postgres(engine: Engine) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+def empty_postgres(url: str) -> bool:
+    """Empty a schema ``migrate`` brought to the head revision, for another test: its rows
+    as the migrations left them, its sequences at their start. False where that cannot be
+    promised (the test changed the schema, or left a lock on it): then it is not reused."""
+    if _pg_head is None:
+        return False
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '2s'"))
+            if conn.execute(text(_FINGERPRINT)).scalar_one() != _pg_head.fingerprint:
+                return False
+            tables = set(inspect(conn).get_table_names()) - {"alembic_version"}
+            if tables != set(Base.metadata.tables):
+                return False
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+            sequences = "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+            for name in conn.execute(text(sequences)).scalars():
+                conn.execute(text("SELECT setval(quote_ident(:name), 1, false)"), {"name": name})
+            cursor = conn.connection.dbapi_connection.cursor()
+            for statement in _pg_head.statements:  # the rows the migrations wrote
+                if statement.writes_rows:
+                    statement.execute(cursor)
+        return True
+    except SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()

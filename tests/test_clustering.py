@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SEEDS
+from helpers import cli
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items
 from aggregator.dedup.engine import DedupItem, Engine, top_k_first
@@ -149,7 +149,6 @@ def run_split(name: str):
 
 @pytest.mark.parametrize("split", ["test", "dev"])
 def test_labelled_corpus_meets_targets(split: str) -> None:
-    import sys
 
     sys.path.insert(0, str(DATA))
     from pairs import cross_language_scores, languages
@@ -191,30 +190,12 @@ def test_nesting_duplicate_in_story_in_thread() -> None:
 
 def test_cluster_file_and_eval_cli(tmp_path: Path) -> None:
     out = tmp_path / "pred.jsonl"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aggregator",
-            "cluster-file",
-            str(DATA / "test.jsonl"),
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli(None, "cluster-file", str(DATA / "test.jsonl"), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     pred = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [p["id"] for p in pred] == [r["id"] for r in read_items(DATA / "test.jsonl")]
     assert all(set(p) == {"id", "duplicate", "story", "thread"} for p in pred)
-    ev = subprocess.run(
-        [sys.executable, "-m", "aggregator", "eval", str(out), str(DATA / "test.labels.jsonl")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ev = cli(None, "eval", str(out), str(DATA / "test.labels.jsonl"))
     assert ev.returncode == 0, ev.stderr
     assert "duplicate" in ev.stdout and "B3-F1" in ev.stdout
 
@@ -222,20 +203,7 @@ def test_cluster_file_and_eval_cli(tmp_path: Path) -> None:
 def test_cluster_file_rejects_bad_input(tmp_path: Path) -> None:
     bad = tmp_path / "in.jsonl"
     bad.write_text('{"id": "a", "title": "x"}\nnot json\n', encoding="utf-8")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aggregator",
-            "cluster-file",
-            str(bad),
-            "-o",
-            str(tmp_path / "o.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = cli(None, "cluster-file", str(bad), "-o", str(tmp_path / "o.jsonl"))
     assert proc.returncode == 1
     assert f"{bad}:2: invalid JSON" in proc.stderr
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
+from helpers import cli
 
 from aggregator.config import load_config, parse_duration_s, parse_smtp_url
 from aggregator.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.yaml"
 
 
@@ -196,12 +195,7 @@ def test_bad_smtp_url_never_echoes_password(tmp_path: Path) -> None:
 
 def test_cli_broken_config_is_one_line_without_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, "polling:\n  workers: -3\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "aggregator", "--config", str(path), "status"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = cli(path, "status")
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

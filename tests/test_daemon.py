@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from conftest import FEEDS, HOSTILE
-from helpers import count_items, run_cli, start_daemon
+from helpers import cli, count_items, run_cli, start_daemon
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -86,11 +86,11 @@ def test_import_cli_twice_adds_nothing(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("sources: []\n", encoding="utf-8")
     files = [str(p) for p in sorted(FEEDS.glob("*.xml"))]
-    first = run_cli(cfg, "-q", "import", *files)
+    first = cli(cfg, "-q", "import", *files)  # in-process: the next test runs the real one
     assert first.returncode == 0, first.stderr
     stored = count_items(tmp_path / "newsdedup.sqlite")
     assert stored > 500
-    second = run_cli(cfg, "-q", "import", *files)
+    second = cli(cfg, "-q", "import", *files)
     assert second.returncode == 0
     assert all(line.endswith(", 0 new") for line in second.stdout.splitlines())
     assert count_items(tmp_path / "newsdedup.sqlite") == stored

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from aggregator.store.models import (
     BoilerplateLine,
     Cluster,
     ClusterMember,
+    DedupEpoch,
     Item,
     Signature,
     Source,
@@ -360,7 +361,6 @@ def test_one_daemon_clusters_while_its_lease_lives_the_others_neither_place_nor_
     """Daemons that took turns reloaded their whole engine after each other's batches. The
     one holding the clustering lease places every pending item; another daemon's turn places
     nothing and loads nothing until that lease is released or runs out, then it takes over."""
-    import time
 
     from aggregator.coordination import clustering_holder, release_clustering
 
@@ -398,11 +398,13 @@ def test_one_daemon_clusters_while_its_lease_lives_the_others_neither_place_nor_
     with store.session() as s:
         release_clustering(s, "a")
     assert holder() is None
-    assert b.process_pending(wait=False, worker="b", lease_s=0.5) == len(batches[2])
+    assert b.process_pending(wait=False, worker="b", lease_s=600) == len(batches[2])
     assert b.loaded and holder() == "b"
 
     stored(batches[3])  # b dies: its lease runs out, and a's next turn takes over (reloading)
-    time.sleep(0.6)
+    with store.session() as s:  # the lease's ten minutes pass
+        s.get_one(DedupEpoch, 1).held_until -= timedelta(hours=1)
+    assert holder() is None
     assert a.process_pending(wait=False, worker="a", lease_s=600) == 1
     assert holder() == "a"
     stored(batches[4])  # b, loaded now, asks again: a's lease is live, so b leaves it to a

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from conftest import FEEDS
-from helpers import DIGEST_FEEDS, Inbox, digest_config, fill, free_port, parse_mail
+from helpers import DIGEST_FEEDS, Inbox, Ran, cli, digest_config, fill, free_port, parse_mail, spawn
 from sqlalchemy import select
 
 from aggregator.dedup.service import DedupService
@@ -205,47 +204,20 @@ def test_crash_between_send_and_mark_resends_the_same_message(tmp_path: Path) ->
         f"smtp: {{host: 127.0.0.1, port: {controller.port}, sender: news@example.org}}\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    base = [sys.executable, "-m", "aggregator", "-q", "--config", str(cfg_path)]
     try:
-        imp = subprocess.run(
-            [*base, "import", str(FEEDS / DIGEST_FEEDS[0])],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        imp = cli(cfg_path, "-q", "import", str(FEEDS / DIGEST_FEEDS[0]))
         assert imp.returncode == 0, imp.stderr
-        victim["proc"] = subprocess.Popen(
-            [*base, "digest", "send", "daily", "--now"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        victim["proc"].wait(timeout=120)
+        # only the sender that dies needs a process of its own
+        victim["proc"] = spawn(cfg_path, "-q", "digest", "send", "daily", "--now")
+        victim["proc"].communicate(timeout=120)
         assert victim["proc"].returncode == -signal.SIGKILL
         assert len(inbox.messages) == 1
         inbox.on_data = None
-        retry = subprocess.run(
-            [*base, "digest", "send", "daily", "--now"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        retry = cli(cfg_path, "-q", "digest", "send", "daily", "--now")
         assert retry.returncode == 0, retry.stderr
-        again = subprocess.run(
-            [*base, "digest", "send", "daily", "--now"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        again = cli(cfg_path, "-q", "digest", "send", "daily", "--now")
         assert again.returncode == 0, again.stderr
-        status = subprocess.run(
-            [*base, "status", "--json"], env=env, capture_output=True, text=True, timeout=120
-        ).stdout
+        status = cli(cfg_path, "-q", "status", "--json").stdout
     finally:
         controller.stop()
     assert len(inbox.messages) == 2, status  # the accepted one, its identical resend; no third
@@ -268,15 +240,13 @@ def test_send_now_after_an_outage_sends_the_waiting_run_once(db_url: str, tmp_pa
         f"smtp: {{host: 127.0.0.1, port: {port}, sender: news@example.org, timeout: 5s}}\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    base = [sys.executable, "-m", "aggregator", "-q", "--config", str(cfg_path)]
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=120)
+    def aggregator(*args: str) -> Ran:
+        return cli(cfg_path, "-q", *args)
 
-    assert cli("db", "upgrade").returncode == 0
-    assert cli("import", str(FEEDS / DIGEST_FEEDS[0])).returncode == 0
-    down = cli("digest", "send", "daily", "--now")
+    assert aggregator("db", "upgrade").returncode == 0
+    assert aggregator("import", str(FEEDS / DIGEST_FEEDS[0])).returncode == 0
+    down = aggregator("digest", "send", "daily", "--now")
     assert down.returncode != 0 and "\tretry\t" in down.stdout, down.stdout + down.stderr
     store = store_db.Store(store_db.make_engine(db_url))
     try:
@@ -284,7 +254,7 @@ def test_send_now_after_an_outage_sends_the_waiting_run_once(db_url: str, tmp_pa
             (run,) = s.scalars(select(DigestRun).where(DigestRun.status == "pending")).all()
             run_id, recorded, mid = run.id, run.message or b"", run.message_id
             assert run.next_attempt_at is not None and run.next_attempt_at > datetime.now(UTC)
-        waiting = cli("digest", "send", "daily")
+        waiting = aggregator("digest", "send", "daily")
         assert waiting.returncode == 0, waiting.stderr
         assert f"run {run_id}\twaiting: retry at" in waiting.stdout
         assert "nothing to send" not in waiting.stdout
@@ -293,10 +263,10 @@ def test_send_now_after_an_outage_sends_the_waiting_run_once(db_url: str, tmp_pa
         controller = Controller(inbox, hostname="127.0.0.1", port=port)
         controller.start()
         try:
-            up = cli("digest", "send", "daily", "--now")
+            up = aggregator("digest", "send", "daily", "--now")
             assert up.returncode == 0, up.stdout + up.stderr
             assert f"run {run_id}\tsent" in up.stdout
-            again = cli("digest", "send", "daily", "--now")
+            again = aggregator("digest", "send", "daily", "--now")
             assert again.returncode == 0, again.stderr
             assert "nothing to send" in again.stdout
         finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FEEDS
-from helpers import make_config, migrate, run_cli, spawn, start_daemon, sync, wait_for
+from helpers import cli, make_config, migrate, run_cli, spawn, start_daemon, sync, wait_for
 from pytest_httpserver import HTTPServer
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -214,7 +214,7 @@ def test_import_killed_repeatedly_then_rerun_stores_every_entry_once(
     cmd = (cfg, "-q", "import", *IMPORT_FILES)
 
     reference_url = f"sqlite:///{tmp_path / 'reference.sqlite'}"
-    clean = run_cli(*cmd, env={"AGGREGATOR_DATABASE_URL": reference_url})
+    clean = cli(*cmd, env={"AGGREGATOR_DATABASE_URL": reference_url})
     assert clean.returncode == 0, clean.stderr
     ref = reader(reference_url)
     expected = stored_pairs(ref)
@@ -244,7 +244,7 @@ def test_import_killed_repeatedly_then_rerun_stores_every_entry_once(
             assert set(pairs) <= set(expected)
         assert scalar(engine, done) < len(expected), "no kill interrupted the clustering"
 
-        rerun = run_cli(*cmd, env=env)
+        rerun = cli(*cmd, env=env)  # what the kills left, finished in-process
         assert rerun.returncode == 0, rerun.stderr
         pairs = stored_pairs(engine)
         assert len(pairs) == len(set(pairs))
@@ -539,7 +539,7 @@ def test_passwords_never_appear_in_output_logs_or_status(
         (("--log-format", "json", "status", "--json"), 0),
     ]
     try:
-        results = [(args, rc, run_cli(cfg, *args, env=env)) for args, rc in runs]
+        results = [(args, rc, cli(cfg, *args, env=env)) for args, rc in runs]
     finally:
         closed.close()
     for args, rc, result in results:

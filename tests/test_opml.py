@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import REPO, new_schema
-from helpers import migrate
+from conftest import new_schema
+from helpers import Ran, cli, migrate, run_cli
 from sqlalchemy import func, select, text
 
 from aggregator.config import SourceConfig
@@ -402,20 +399,15 @@ sources:
 """
 
 
-def cli(*args: str, config: Path, db_url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    env["AGGREGATOR_DATABASE_URL"] = db_url
-    cmd = [sys.executable, "-m", "aggregator", "-q", "--config", str(config), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+def run(config: Path, *args: str, db_url: str) -> Ran:
+    return cli(config, "-q", *args, env={"AGGREGATOR_DATABASE_URL": db_url})
 
 
 @pytest.fixture
 def cli_env(db_url: str, tmp_path: Path) -> tuple[Path, str]:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG, encoding="utf-8")
-    up = cli("db", "upgrade", config=cfg, db_url=db_url)
-    assert up.returncode == 0, up.stderr
-    return cfg, db_url
+    return cfg, migrate(db_url)
 
 
 def _count_sources(db_url: str) -> int:
@@ -440,7 +432,7 @@ def test_cli_opml_import_reports_each_feed_and_a_summary(cli_env, tmp_path: Path
             "</outline>"
         )
     )
-    first = cli("opml", "import", str(src), config=cfg, db_url=db_url)
+    first = run(cfg, "opml", "import", str(src), db_url=db_url)
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines() == [
         "skipped\tBlog copy\twordpress\thttps://blog.example.org/feed/\talready present as 'blog'",
@@ -449,7 +441,7 @@ def test_cli_opml_import_reports_each_feed_and_a_summary(cli_env, tmp_path: Path
         "skipped\tmail\t-\tmailto:a@example.org\tnot an http(s) URL (scheme 'mailto')",
         f"{src}: 2 added (1 renamed), 1 already present, 1 skipped",
     ]
-    second = cli("opml", "import", str(src), config=cfg, db_url=db_url)
+    second = run(cfg, "opml", "import", str(src), db_url=db_url)
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[-1] == f"{src}: 0 added, 3 already present, 1 skipped"
     assert _count_sources(db_url) == 4
@@ -470,7 +462,7 @@ def test_cli_opml_import_of_a_bad_file_is_one_line_and_adds_nothing(
     bad = tmp_path / "bad.opml"
     bad.write_bytes(content)
     before = _count_sources(db_url)
-    proc = cli("opml", "import", str(bad), config=cfg, db_url=db_url)
+    proc = run(cfg, "opml", "import", str(bad), db_url=db_url)
     assert proc.returncode == 1 and proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"aggregator: error: {bad}: {message}")
@@ -479,7 +471,7 @@ def test_cli_opml_import_of_a_bad_file_is_one_line_and_adds_nothing(
 
 def test_cli_opml_import_of_a_missing_file(cli_env, tmp_path: Path) -> None:
     cfg, db_url = cli_env
-    proc = cli("opml", "import", str(tmp_path / "nope.opml"), config=cfg, db_url=db_url)
+    proc = run(cfg, "opml", "import", str(tmp_path / "nope.opml"), db_url=db_url)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"aggregator: error: cannot read {tmp_path / 'nope.opml'}: " + (
         "No such file or directory"
@@ -490,8 +482,9 @@ def test_cli_opml_export_round_trips_through_import(cli_env, tmp_path: Path) -> 
     cfg, db_url = cli_env
     extra = tmp_path / "extra.opml"
     extra.write_bytes(opml('<outline text="Atom Site" xmlUrl="https://a.example/atom.xml"/>'))
-    assert cli("opml", "import", str(extra), config=cfg, db_url=db_url).returncode == 0
-    out = cli("opml", "export", config=cfg, db_url=db_url)
+    assert run(cfg, "opml", "import", str(extra), db_url=db_url).returncode == 0
+    # a real process: stdout there is a binary stream, written the rendered bytes as they are
+    out = run_cli(cfg, "-q", "opml", "export", env={"AGGREGATOR_DATABASE_URL": db_url})
     assert out.returncode == 0, out.stderr
     feeds = read_opml(out.stdout.encode("utf-8")).feeds
     assert [(f.name, f.type) for f in feeds] == [
@@ -500,7 +493,7 @@ def test_cli_opml_export_round_trips_through_import(cli_env, tmp_path: Path) -> 
         ("google-news-ki", "google_news"),
     ]
     target = tmp_path / "out.opml"
-    to_file = cli("opml", "export", "-o", str(target), config=cfg, db_url=db_url)
+    to_file = run(cfg, "opml", "export", "-o", str(target), db_url=db_url)
     assert to_file.returncode == 0, to_file.stderr
     assert to_file.stdout.strip() == f"3 sources -> {target}"
     assert read_opml(target.read_bytes()).feeds == feeds
@@ -508,8 +501,8 @@ def test_cli_opml_export_round_trips_through_import(cli_env, tmp_path: Path) -> 
     empty_cfg = tmp_path / "empty.yaml"
     empty_cfg.write_text("database:\n  url: sqlite:///unused.sqlite\n", encoding="utf-8")
     fresh_url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
-    back = cli("opml", "import", str(target), config=empty_cfg, db_url=fresh_url)
+    back = run(empty_cfg, "opml", "import", str(target), db_url=fresh_url)
     assert back.returncode == 0, back.stderr
     assert back.stdout.splitlines()[-1] == f"{target}: 3 added, 0 already present, 0 skipped"
-    again = cli("opml", "export", config=empty_cfg, db_url=fresh_url)
+    again = run(empty_cfg, "opml", "export", db_url=fresh_url)
     assert read_opml(again.stdout.encode("utf-8")).feeds == feeds

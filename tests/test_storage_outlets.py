@@ -7,16 +7,13 @@ local HTTP server, polled into SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
 from conftest import FEEDS
-from helpers import make_config, poll, sync
+from helpers import cli, make_config, poll, sync
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
@@ -163,11 +160,9 @@ def test_poll_once_clusters_what_it_stored(
         f"  - {{name: bears-ears, type: google_news, url: '{httpserver.url_for('/feed')}'}}\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    base = [sys.executable, "-m", "aggregator", "-q", "--config", str(cfg)]
 
     def run(*args: str) -> str:
-        done = subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=120)
+        done = cli(cfg, "-q", *args)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

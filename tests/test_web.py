@@ -49,11 +49,12 @@ def serve_site(store: Store) -> WebServer:
     return server
 
 
-@pytest.fixture
-def site(store: Store):
-    server = serve_site(store)
+@pytest.fixture(scope="module")
+def site(module_store: Store):
+    """(store, url): one site per database for the tests that only read it."""
+    server = serve_site(module_store)
     try:
-        yield store, server.url
+        yield module_store, server.url
     finally:
         server.stop()
 
@@ -297,13 +298,15 @@ def _half_request(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def _web_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("web")]
+def _web_threads(before: set[threading.Thread]) -> list[str]:
+    """The web threads started since ``before`` (the module's site has its own)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("web") and t not in before]
 
 
 def test_idle_half_sent_requests_hold_no_thread_and_time_out(sqlite_store: Store) -> None:
     limits = ServerLimits(workers=2, queued=2, head_timeout_s=3.0)
     server = WebServer(WebApp(sqlite_store, config()), "127.0.0.1", 0, limits)
+    before = set(threading.enumerate())
     server.start()
     idle: list[socket.socket] = []
     try:
@@ -317,7 +320,9 @@ def test_idle_half_sent_requests_hold_no_thread_and_time_out(sqlite_store: Store
             sock.settimeout(0.01)
             with pytest.raises(TimeoutError):
                 sock.recv(1024)
-        assert len(_web_threads()) <= limits.workers + 1, _web_threads()  # + the listener
+        assert len(_web_threads(before)) <= limits.workers + 1, _web_threads(
+            before
+        )  # + the listener
         for sock in idle:  # each is closed once its head is overdue
             sock.settimeout(10)
             assert sock.recv(1024) == b""
@@ -367,6 +372,7 @@ def test_requests_beyond_workers_and_queue_get_503_at_once(sqlite_store: Store) 
     limits = ServerLimits(workers=2, queued=1)
     app = _Held(sqlite_store, config())
     server = WebServer(app, "127.0.0.1", 0, limits)
+    before = set(threading.enumerate())
     server.start()
     socks: list[socket.socket] = []
     try:
@@ -377,7 +383,7 @@ def test_requests_beyond_workers_and_queue_get_503_at_once(sqlite_store: Store) 
         started = time.monotonic()
         status, _, body = get(server.url + "/")
         assert status == 503 and b"busy" in body and time.monotonic() - started < 2
-        assert len(_web_threads()) <= limits.workers + 1, _web_threads()
+        assert len(_web_threads(before)) <= limits.workers + 1, _web_threads(before)
         app.release.set()
         for sock in socks:
             assert sock.makefile("rb").read().endswith(b"done\n")

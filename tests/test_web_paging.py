@@ -18,11 +18,12 @@ from aggregator.store import Store
 from aggregator.stories import recent_stories
 
 
-@pytest.fixture
-def site(store: Store):
-    server = serve_site(store)
+@pytest.fixture(scope="module")
+def site(module_store: Store):
+    """(store, url): one site per database for the tests that only read it."""
+    server = serve_site(module_store)
     try:
-        yield store, server.url
+        yield module_store, server.url
     finally:
         server.stop()
 
@@ -106,11 +107,11 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:
     return chromium("--hide-scrollbars", *args, profile=profile)
 
 
-@pytest.fixture
-def sqlite_site(sqlite_store: Store):
-    server = serve_site(sqlite_store)
+@pytest.fixture(scope="module")
+def sqlite_site(module_sqlite_store: Store):
+    server = serve_site(module_sqlite_store)
     try:
-        yield sqlite_store, server.url
+        yield module_sqlite_store, server.url
     finally:
         server.stop()
 

@@ -7,14 +7,12 @@ clustering service and metrics; retention runs with a clock moved forward.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import DIGEST_FEEDS, digest_config, fill, make_config, parse_mail, poll, sync
+from helpers import DIGEST_FEEDS, cli, digest_config, fill, make_config, parse_mail, poll, sync
 from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
@@ -174,7 +172,8 @@ def test_permanent_redirect_moves_the_feed_temporary_does_not(
 def test_status_says_where_a_feed_moved(tmp_path: Path, httpserver: HTTPServer) -> None:
     db = tmp_path / "s.sqlite"
     old = httpserver.url_for("/old.xml")
-    (tmp_path / "config.yaml").write_text(
+    config = tmp_path / "config.yaml"
+    config.write_text(
         f"database: {{url: 'sqlite:///{db}'}}\n"
         "polling: {allow_private_addresses: true}\n"
         f"sources:\n  - {{name: n, type: rss, url: '{old}'}}\n"
@@ -185,22 +184,17 @@ def test_status_says_where_a_feed_moved(tmp_path: Path, httpserver: HTTPServer) 
     httpserver.expect_request("/new.xml").respond_with_data(
         rss(("g1", "Hafen", STORY)), content_type="application/rss+xml"
     )
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "aggregator", "--config", str(tmp_path / "config.yaml")]
-        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60)
-
-    polled = cli("poll", "--once")
+    polled = cli(config, "poll", "--once")
     assert polled.returncode == 0, polled.stderr
     assert "feed moved permanently (HTTP 301)" in polled.stderr
-    table = cli("status")
+    table = cli(config, "status")
     assert f"n: moved from {old} to {httpserver.url_for('/new.xml')}" in table.stdout
     assert "MiB)" in table.stdout.splitlines()[0]
-    data = json.loads(cli("status", "--json").stdout)
+    data = json.loads(cli(config, "status", "--json").stdout)
     assert data["database_size_bytes"] == db.stat().st_size + (
         Path(f"{db}-wal").stat().st_size if Path(f"{db}-wal").exists() else 0
     )
-    vacuumed = cli("db", "vacuum")
+    vacuumed = cli(config, "db", "vacuum")
     assert vacuumed.returncode == 0 and "vacuumed" in vacuumed.stdout, vacuumed.stderr
 
 
