@@ -4,6 +4,7 @@ headless Chromium with screenshots kept in ``artifacts/``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -49,14 +51,21 @@ def serve_site(store: Store) -> WebServer:
     return server
 
 
+@contextlib.contextmanager
+def running_site(store: Store) -> Iterator[tuple[Store, str]]:
+    """(store, url) of :func:`serve_site`, stopped on leaving."""
+    server = serve_site(store)
+    try:
+        yield store, server.url
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def site(module_store: Store):
     """(store, url): one site per database for the tests that only read it."""
-    server = serve_site(module_store)
-    try:
-        yield module_store, server.url
-    finally:
-        server.stop()
+    with running_site(module_store) as running:
+        yield running
 
 
 def get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_web import CHROMIUM, Page, get, serve_site
+from test_web import CHROMIUM, Page, get, running_site
 from test_web import _chromium as chromium
 
 from aggregator import web
@@ -21,11 +21,8 @@ from aggregator.stories import recent_stories
 @pytest.fixture(scope="module")
 def site(module_store: Store):
     """(store, url): one site per database for the tests that only read it."""
-    server = serve_site(module_store)
-    try:
-        yield module_store, server.url
-    finally:
-        server.stop()
+    with running_site(module_store) as running:
+        yield running
 
 
 def test_index_pages_on_with_older_links_until_every_cluster_was_shown(
@@ -109,11 +106,8 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:
 
 @pytest.fixture(scope="module")
 def sqlite_site(module_sqlite_store: Store):
-    server = serve_site(module_sqlite_store)
-    try:
-        yield module_sqlite_store, server.url
-    finally:
-        server.stop()
+    with running_site(module_sqlite_store) as running:
+        yield running
 
 
 @pytest.mark.parametrize("width", [390, 1280])

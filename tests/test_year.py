@@ -242,17 +242,25 @@ def test_retention_is_validated() -> None:
     assert cfg.retention.poll_log is None and cfg.retention.items == 30 * 86400
 
 
-def counters(store: Store) -> dict[str, float]:
-    """The counter and histogram samples of /metrics that rows feed (gauges change by design;
-    a digest run moves between statuses)."""
+def samples(store: Store) -> dict[str, float]:
+    """Every sample of /metrics, by series (name and labels)."""
     out = {}
     for line in render_metrics(store).decode().splitlines():
         if line.startswith("#") or not line:
             continue
         name, value = line.rsplit(" ", 1)
-        if ("_total" in name or "poll_duration_seconds" in name) and "digest" not in name:
-            out[name] = float(value)
+        out[name] = float(value)
     return out
+
+
+def counters(store: Store) -> dict[str, float]:
+    """The counter and histogram samples of /metrics that rows feed (gauges change by design;
+    a digest run moves between statuses)."""
+    return {
+        name: value
+        for name, value in samples(store).items()
+        if ("_total" in name or "poll_duration_seconds" in name) and "digest" not in name
+    }
 
 
 def test_retention_prunes_in_batches_and_counters_do_not_go_back(
@@ -339,14 +347,7 @@ def test_retention_prunes_in_batches_and_counters_do_not_go_back(
 
 
 def digest_runs_total(store: Store) -> dict[str, float]:
-    return {
-        name: float(value)
-        for name, value in (
-            line.rsplit(" ", 1)
-            for line in render_metrics(store).decode().splitlines()
-            if line.startswith("newsdedup_digest_runs_total{")
-        )
-    }
+    return {n: v for n, v in samples(store).items() if n.startswith("newsdedup_digest_runs_total{")}
 
 
 def test_retention_drops_old_sent_digests_but_not_what_the_next_run_reads(store: Store) -> None:
