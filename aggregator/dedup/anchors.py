@@ -196,7 +196,7 @@ def number_anchors(text: str, lang: str) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=20_000)  # ~210 bytes an entry: bounded, as the daemon meets names all year
 def skeleton(word: str) -> str:
     """A name's spelling reduced to what German and English renderings share:
     ``Lyssenkow``/``Lysenkov``, ``Müller``/``Mueller``/``Muller``, ``Straße``/``Strasse``."""
