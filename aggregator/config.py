@@ -64,6 +64,8 @@ def parse_duration_s(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration_s)]
+# A timeout, a poll interval, a tick: zero would fail at its first use, not at load
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration_s), Field(gt=0)]
 
 
 # All of a string must be a size: ByteSize alone reads up to the first odd character
@@ -93,18 +95,18 @@ class DatabaseConfig(_Strict):
 class PollingConfig(_Strict):
     min_interval: Duration = 300.0
     max_interval: Duration = 86400.0
-    aggregator_min_interval: Duration = 900.0  # Google News / Bing News floor
+    aggregator_min_interval: PositiveDuration = 900.0  # Google News / Bing News floor
     # a feed without publishing history yet (clamped to [min_interval, max_interval])
-    default_interval: Duration = 3600.0
-    connect_timeout: Duration = 10.0
-    read_timeout: Duration = 30.0
-    total_timeout: Duration = 60.0
+    default_interval: PositiveDuration = 3600.0
+    connect_timeout: PositiveDuration = 10.0
+    read_timeout: PositiveDuration = 30.0
+    total_timeout: PositiveDuration = 60.0
     max_response_size: Size = 10_000_000
     max_redirects: int = Field(default=5, ge=0, le=20)
     workers: int = Field(default=4, ge=1, le=64)
     per_host_limit: int = Field(default=2, ge=1, le=16)
     user_agent: str | None = None
-    tick: Duration = 30.0  # how often the daemon asks the database which feeds are due
+    tick: PositiveDuration = 30.0  # how often the daemon asks the database which feeds are due
     # Configured feeds (and comment feeds on their own scheme, host and port) may reach
     # loopback/private addresses; URLs found in feed content never may.
     allow_private_addresses: bool = False
@@ -128,9 +130,9 @@ class SourceConfig(_Strict):
     market: str | None = None
     comments: bool = False
     comments_max_age: Duration = 7 * 86400.0
-    comments_interval: Duration = 6 * 3600.0
-    min_interval: Duration | None = None
-    max_interval: Duration | None = None
+    comments_interval: PositiveDuration = 6 * 3600.0
+    min_interval: PositiveDuration | None = None
+    max_interval: PositiveDuration | None = None
     priority: int = 0  # higher wins when choosing a cluster's headline source
     enabled: bool = True
 
@@ -252,7 +254,7 @@ class SmtpConfig(_Strict):
     password: SecretStr | None = None
     tls: Literal["none", "starttls", "implicit"] = "none"
     sender: str = "newsdedup@localhost"
-    timeout: Duration = 30.0
+    timeout: PositiveDuration = 30.0
 
 
 class HttpConfig(_Strict):
@@ -313,6 +315,14 @@ class Config(_Strict):
                 if n in seen:
                     raise ValueError(f"duplicate {kind} name {n!r}")
                 seen.add(n)
+        for src in self.sources:  # its own bounds, or the polling section's
+            low = src.min_interval or self.polling.min_interval
+            high = src.max_interval or self.polling.max_interval
+            if low > high:
+                raise ValueError(
+                    f"source {src.name!r}: min_interval ({low:g} s) must not exceed "
+                    f"max_interval ({high:g} s)"
+                )
         d, items = self.dedup, self.retention.items
         longest = max(d.duplicate_window, d.story_window, d.thread_window)
         if items is not None and items < longest:

@@ -56,6 +56,24 @@ def test_bad_durations(bad: object) -> None:
         ("polling:\n  workers: many\n", "polling.workers:"),
         ("polling:\n  min_interval: 2d\n  max_interval: 1d\n", "min_interval must not exceed"),
         (
+            "polling:\n  connect_timeout: 0\n",
+            "polling.connect_timeout: Input should be greater than 0",
+        ),
+        ("polling:\n  tick: 0s\n", "polling.tick: Input should be greater than 0"),
+        ("smtp:\n  timeout: 0\n", "smtp.timeout: Input should be greater than 0"),
+        (
+            "sources:\n  - {name: x, type: rss, url: 'http://a/', min_interval: 0}\n",
+            "sources[0](x).min_interval: Input should be greater than 0",
+        ),
+        (  # a source's own minimum above the polling section's maximum
+            "sources:\n  - {name: x, type: rss, url: 'http://a/', min_interval: 2d}\n",
+            "source 'x': min_interval (172800 s) must not exceed max_interval (86400 s)",
+        ),
+        (
+            "sources:\n  - {name: x, type: rss, url: 'http://a/', min_interval: 1h, max_interval: 30m}\n",
+            "source 'x': min_interval (3600 s) must not exceed max_interval (1800 s)",
+        ),
+        (
             "sources:\n  - name: x\n    type: gopher\n    url: http://a/\n",
             "sources[0](x).type: must be",
         ),
