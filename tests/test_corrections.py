@@ -11,9 +11,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from corpus import load_corpus, partition
 from helpers import cli
 from sqlalchemy import select
-from test_dedup_store import load_corpus, partition
 
 from aggregator.coordination import lock_epoch, read_epoch
 from aggregator.dedup.corrections import merge, split

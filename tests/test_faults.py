@@ -21,14 +21,25 @@ from pathlib import Path
 
 import pytest
 from conftest import FEEDS
-from helpers import cli, make_config, migrate, run_cli, spawn, start_daemon, sync, wait_for
+from helpers import cli, make_config, run_cli, spawn, start_daemon, sync, wait_for
+from polled_feeds import (
+    FETCH,
+    POLLED,
+    Snapshot,
+    new_store,
+    poll_all,
+    polled_sources,
+    reader,
+    scalar,
+    serve_feeds,
+    snapshot,
+    upgrade_if_postgres,
+    write_config,
+)
 from pytest_httpserver import HTTPServer
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
-from werkzeug import Request, Response
 
-from aggregator.config import Config
 from aggregator.coordination import worker_id
 from aggregator.daemon import Daemon
 from aggregator.errors import StoreError
@@ -39,41 +50,8 @@ from aggregator.store import db as store_db
 
 IMPORT_FILES = [str(p) for p in sorted(FEEDS.glob("*.xml"))]
 
-# ten feeds of every kind (no comment feeds: those would add feeds while the test runs)
-POLLED = [
-    ("atom-de-heise-developer.xml", "atom"),
-    ("atom-en-h-online.xml", "atom"),
-    ("bing-news-en-us-search-2.xml", "bing_news"),
-    ("golem-de-rss2-iso-8859-1.xml", "rss"),
-    ("google-news-en-gb-search-trimmed.xml", "google_news"),
-    ("google-news-en-us-topstories-2019.xml", "google_news"),
-    ("rss090-rdf-de-heise.xml", "rss"),
-    ("rss10-rdf-de-laut-iso-8859-1.xml", "rss"),
-    ("rss10-rdf-en-slashdot.xml", "rss"),
-    ("wordpress-de-anime2you-news.xml", "wordpress"),
-]
-# the fetch timeouts of write_config's daemons, for the rounds run in-process
-FETCH = {"read_timeout": "5s", "total_timeout": "10s"}
-FEED_DELAY_S = 0.25  # per response while `slow` is set: a round takes ~2.5 s (one server thread)
-
-Snapshot = dict[str, tuple[bool, list[str]]]  # source -> (poll state advanced, stored guids)
-
 
 # ---------------------------------------------------------------- helpers
-
-
-def reader(url: str):  # type: ignore[no-untyped-def]
-    """A plain engine for the test's own reads (no pool: terminated backends don't linger)."""
-    return create_engine(url, poolclass=NullPool)
-
-
-def scalar(engine, sql: str, default: int = 0) -> int:  # type: ignore[no-untyped-def]
-    """One number from the database; 0 while the schema does not exist yet."""
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql)).scalar() or default
-    except Exception:  # noqa: BLE001 - the file or the tables are still being created
-        return default
 
 
 def stored_pairs(engine) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -84,27 +62,6 @@ def stored_pairs(engine) -> list[tuple[str, str]]:  # type: ignore[no-untyped-de
                 text("SELECT s.name, i.guid FROM items i JOIN sources s ON s.id = i.source_id")
             )
         ]
-
-
-def snapshot(engine) -> Snapshot:  # type: ignore[no-untyped-def]
-    """Per configured source: has its poll state moved (body hash or ETag stored), and the
-    guids stored for it -- read in one transaction, so both halves belong together."""
-    with engine.connect() as conn, conn.begin():
-        state = {
-            name: advanced
-            for name, advanced in conn.execute(
-                text(
-                    "SELECT s.name, (f.body_hash IS NOT NULL OR f.etag IS NOT NULL) "
-                    "FROM feeds f JOIN sources s ON s.id = f.source_id WHERE f.kind = 'main'"
-                )
-            )
-        }
-        guids: dict[str, list[str]] = {name: [] for name in state}
-        for name, guid in conn.execute(
-            text("SELECT s.name, i.guid FROM items i JOIN sources s ON s.id = i.source_id")
-        ):
-            guids.setdefault(name, []).append(guid)
-    return {name: (bool(state.get(name)), g) for name, g in guids.items()}
 
 
 def assert_never_ahead(snap: Snapshot, expected: dict[str, set[str]]) -> None:
@@ -124,59 +81,6 @@ def kill9(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == -signal.SIGKILL, "the process ended before it was killed"
 
 
-def serve_feeds(httpserver: HTTPServer) -> threading.Event:
-    """Serve the POLLED fixtures; while the returned event is set every response is slow."""
-    slow = threading.Event()
-
-    def handler(name: str) -> Callable[[Request], Response]:
-        body = (FEEDS / name).read_bytes()
-
-        def respond(_request: Request) -> Response:
-            if slow.is_set():
-                time.sleep(FEED_DELAY_S)
-            return Response(body, content_type="application/xml")
-
-        return respond
-
-    for name, _ in POLLED:
-        httpserver.expect_request(f"/{name}").respond_with_handler(handler(name))
-    return slow
-
-
-def polled_sources(httpserver: HTTPServer) -> list[dict[str, str]]:
-    return [
-        {"name": Path(name).stem, "type": kind, "url": httpserver.url_for(f"/{name}")}
-        for name, kind in POLLED
-    ]
-
-
-def write_config(path: Path, httpserver: HTTPServer, extra: str = "") -> Path:
-    lines = [
-        "polling:",
-        "  tick: 1s",
-        "  min_interval: 1s",
-        "  aggregator_min_interval: 1s",
-        "  read_timeout: 5s",
-        "  total_timeout: 10s",
-        "  allow_private_addresses: true",
-        "sources:",
-    ]
-    for s in polled_sources(httpserver):
-        lines.append(f"  - {{name: {s['name']}, type: {s['type']}, url: '{s['url']}'}}")
-    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
-    return path
-
-
-def new_store(url: str) -> Store:
-    return Store(store_db.make_engine(migrate(url)))
-
-
-def poll_all(store: Store, cfg: Config) -> None:
-    with Fetcher(fetch_settings(cfg)) as fetcher:
-        outcomes = poll_round(store, cfg, fetcher, owner=worker_id(), all_feeds=True)
-    assert [o.error for o in outcomes if o.failed] == []
-
-
 @pytest.fixture
 def expected_polled(tmp_path: Path, httpserver: HTTPServer) -> dict[str, set[str]]:
     """What one clean poll of the POLLED feeds stores, per source (the reference)."""
@@ -194,12 +98,6 @@ def expected_polled(tmp_path: Path, httpserver: HTTPServer) -> dict[str, set[str
     httpserver.clear()
     assert all(advanced and guids for advanced, guids in snap.values())
     return {name: set(guids) for name, (_, guids) in snap.items()}
-
-
-def upgrade_if_postgres(url: str) -> None:
-    """A daemon creates a new SQLite file itself; a PostgreSQL schema must be upgraded first."""
-    if not url.startswith("sqlite"):
-        migrate(url)
 
 
 # ---------------------------------------------------------------- 1a: import, kill -9

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from corpus import load_corpus
 from sqlalchemy import select
-from test_dedup_store import load_corpus
 
 from aggregator.cli import main
 from aggregator.dedup.service import DedupService

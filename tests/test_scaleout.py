@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import FEEDS
 from helpers import make_config, start_daemon, sync, wait_for
-from pytest_httpserver import HTTPServer
-from sqlalchemy import text
-from test_faults import (
+from polled_feeds import (
     FETCH,
     POLLED,
     new_store,
@@ -29,6 +27,8 @@ from test_faults import (
     upgrade_if_postgres,
     write_config,
 )
+from pytest_httpserver import HTTPServer
+from sqlalchemy import text
 
 from aggregator.config import Config
 from aggregator.dedup import service as service_mod

@@ -4,27 +4,23 @@ headless Chromium with screenshots kept in ``artifacts/``."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 
 import feedparser
 import pytest
 from conftest import REPO
-from helpers import fill
 from sqlalchemy import select
+from website import CHROMIUM, Page, chromium, config, get, running_site
 
 from aggregator.config import Config
 from aggregator.daemon import Daemon
@@ -34,32 +30,6 @@ from aggregator.store.models import Cluster, ClusterMember
 from aggregator.stories import recent_stories
 from aggregator.web import Response, ServerLimits, WebApp, WebServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-FIXTURES = ["google-news-en-us-search-1.xml", "wordpress-en-suwa-org-podcast.xml"]
-
-
-def config(**http: object) -> Config:
-    return Config.model_validate({"http": {"enabled": True, "port": 0, **http}})
-
-
-def serve_site(store: Store) -> WebServer:
-    """FIXTURES imported and clustered into ``store``, served on a free port."""
-    cfg = config(base_url="http://news.example.org")
-    fill(store, FIXTURES, cfg)
-    server = WebServer(WebApp(store, cfg), "127.0.0.1", 0)
-    server.start()
-    return server
-
-
-@contextlib.contextmanager
-def running_site(store: Store) -> Iterator[tuple[Store, str]]:
-    """(store, url) of :func:`serve_site`, stopped on leaving."""
-    server = serve_site(store)
-    try:
-        yield store, server.url
-    finally:
-        server.stop()
-
 
 @pytest.fixture(scope="module")
 def site(module_store: Store):
@@ -68,64 +38,9 @@ def site(module_store: Store):
         yield running
 
 
-def get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return None
-
-
-class Page(HTMLParser):
-    """The parts of a page the tests look at: story cards, member rows, links, scripts."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stories: dict[int, list[str]] = {}
-        self.rows: dict[int, list[str]] = {}
-        self.tags: list[str] = []
-        self.hrefs: list[str] = []
-        self._story: int | None = None
-        self._row: int | None = None
-        self._depth = 0
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):  # type: ignore[no-untyped-def]
-        a = dict(attrs)
-        self.tags.append(tag)
-        if "href" in a:
-            self.hrefs.append(a["href"] or "")
-        if tag == "article" and a.get("data-cluster"):
-            self._story = int(a["data-cluster"])
-            self.stories[self._story] = []
-        if tag == "tr" and a.get("data-item"):
-            self._row = int(a["data-item"])
-            self.rows[self._row] = []
-
-    def handle_endtag(self, tag):  # type: ignore[no-untyped-def]
-        if tag == "article":
-            self._story = None
-        if tag == "tr":
-            self._row = None
-
-    def handle_data(self, data):  # type: ignore[no-untyped-def]
-        if self._story is not None:
-            self.stories[self._story].append(data)
-        if self._row is not None:
-            self.rows[self._row].append(data)
-
-    def text_of_story(self, cid: int) -> str:
-        return " ".join(" ".join(self.stories[cid]).split())
-
-    def text_of_row(self, item: int) -> str:
-        return " ".join(" ".join(self.rows[item]).split())
 
 
 def test_index_lists_each_recent_story_once(site) -> None:
@@ -442,22 +357,6 @@ def test_client_leaving_mid_response_is_one_debug_line(
 # ---------------------------------------------------------------- a real browser
 
 
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:
-    cmd = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, timeout=90, check=False)
-
-
 def test_page_in_headless_chromium(site, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         if os.environ.get("NEWSDEDUP_REQUIRE_CHROMIUM") == "1":
@@ -467,7 +366,7 @@ def test_page_in_headless_chromium(site, tmp_path: Path) -> None:
     with store.session() as s:
         expected = recent_stories(s, level="story", limit=100)
     # the DOM as the browser built it: loaded, and listing the expected stories
-    proc = _chromium("--dump-dom", url + "/", profile=tmp_path / "p1")
+    proc = chromium("--dump-dom", url + "/", profile=tmp_path / "p1")
     dom = proc.stdout.decode("utf-8", "replace")
     assert proc.returncode == 0 and "</html>" in dom, proc.stderr.decode()[-2000:]
     page = Page(dom)
@@ -480,7 +379,7 @@ def test_page_in_headless_chromium(site, tmp_path: Path) -> None:
         ("web-cluster.png", f"/cluster/{big.entry.cluster_id}"),
     ):
         shot = tmp_path / name
-        proc = _chromium(
+        proc = chromium(
             f"--screenshot={shot}",
             "--window-size=1000,1400",
             url + path,

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_web import CHROMIUM, Page, get, running_site
-from test_web import _chromium as chromium
+from website import CHROMIUM, Page, chromium, get, running_site
 
 from aggregator import web
 from aggregator.store import Store
@@ -100,7 +99,7 @@ document.body.setAttribute("data-broken", words.join(" "));
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:
-    """test_web's Chromium, without scrollbars (they would narrow the measured page)."""
+    """website's Chromium, without scrollbars (they would narrow the measured page)."""
     return chromium("--hide-scrollbars", *args, profile=profile)
 
 
