@@ -81,8 +81,8 @@ def _sync_sources(store: Store, config: Config, attempts: int = 3) -> None:
 
     for attempt in range(attempts):
         try:
-            with store.session() as s:
-                repo.sync_sources(s, config.sources, datetime.now(UTC))
+            with store.connect() as conn:
+                repo.sync_sources(conn, config.sources, datetime.now(UTC))
             return
         except IntegrityError:
             if attempt == attempts - 1:
@@ -134,7 +134,7 @@ def cmd_status(ctx: Context) -> int:
 
     store = ctx.store()
     size = store_db.database_size(store)
-    with store.session() as s:
+    with store.connect() as s:  # Core: the read commands start without the ORM
         sources = repo.source_status(s)
         errors = repo.recent_errors(s, limit=10)
         digests = repo.digest_status(s)
@@ -238,7 +238,7 @@ def cmd_items(ctx: Context) -> int:
     from .store import repo
 
     store = ctx.store()
-    with store.session() as s:
+    with store.connect() as s:
         rows = repo.item_rows(s, limit=ctx.args.limit)
         if ctx.args.format == "jsonl":
             for row in rows:
@@ -263,7 +263,7 @@ def cmd_clusters(ctx: Context) -> int:
     from .store import repo
 
     store = ctx.store()
-    with store.session() as s:
+    with store.connect() as s:
         clusters = repo.list_clusters(s, level=ctx.args.level)
     if ctx.args.format == "jsonl":
         for c in clusters:
@@ -629,7 +629,7 @@ def cmd_opml_export(ctx: Context) -> int:
 def cmd_sources_list(ctx: Context) -> int:
     from .store import repo
 
-    with ctx.store().session() as s:
+    with ctx.store().connect() as s:
         sources = repo.source_status(s)
     rows = [
         {

@@ -23,14 +23,18 @@ import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
 
 from .domain import FeedRef
 from .errors import StoreError
 from .store import Store
-from .store.models import DedupEpoch, DigestRun, Feed, Source
+from .store.tables import dedup_epoch, digest_runs, feeds, sources
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
 
 LEASE_S = 600.0  # a claimed feed is someone's for this long, even if its worker died
 DIGEST_LEASE_S = 300.0  # a claimed digest run, likewise
@@ -96,36 +100,54 @@ def claim_due_feeds(
     host that no longer exists (killed): a restarted daemon does not wait out ``LEASE_S``.
     """
     with store.session() as s:
-        free = [Feed.lease_until.is_(None), Feed.lease_until < now, Feed.lease_owner == owner]
+        free = [
+            feeds.c.lease_until.is_(None),
+            feeds.c.lease_until < now,
+            feeds.c.lease_owner == owner,
+        ]
         dead = _dead_feed_owners(s, now)
         if dead:
-            free.append(Feed.lease_owner.in_(dead))
+            free.append(feeds.c.lease_owner.in_(dead))
         stmt = (
-            select(Feed.id)
-            .join(Source, Source.id == Feed.source_id)
-            .where(Feed.enabled.is_(True), Source.enabled.is_(True))
+            select(feeds.c.id)
+            .join(sources, sources.c.id == feeds.c.source_id)
+            .where(feeds.c.enabled.is_(True), sources.c.enabled.is_(True))
             .where(or_(*free))
-            .order_by(Feed.next_check_at, Feed.id)
+            .order_by(feeds.c.next_check_at, feeds.c.id)
             .limit(limit)
         )
         if not all_feeds:
-            stmt = stmt.where(Feed.next_check_at <= now)
+            stmt = stmt.where(feeds.c.next_check_at <= now)
         if exclude:
-            stmt = stmt.where(Feed.id.not_in(list(exclude)))
+            stmt = stmt.where(feeds.c.id.not_in(list(exclude)))
         if store.dialect == "postgresql":
-            stmt = stmt.with_for_update(of=Feed, skip_locked=True)
+            stmt = stmt.with_for_update(of=feeds, skip_locked=True)
         ids = list(s.scalars(stmt))
         if not ids:
             return []
         s.execute(
-            update(Feed)
-            .where(Feed.id.in_(ids))
+            update(feeds)
+            .where(feeds.c.id.in_(ids))
             .values(lease_owner=owner, lease_until=now + timedelta(seconds=LEASE_S))
         )
         rows = s.execute(
-            select(Feed, Source).join(Source, Source.id == Feed.source_id).where(Feed.id.in_(ids))
+            select(
+                feeds.c.id.label("feed_id"),
+                feeds.c.url,
+                feeds.c.kind,
+                feeds.c.etag,
+                feeds.c.last_modified,
+                feeds.c.body_hash,
+                feeds.c.error_count,
+                feeds.c.article_item_id,
+                sources.c.id.label("source_id"),
+                sources.c.name.label("source_name"),
+                sources.c.type.label("source_type"),
+            )
+            .join(sources, sources.c.id == feeds.c.source_id)
+            .where(feeds.c.id.in_(ids))
         ).all()
-        jobs = {f.id: _job(f, src) for f, src in rows}
+        jobs = {row.feed_id: FeedJob(**row._asdict()) for row in rows}
     return [jobs[i] for i in ids]
 
 
@@ -133,8 +155,8 @@ def release_feeds(store: Store, feed_ids: Collection[int]) -> None:
     """Give back leased feeds that were not polled (a round that stops)."""
     with store.session() as s:
         s.execute(
-            update(Feed)
-            .where(Feed.id.in_(list(feed_ids)))
+            update(feeds)
+            .where(feeds.c.id.in_(list(feed_ids)))
             .values(lease_owner=None, lease_until=None)
         )
 
@@ -142,27 +164,11 @@ def release_feeds(store: Store, feed_ids: Collection[int]) -> None:
 def _dead_feed_owners(s: Session, now: datetime) -> list[str]:
     """Owners of live feed leases whose process on this host has died."""
     owners = s.scalars(
-        select(Feed.lease_owner)
-        .where(Feed.lease_until >= now, Feed.lease_owner.is_not(None))
+        select(feeds.c.lease_owner)
+        .where(feeds.c.lease_until >= now, feeds.c.lease_owner.is_not(None))
         .distinct()
     )
     return [owner for owner in owners if owner_is_dead(owner)]
-
-
-def _job(f: Feed, src: Source) -> FeedJob:
-    return FeedJob(
-        feed_id=f.id,
-        url=f.url,
-        kind=f.kind,
-        etag=f.etag,
-        last_modified=f.last_modified,
-        body_hash=f.body_hash,
-        error_count=f.error_count,
-        source_id=src.id,
-        source_name=src.name,
-        source_type=src.type,
-        article_item_id=f.article_item_id,
-    )
 
 
 # ---------------------------------------------------------------- digest runs
@@ -174,16 +180,16 @@ def claim_digest_runs(
     """Lease the due (``retry_now``: all) unsent runs. Each lease is one conditional UPDATE,
     so of two workers (threads or daemons, SQLite or PostgreSQL) exactly one wins a run."""
     with store.session() as s:
-        stmt = select(DigestRun.id, DigestRun.lease_owner, DigestRun.lease_until).where(
-            DigestRun.status == "pending"
+        stmt = select(digest_runs.c.id, digest_runs.c.lease_owner, digest_runs.c.lease_until).where(
+            digest_runs.c.status == "pending"
         )
         if not retry_now:
             stmt = stmt.where(
-                or_(DigestRun.next_attempt_at.is_(None), DigestRun.next_attempt_at <= now)
+                or_(digest_runs.c.next_attempt_at.is_(None), digest_runs.c.next_attempt_at <= now)
             )
         if name:
-            stmt = stmt.where(DigestRun.digest_name == name)
-        candidates = s.execute(stmt.order_by(DigestRun.id)).all()
+            stmt = stmt.where(digest_runs.c.digest_name == name)
+        candidates = s.execute(stmt.order_by(digest_runs.c.id)).all()
     claimed = []
     for run_id, lease_owner, lease_until in candidates:
         free = lease_until is None or lease_until < now
@@ -191,13 +197,13 @@ def claim_digest_runs(
             continue
         with store.session() as s:
             cond = (
-                or_(DigestRun.lease_until.is_(None), DigestRun.lease_until < now)
+                or_(digest_runs.c.lease_until.is_(None), digest_runs.c.lease_until < now)
                 if free
-                else DigestRun.lease_owner == lease_owner
+                else digest_runs.c.lease_owner == lease_owner
             )
             won = s.execute(
-                update(DigestRun)
-                .where(DigestRun.id == run_id, DigestRun.status == "pending", cond)
+                update(digest_runs)
+                .where(digest_runs.c.id == run_id, digest_runs.c.status == "pending", cond)
                 .values(lease_owner=owner, lease_until=now + timedelta(seconds=DIGEST_LEASE_S))
             ).rowcount
         if won == 1:
@@ -208,16 +214,18 @@ def claim_digest_runs(
 # ---------------------------------------------------------------- the epoch row
 
 
-def lock_epoch(s: Session, now: datetime, *, bump: bool = False) -> int:
+def lock_epoch(s: Session | Connection, now: datetime, *, bump: bool = False) -> int:
     """Lock the epoch row for the rest of ``s``'s transaction and return the epoch (plus one
     if ``bump``). Must be the transaction's first statement: on SQLite a transaction that
     read first cannot always take the write lock later."""
     values: dict = (
-        {"epoch": DedupEpoch.epoch + 1, "updated_at": now} if bump else {"epoch": DedupEpoch.epoch}
+        {"epoch": dedup_epoch.c.epoch + 1, "updated_at": now}
+        if bump
+        else {"epoch": dedup_epoch.c.epoch}
     )
     done = s.execute(
-        update(DedupEpoch)
-        .where(DedupEpoch.id == EPOCH_ROW)
+        update(dedup_epoch)
+        .where(dedup_epoch.c.id == EPOCH_ROW)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -233,7 +241,9 @@ def try_lock_epoch(s: Session, now: datetime) -> int | None:
     if s.get_bind().dialect.name != "postgresql":
         return lock_epoch(s, now)
     epoch = s.scalar(
-        select(DedupEpoch.epoch).where(DedupEpoch.id == EPOCH_ROW).with_for_update(skip_locked=True)
+        select(dedup_epoch.c.epoch)
+        .where(dedup_epoch.c.id == EPOCH_ROW)
+        .with_for_update(skip_locked=True)
     )
     return None if epoch is None else int(epoch)
 
@@ -243,8 +253,8 @@ def bump_epoch(s: Session, now: datetime) -> int:
     return lock_epoch(s, now, bump=True)
 
 
-def read_epoch(s: Session) -> int:
-    epoch = s.scalar(select(DedupEpoch.epoch).where(DedupEpoch.id == EPOCH_ROW))
+def read_epoch(s: Session | Connection) -> int:
+    epoch = s.scalar(select(dedup_epoch.c.epoch).where(dedup_epoch.c.id == EPOCH_ROW))
     if epoch is None:
         raise StoreError("the dedup_epoch row is missing: run `aggregator db upgrade`")
     return int(epoch)
@@ -263,8 +273,8 @@ def claim_clustering(s: Session, worker: str, now: datetime, lease_s: float) -> 
     if live is not None and live[0] != worker:
         return False
     s.execute(
-        update(DedupEpoch)
-        .where(DedupEpoch.id == EPOCH_ROW)
+        update(dedup_epoch)
+        .where(dedup_epoch.c.id == EPOCH_ROW)
         .values(holder=worker, held_until=now + timedelta(seconds=lease_s))
         .execution_options(synchronize_session=False)
     )
@@ -275,17 +285,17 @@ def release_clustering(s: Session, worker: str) -> None:
     """Give up the clustering lease if ``worker`` holds it (a daemon that stops), so another
     daemon takes over at its next turn instead of when the lease runs out."""
     s.execute(
-        update(DedupEpoch)
-        .where(DedupEpoch.id == EPOCH_ROW, DedupEpoch.holder == worker)
+        update(dedup_epoch)
+        .where(dedup_epoch.c.id == EPOCH_ROW, dedup_epoch.c.holder == worker)
         .values(holder=None, held_until=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def clustering_holder(s: Session, now: datetime) -> tuple[str, datetime] | None:
+def clustering_holder(s: Session | Connection, now: datetime) -> tuple[str, datetime] | None:
     """The daemon whose clustering lease is live, and until when (for ``status``)."""
     row = s.execute(
-        select(DedupEpoch.holder, DedupEpoch.held_until).where(DedupEpoch.id == EPOCH_ROW)
+        select(dedup_epoch.c.holder, dedup_epoch.c.held_until).where(dedup_epoch.c.id == EPOCH_ROW)
     ).one_or_none()
     if row is None or row.holder is None or row.held_until is None or row.held_until <= now:
         return None

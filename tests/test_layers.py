@@ -30,6 +30,7 @@ STAGES = {
     "aggregator.normaliser": NORMALISE,
     "aggregator.store": STORE,
     "aggregator.store.db": STORE,
+    "aggregator.store.tables": STORE,
     "aggregator.store.models": STORE,
     "aggregator.store.items": STORE,
     "aggregator.store.clusters": STORE,

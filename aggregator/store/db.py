@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import SchemaError, StoreError
 from ..redact import redact_url
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +184,38 @@ def check_schema(engine: Engine, *, create_if_new: bool = True) -> None:
 
 
 class Store:
-    """An engine plus a session factory; the single handle commands pass around."""
+    """An engine plus a session factory; the single handle commands pass around.
+
+    The session factory (and with it ``sqlalchemy.orm``) is made at the first
+    :meth:`session`: the commands that only read use :meth:`connect` and the Core tables of
+    :mod:`.tables`, and start without the ORM.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions: sessionmaker[Session] | None = None
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            from sqlalchemy.orm import sessionmaker
+
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A Core transaction, like :meth:`session` without the ORM: committed on success,
+        rolled back on error (a lost database wrapped in StoreError)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(f"database error: {_first_line(exc)}") from exc
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -220,8 +243,8 @@ def database_size(store: Store) -> int | None:
             return None
         path = Path(name)
         return sum(p.stat().st_size for p in (path, Path(f"{name}-wal")) if p.exists())
-    with store.session() as s:
-        return int(s.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+    with store.connect() as conn:
+        return int(conn.scalar(text("SELECT pg_database_size(current_database())")) or 0)
 
 
 def open_store(url: str, *, check: bool = True) -> Store:

@@ -1,316 +1,213 @@
-"""SQLAlchemy 2 models: the schema of record. Alembic revisions in ``migrations/`` must match.
+"""The ORM classes, mapped onto the Core tables of :mod:`.tables` (the schema of record).
 
-Times are stored as UTC and always come back timezone-aware (:class:`UTCDateTime`), on SQLite
-as on PostgreSQL.
+The annotations here only type the attributes; every column, constraint and index is
+defined once, in :mod:`.tables`. Commands that only read the store use those tables and
+never import this module (nor ``sqlalchemy.orm``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-    false,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that is UTC in, UTC out, whatever the dialect does with time zones."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from . import tables
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = tables.metadata
 
 
 class Source(Base):
     """A configured source (mirrors config.yaml; rows survive removal from the config)."""
 
-    __tablename__ = "sources"
+    __table__ = tables.sources
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    type: Mapped[str] = mapped_column(String(20))
-    url: Mapped[str] = mapped_column(Text)
-    comments: Mapped[bool] = mapped_column(Boolean, default=False)
-    in_config: Mapped[bool] = mapped_column(Boolean, default=True)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    priority: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # distinct items the boilerplate model has learned from (see dedup.boilerplate)
-    boilerplate_docs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # 'config': mirrors config.yaml (retired when removed there); 'opml': added by `opml import`
-    origin: Mapped[str] = mapped_column(String(10), default="config", server_default="config")
-
-    __table_args__ = (
-        CheckConstraint(
-            "type IN ('wordpress', 'google_news', 'bing_news', 'rss', 'atom')", name="type"
-        ),
-        CheckConstraint("origin IN ('config', 'opml')", name="origin"),
-    )
+    id: Mapped[int]
+    name: Mapped[str]
+    type: Mapped[str]
+    url: Mapped[str]
+    comments: Mapped[bool]
+    in_config: Mapped[bool]
+    enabled: Mapped[bool]
+    priority: Mapped[int]
+    created_at: Mapped[datetime]
+    boilerplate_docs: Mapped[int]
+    origin: Mapped[str]
 
 
 class Feed(Base):
     """One polled URL with its poll state. A source has its main feed and comment feeds."""
 
-    __tablename__ = "feeds"
+    __table__ = tables.feeds
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
-    url: Mapped[str] = mapped_column(Text)
-    kind: Mapped[str] = mapped_column(String(20))  # 'main' | 'comments'
-    # The article a comment feed belongs to (no FK: items already reference feeds).
-    article_item_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    etag: Mapped[str | None] = mapped_column(Text, nullable=True)
-    last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
-    body_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_result: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    next_check_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    error_count: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    retry_after_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    items_total: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # the URL this feed was polled at before a permanent redirect (301/308) moved it
-    moved_from: Mapped[str | None] = mapped_column(Text, nullable=True)
-    moved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-    __table_args__ = (
-        UniqueConstraint("source_id", "url"),
-        Index("ix_feeds_due", "enabled", "next_check_at"),
-        CheckConstraint("kind IN ('main', 'comments')", name="kind"),
-    )
+    id: Mapped[int]
+    source_id: Mapped[int]
+    url: Mapped[str]
+    kind: Mapped[str]
+    article_item_id: Mapped[int | None]
+    enabled: Mapped[bool]
+    disabled_reason: Mapped[str | None]
+    etag: Mapped[str | None]
+    last_modified: Mapped[str | None]
+    body_hash: Mapped[str | None]
+    last_polled_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_result: Mapped[str | None]
+    next_check_at: Mapped[datetime]
+    error_count: Mapped[int]
+    last_error: Mapped[str | None]
+    last_error_at: Mapped[datetime | None]
+    retry_after_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None]
+    lease_until: Mapped[datetime | None]
+    items_total: Mapped[int]
+    created_at: Mapped[datetime]
+    moved_from: Mapped[str | None]
+    moved_at: Mapped[datetime | None]
 
 
 class PollLog(Base):
     """One row per poll attempt: what `status` and metrics report, and where errors land."""
 
-    __tablename__ = "poll_log"
+    __table__ = tables.poll_log
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
-    result: Mapped[str] = mapped_column(String(40))  # ok | not_modified | unchanged | error kind
-    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    items_seen: Mapped[int] = mapped_column(Integer, default=0)
-    items_new: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    warning: Mapped[str | None] = mapped_column(Text, nullable=True)
+    id: Mapped[int]
+    feed_id: Mapped[int]
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[int]
+    result: Mapped[str]
+    http_status: Mapped[int | None]
+    items_seen: Mapped[int]
+    items_new: Mapped[int]
+    error: Mapped[str | None]
+    warning: Mapped[str | None]
 
 
 class Item(Base):
-    __tablename__ = "items"
+    __table__ = tables.items
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
-    feed_id: Mapped[int | None] = mapped_column(
-        ForeignKey("feeds.id", ondelete="SET NULL"), nullable=True
-    )
-    kind: Mapped[str] = mapped_column(String(10))  # 'article' | 'comment'
-    parent_item_id: Mapped[int | None] = mapped_column(
-        ForeignKey("items.id", ondelete="SET NULL"), nullable=True, index=True
-    )
-    guid: Mapped[str] = mapped_column(Text)
-    url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    canonical_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    title: Mapped[str] = mapped_column(Text, default="")
-    publisher: Mapped[str | None] = mapped_column(Text, nullable=True)
-    publisher_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    author: Mapped[str | None] = mapped_column(Text, nullable=True)
-    summary: Mapped[str] = mapped_column(Text, default="")
-    text: Mapped[str] = mapped_column(Text, default="")
-    lang: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    published_at_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    content_hash: Mapped[str] = mapped_column(String(64))
-    comments_feed_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    dedup_state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done
-    # hash of the entry's raw bytes in the document it came from: a re-poll skips parsing it
-    entry_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    # an edited entry (same guid, new content) replaces the stored version; fetched_at stays
-    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    update_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-
-    __table_args__ = (
-        UniqueConstraint("source_id", "guid"),
-        Index("ix_items_canonical_url", "canonical_url"),
-        Index("ix_items_content_hash", "content_hash"),
-        Index("ix_items_published_at", "published_at"),
-        # pending items, and the clustered articles of a time window (the engine's start-up)
-        Index("ix_items_held", "dedup_state", "kind", "published_at"),
-        Index("ix_items_source_entry_hash", "source_id", "entry_hash"),
-        CheckConstraint("kind IN ('article', 'comment')", name="kind"),
-    )
+    id: Mapped[int]
+    source_id: Mapped[int]
+    feed_id: Mapped[int | None]
+    kind: Mapped[str]
+    parent_item_id: Mapped[int | None]
+    guid: Mapped[str]
+    url: Mapped[str | None]
+    canonical_url: Mapped[str | None]
+    title: Mapped[str]
+    publisher: Mapped[str | None]
+    publisher_url: Mapped[str | None]
+    author: Mapped[str | None]
+    summary: Mapped[str]
+    text: Mapped[str]
+    lang: Mapped[str | None]
+    published_at: Mapped[datetime]
+    published_at_estimated: Mapped[bool]
+    fetched_at: Mapped[datetime]
+    content_hash: Mapped[str]
+    comments_feed_url: Mapped[str | None]
+    dedup_state: Mapped[str]
+    entry_hash: Mapped[str | None]
+    updated_at: Mapped[datetime | None]
+    update_count: Mapped[int]
 
 
 class PrunedTotal(Base):
     """What pruned rows had counted towards a metrics counter, so counters never go back."""
 
-    __tablename__ = "pruned_totals"
+    __table__ = tables.pruned_totals
 
-    metric: Mapped[str] = mapped_column(String(60), primary_key=True)
-    label: Mapped[str] = mapped_column(String(120), primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    metric: Mapped[str]
+    label: Mapped[str]
+    value: Mapped[int]
 
 
 class Signature(Base):
     """A MinHash signature per item and level, stored as bytes so restarts never recompute."""
 
-    __tablename__ = "signatures"
+    __table__ = tables.signatures
 
-    item_id: Mapped[int] = mapped_column(
-        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
-    )
-    level: Mapped[str] = mapped_column(String(10), primary_key=True)
-    num_perm: Mapped[int] = mapped_column(Integer)
-    seed: Mapped[int] = mapped_column(Integer, default=1)
-    hashvalues: Mapped[bytes] = mapped_column(LargeBinary)
-    features: Mapped[Any] = mapped_column(JSON, nullable=True)  # weighted terms for verification
+    item_id: Mapped[int]
+    level: Mapped[str]
+    num_perm: Mapped[int]
+    seed: Mapped[int]
+    hashvalues: Mapped[bytes]
+    features: Mapped[Any]
 
 
 class Cluster(Base):
-    __tablename__ = "clusters"
+    __table__ = tables.clusters
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    level: Mapped[str] = mapped_column(String(10))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    size: Mapped[int] = mapped_column(Integer, default=0)
-    merged_into_id: Mapped[int | None] = mapped_column(
-        ForeignKey("clusters.id", ondelete="SET NULL"), nullable=True
-    )
-
-    __table_args__ = (
-        Index("ix_clusters_level_updated", "level", "updated_at"),
-        CheckConstraint("level IN ('duplicate', 'story', 'thread')", name="level"),
-    )
+    id: Mapped[int]
+    level: Mapped[str]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    size: Mapped[int]
+    merged_into_id: Mapped[int | None]
 
 
 class ClusterMember(Base):
     """An item's membership at one level, with the evidence that put it there."""
 
-    __tablename__ = "cluster_members"
+    __table__ = tables.cluster_members
 
-    item_id: Mapped[int] = mapped_column(
-        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
-    )
-    level: Mapped[str] = mapped_column(String(10), primary_key=True)
-    cluster_id: Mapped[int] = mapped_column(
-        ForeignKey("clusters.id", ondelete="CASCADE"), index=True
-    )
-    matched_item_id: Mapped[int | None] = mapped_column(
-        ForeignKey("items.id", ondelete="SET NULL"), nullable=True
-    )
-    method: Mapped[str] = mapped_column(String(20))  # new | guid | url | hash | minhash | manual
-    score: Mapped[float | None] = mapped_column(Float, nullable=True)  # verified similarity
-    estimated_score: Mapped[float | None] = mapped_column(Float, nullable=True)  # MinHash
-    matched_bands: Mapped[Any] = mapped_column(JSON, nullable=True)
-    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    item_id: Mapped[int]
+    level: Mapped[str]
+    cluster_id: Mapped[int]
+    matched_item_id: Mapped[int | None]
+    method: Mapped[str]
+    score: Mapped[float | None]
+    estimated_score: Mapped[float | None]
+    matched_bands: Mapped[Any]
+    joined_at: Mapped[datetime]
+    manual: Mapped[bool]
 
 
 class BoilerplateLine(Base):
     """Lines learned to recur across one source's items (site chrome), with counts."""
 
-    __tablename__ = "boilerplate_lines"
+    __table__ = tables.boilerplate_lines
 
-    source_id: Mapped[int] = mapped_column(
-        ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True
-    )
-    line_hash: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source_id: Mapped[int]
+    line_hash: Mapped[int]
+    count: Mapped[int]
+    last_seen_at: Mapped[datetime]
 
 
 class DigestRun(Base):
     """A digest is a row first, an email second: recorded before sending, marked after."""
 
-    __tablename__ = "digest_runs"
+    __table__ = tables.digest_runs
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    digest_name: Mapped[str] = mapped_column(String(100), index=True)
-    period_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    period_end_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|sent|empty|failed
-    message_id: Mapped[str | None] = mapped_column(Text, nullable=True)
-    subject: Mapped[str | None] = mapped_column(Text, nullable=True)
-    message: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-    __table_args__ = (
-        CheckConstraint("status IN ('pending', 'sent', 'empty', 'failed')", name="status"),
-        # one run per digest and scheduled slot, however many daemons fire it
-        UniqueConstraint("digest_name", "period_end_at"),
-    )
+    id: Mapped[int]
+    digest_name: Mapped[str]
+    period_start_at: Mapped[datetime | None]
+    period_end_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    status: Mapped[str]
+    message_id: Mapped[str | None]
+    subject: Mapped[str | None]
+    message: Mapped[bytes | None]
+    attempts: Mapped[int]
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None]
+    sent_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None]
+    lease_until: Mapped[datetime | None]
 
 
 class DigestEntry(Base):
-    __tablename__ = "digest_entries"
+    __table__ = tables.digest_entries
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("digest_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    position: Mapped[int] = mapped_column(Integer, primary_key=True)
-    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
-    level: Mapped[str] = mapped_column(String(10))
-    item_ids: Mapped[Any] = mapped_column(JSON)
-    new_item_ids: Mapped[Any] = mapped_column(JSON)
-    # a story that did not fit (max_entries): not mailed by this run, it leads the next one
-    deferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    run_id: Mapped[int]
+    position: Mapped[int]
+    cluster_id: Mapped[int]
+    level: Mapped[str]
+    item_ids: Mapped[Any]
+    new_item_ids: Mapped[Any]
+    deferred: Mapped[bool]
 
 
 class Correction(Base):
@@ -318,22 +215,17 @@ class Correction(Base):
     cannot-link between ``item_id`` and ``other_item_id`` at ``level`` that the engine keeps;
     a later merge that joins them deactivates it."""
 
-    __tablename__ = "corrections"
+    __table__ = tables.corrections
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(10))  # split | merge
-    level: Mapped[str] = mapped_column(String(10))
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
-    other_item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
-    cluster_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    other_cluster_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-    __table_args__ = (
-        CheckConstraint("kind IN ('split', 'merge')", name="kind"),
-        CheckConstraint("level IN ('duplicate', 'story', 'thread')", name="level"),
-    )
+    id: Mapped[int]
+    kind: Mapped[str]
+    level: Mapped[str]
+    item_id: Mapped[int]
+    other_item_id: Mapped[int]
+    cluster_id: Mapped[int | None]
+    other_cluster_id: Mapped[int | None]
+    active: Mapped[bool]
+    created_at: Mapped[datetime]
 
 
 class DedupEpoch(Base):
@@ -342,10 +234,10 @@ class DedupEpoch(Base):
     is the daemon that clusters until ``held_until`` (renewed at each of its turns): the
     other daemons leave their stored items to it instead of reloading to place them."""
 
-    __tablename__ = "dedup_epoch"
+    __table__ = tables.dedup_epoch
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    holder: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    id: Mapped[int]
+    epoch: Mapped[int]
+    updated_at: Mapped[datetime]
+    holder: Mapped[str | None]
+    held_until: Mapped[datetime | None]

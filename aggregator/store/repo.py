@@ -1,4 +1,8 @@
-"""Queries shared by the CLI, the daemon and the outputs. Pure SQL in, plain data out."""
+"""Queries shared by the CLI, the daemon and the outputs. Pure SQL in, plain data out.
+
+Written against the Core tables (:mod:`.tables`), so each takes a Core ``Connection``
+(:meth:`Store.connect`, the read commands: no ORM imported) or an ORM ``Session`` alike.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +10,67 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, delete, func, insert, select, update
 
-from ..config import DigestConfig, SourceConfig
 from ..coordination import lock_epoch
 from ..errors import ConfigError, InputError
-from .models import Cluster, ClusterMember, DigestRun, Feed, Item, PollLog, Source
+from .tables import cluster_members as CM
+from .tables import clusters as C
+from .tables import digest_runs as D
+from .tables import feeds as F
+from .tables import items as I
+from .tables import poll_log as P
+from .tables import sources as S
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
+
+    from ..config import DigestConfig, SourceConfig
+
+    Db = Connection | Session
 
 log = logging.getLogger(__name__)
 
 DISABLED_BY_HAND = "disabled with `aggregator sources disable`"
 
 
-def sync_sources(session: Session, sources: Sequence[SourceConfig], now: datetime) -> None:
+def sync_sources(session: Db, sources: Sequence[SourceConfig], now: datetime) -> None:
     """Mirror config.yaml into ``sources``/``feeds``: add new, update changed, retire removed.
 
     Rows of sources removed from the config stay (their items do), marked ``in_config=False``.
     Sources added by ``opml import`` (``origin='opml'``) are left alone; a config source of
     the same name takes such a row over. A source whose type changed has its stored items'
     type-dependent fields re-derived (:func:`renormalise_items`), so old and new items agree.
+    A row is written only where a value changed: a config in step writes nothing.
     """
-    existing = {s.name: s for s in session.scalars(select(Source))}
+    existing = {s.name: s for s in session.execute(select(S))}
     wanted = {s.name for s in sources}
     for cfg in sources:
         url = cfg.feed_url()
         row = existing.get(cfg.name)
+        values: dict[str, Any] = {
+            "type": cfg.type,
+            "url": url,
+            "comments": cfg.comments,
+            "priority": cfg.priority,
+            "enabled": cfg.enabled,
+            "in_config": True,
+            "origin": "config",
+        }
+        main: Row[Any] | None = None
         if row is None:
-            row = Source(name=cfg.name, created_at=now, type=cfg.type, url=url)
-            session.add(row)
-        elif row.type != cfg.type:
+            source_id = session.execute(
+                insert(S).values(name=cfg.name, created_at=now, **values)
+            ).inserted_primary_key[0]
+        else:
+            source_id = row.id
+            main = session.execute(
+                select(F).where(F.c.source_id == source_id, F.c.kind == "main")
+            ).first()
+        if row is not None and row.type != cfg.type:
             changed = renormalise_items(session, row.id, cfg.type)
             log.warning(
                 "source %s: type changed %s -> %s; re-normalised %d of its stored items "
@@ -47,15 +80,11 @@ def sync_sources(session: Session, sources: Sequence[SourceConfig], now: datetim
                 cfg.type,
                 changed,
             )
-        row.type, row.url, row.comments = cfg.type, url, cfg.comments
-        row.priority, row.enabled, row.in_config = cfg.priority, cfg.enabled, True
-        row.origin = "config"
-        session.flush()
-        main = session.scalar(select(Feed).where(Feed.source_id == row.id, Feed.kind == "main"))
+        feed: dict[str, Any] = {}
         if main is None:
-            session.add(
-                Feed(
-                    source_id=row.id,
+            session.execute(
+                insert(F).values(
+                    source_id=source_id,
                     url=url,
                     kind="main",
                     next_check_at=now,
@@ -64,17 +93,30 @@ def sync_sources(session: Session, sources: Sequence[SourceConfig], now: datetim
                 )
             )
         elif main.url != url and main.moved_from != url:  # not where a 301 moved it from
-            main.url, main.etag, main.last_modified, main.body_hash = url, None, None, None
-            main.moved_from, main.moved_at = None, None
-            main.next_check_at, main.enabled, main.disabled_reason = now, cfg.enabled, None
+            feed = {"url": url, "etag": None, "last_modified": None, "body_hash": None}
+            feed |= {"moved_from": None, "moved_at": None}
+            feed |= {"next_check_at": now, "enabled": cfg.enabled, "disabled_reason": None}
         elif main.disabled_reason is None:
-            main.enabled = cfg.enabled
-        if main is not None and main.disabled_reason == DISABLED_BY_HAND:
-            row.enabled = False  # `sources disable` outlasts restarts until `sources enable`
+            feed = {"enabled": cfg.enabled}
+        if main is not None and feed.get("disabled_reason", main.disabled_reason) == (
+            DISABLED_BY_HAND
+        ):
+            values["enabled"] = False  # `sources disable` outlasts restarts until `enable`
+        if row is not None:
+            _update_changed(session, S, row, values)
+        if main is not None:
+            _update_changed(session, F, main, feed)
     for name, row in existing.items():
         if name not in wanted and row.in_config and row.origin == "config":
-            row.in_config = False
-            session.execute(update(Feed).where(Feed.source_id == row.id).values(enabled=False))
+            session.execute(update(S).where(S.c.id == row.id).values(in_config=False))
+            session.execute(update(F).where(F.c.source_id == row.id).values(enabled=False))
+
+
+def _update_changed(session: Db, table: Any, row: Row[Any], values: dict[str, Any]) -> None:
+    """Write the values that differ from ``row``'s (as the ORM would: none, no UPDATE)."""
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if changed:
+        session.execute(update(table).where(table.c.id == row.id).values(**changed))
 
 
 def renormalise_title_url(
@@ -93,42 +135,45 @@ def renormalise_title_url(
     return title, url, canonical_url(url)
 
 
-def renormalise_items(session: Session, source_id: int, source_type: str) -> int:
+def renormalise_items(session: Db, source_id: int, source_type: str) -> int:
     """Re-derive title, URL and canonical URL of a source's stored articles for its new
     type; returns how many changed."""
     from ..normaliser import content_hash
 
     changed = 0
-    for item in session.scalars(
-        select(Item).where(Item.source_id == source_id, Item.kind == "article")
-    ):
+    rows = session.execute(
+        select(I.c.id, I.c.title, I.c.url, I.c.canonical_url, I.c.publisher, I.c.text)
+        .where(I.c.source_id == source_id, I.c.kind == "article")
+        .order_by(I.c.id)
+    ).all()
+    for item in rows:
         title, url, canon = renormalise_title_url(source_type, item.title, item.url, item.publisher)
         if (title, url, canon) == (item.title, item.url, item.canonical_url):
             continue
+        values: dict[str, Any] = {"title": title, "url": url, "canonical_url": canon}
         if title != item.title:
-            item.content_hash = content_hash(
+            values["content_hash"] = content_hash(
                 title, title if source_type == "google_news" else item.text
             )
-        item.title, item.url, item.canonical_url = title, url, canon
+        session.execute(update(I).where(I.c.id == item.id).values(**values))
         changed += 1
-    session.flush()
     return changed
 
 
 # ---------------------------------------------------------------- `aggregator sources`
 
 
-def get_source(session: Session, name: str) -> Source:
-    row = session.scalar(select(Source).where(Source.name == name))
+def get_source(session: Db, name: str) -> Row[Any]:
+    row = session.execute(select(S).where(S.c.name == name)).first()
     if row is None:
-        names = list(session.scalars(select(Source.name).order_by(Source.name).limit(6)))
+        names = list(session.scalars(select(S.c.name).order_by(S.c.name).limit(6)))
         known = ", ".join(names[:5]) + (", …" if len(names) > 5 else "") or "none"
         raise InputError(f"no source named {name!r} in the database (known: {known})")
     return row
 
 
 def set_source_enabled(
-    session: Session, name: str, enabled: bool, configured: SourceConfig | None
+    session: Db, name: str, enabled: bool, configured: SourceConfig | None
 ) -> bool:
     """Enable or disable a source and all its feeds; returns whether anything changed. A
     config source disabled in config.yaml cannot be enabled here (the next start would undo
@@ -139,27 +184,26 @@ def set_source_enabled(
             f"source {name!r} is disabled in config.yaml (enabled: false): "
             "set enabled: true there instead"
         )
-    main = session.scalar(select(Feed).where(Feed.source_id == row.id, Feed.kind == "main"))
+    main = session.execute(select(F).where(F.c.source_id == row.id, F.c.kind == "main")).first()
     was = bool(main.enabled) if main is not None else row.enabled
-    row.enabled = enabled
+    _update_changed(session, S, row, {"enabled": enabled})
     if enabled:
         session.execute(
-            update(Feed)
-            .where(Feed.source_id == row.id, Feed.kind == "main")
+            update(F)
+            .where(F.c.source_id == row.id, F.c.kind == "main")
             .values(enabled=True, disabled_reason=None, error_count=0)
         )
         session.execute(
-            update(Feed)
-            .where(Feed.source_id == row.id, Feed.disabled_reason == DISABLED_BY_HAND)
+            update(F)
+            .where(F.c.source_id == row.id, F.c.disabled_reason == DISABLED_BY_HAND)
             .values(enabled=True, disabled_reason=None)
         )
     else:
         session.execute(
-            update(Feed)
-            .where(Feed.source_id == row.id, Feed.enabled.is_(True))
+            update(F)
+            .where(F.c.source_id == row.id, F.c.enabled.is_(True))
             .values(enabled=False, disabled_reason=DISABLED_BY_HAND)
         )
-    session.flush()
     return was != enabled
 
 
@@ -172,21 +216,21 @@ class Removal:
     clusters_emptied: int
 
 
-def plan_removal(session: Session, name: str) -> Removal:
+def plan_removal(session: Db, name: str) -> Removal:
     """What :func:`remove_source` would delete."""
     row = get_source(session, name)
     counts = dict(
         session.execute(
-            select(Item.kind, func.count()).where(Item.source_id == row.id).group_by(Item.kind)
+            select(I.c.kind, func.count()).where(I.c.source_id == row.id).group_by(I.c.kind)
         ).all()
     )
-    feeds = session.scalar(select(func.count()).select_from(Feed).where(Feed.source_id == row.id))
+    feeds = session.scalar(select(func.count()).select_from(F).where(F.c.source_id == row.id))
     return Removal(
         name, int(feeds or 0), int(counts.get("article", 0)), int(counts.get("comment", 0)), 0
     )
 
 
-def remove_source(session: Session, name: str, now: datetime) -> Removal:
+def remove_source(session: Db, name: str, now: datetime) -> Removal:
     """Delete a source with its feeds, items, their signatures and cluster memberships;
     clusters left empty go too, the others' sizes are recounted. The dedup epoch is bumped,
     so every running daemon reloads its engine without these items. A source that is in
@@ -200,56 +244,40 @@ def remove_source(session: Session, name: str, now: datetime) -> Removal:
             f"`aggregator sources remove {name}`"
         )
     plan = plan_removal(session, name)
-    item_ids = select(Item.id).where(Item.source_id == row.id).scalar_subquery()
+    item_ids = select(I.c.id).where(I.c.source_id == row.id).scalar_subquery()
     touched = set(
-        session.scalars(
-            select(ClusterMember.cluster_id).where(ClusterMember.item_id.in_(item_ids)).distinct()
-        )
+        session.scalars(select(CM.c.cluster_id).where(CM.c.item_id.in_(item_ids)).distinct())
     )
-    session.execute(
-        update(Item)
-        .where(Item.parent_item_id.in_(item_ids))
-        .values(parent_item_id=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(delete(Item).where(Item.source_id == row.id))
-    session.execute(delete(Feed).where(Feed.source_id == row.id))
-    session.execute(delete(Source).where(Source.id == row.id))
+    session.execute(update(I).where(I.c.parent_item_id.in_(item_ids)).values(parent_item_id=None))
+    session.execute(delete(I).where(I.c.source_id == row.id))
+    session.execute(delete(F).where(F.c.source_id == row.id))
+    session.execute(delete(S).where(S.c.id == row.id))
     emptied = 0
     for cluster_id in sorted(touched):
         size = session.scalar(
-            select(func.count())
-            .select_from(ClusterMember)
-            .where(ClusterMember.cluster_id == cluster_id)
+            select(func.count()).select_from(CM).where(CM.c.cluster_id == cluster_id)
         )
         if size:
-            session.execute(
-                update(Cluster).where(Cluster.id == cluster_id).values(size=size, updated_at=now)
-            )
+            session.execute(update(C).where(C.c.id == cluster_id).values(size=size, updated_at=now))
         else:  # with the clusters merged into it, which have no members of their own
             gone, frontier = {cluster_id}, {cluster_id}
             while frontier:
                 frontier = (
-                    set(
-                        session.scalars(
-                            select(Cluster.id).where(Cluster.merged_into_id.in_(frontier))
-                        )
-                    )
+                    set(session.scalars(select(C.c.id).where(C.c.merged_into_id.in_(frontier))))
                     - gone
                 )
                 gone |= frontier
-            session.execute(delete(Cluster).where(Cluster.id.in_(gone)))
+            session.execute(delete(C).where(C.c.id.in_(gone)))
             emptied += 1
-    session.flush()
     return Removal(plan.name, plan.feeds, plan.articles, plan.comments, emptied)
 
 
-def check_digest_sources(session: Session, digest: DigestConfig) -> None:
+def check_digest_sources(session: Db, digest: DigestConfig) -> None:
     """Every source a digest names exists, from config.yaml or an OPML import; a name that
     is in neither is a config error, not a silently empty digest."""
     if not digest.sources:
         return
-    known = set(session.scalars(select(Source.name).where(Source.name.in_(digest.sources))))
+    known = set(session.scalars(select(S.c.name).where(S.c.name.in_(digest.sources))))
     missing = [name for name in digest.sources if name not in known]
     if missing:
         raise ConfigError(
@@ -259,35 +287,31 @@ def check_digest_sources(session: Session, digest: DigestConfig) -> None:
         )
 
 
-def source_status(session: Session) -> list[dict[str, Any]]:
+def source_status(session: Db) -> list[dict[str, Any]]:
     """Per source: main feed poll state, item counts, comment feed count, last error."""
     counts = dict(
-        session.execute(select(Item.source_id, func.count()).group_by(Item.source_id)).all()
+        session.execute(select(I.c.source_id, func.count()).group_by(I.c.source_id)).all()
     )
     comment_counts = dict(
         session.execute(
-            select(Item.source_id, func.count())
-            .where(Item.kind == "comment")
-            .group_by(Item.source_id)
+            select(I.c.source_id, func.count()).where(I.c.kind == "comment").group_by(I.c.source_id)
         ).all()
     )
     comment_feeds = dict(
         session.execute(
-            select(Feed.source_id, func.count())
-            .where(Feed.kind == "comments")
-            .group_by(Feed.source_id)
+            select(F.c.source_id, func.count())
+            .where(F.c.kind == "comments")
+            .group_by(F.c.source_id)
         ).all()
     )
     feed_errors = dict(
         session.execute(
-            select(Feed.source_id, func.count())
-            .where(Feed.error_count > 0)
-            .group_by(Feed.source_id)
+            select(F.c.source_id, func.count()).where(F.c.error_count > 0).group_by(F.c.source_id)
         ).all()
     )
     out = []
-    for src in session.scalars(select(Source).order_by(Source.name)):
-        main = session.scalar(select(Feed).where(Feed.source_id == src.id, Feed.kind == "main"))
+    for src in session.execute(select(S).order_by(S.c.name)).all():
+        main = session.execute(select(F).where(F.c.source_id == src.id, F.c.kind == "main")).first()
         out.append(
             {
                 "source": src.name,
@@ -317,30 +341,30 @@ def source_status(session: Session) -> list[dict[str, Any]]:
     return out
 
 
-def recent_errors(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+def recent_errors(session: Db, limit: int = 20) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(PollLog, Feed.url, Source.name)
-        .join(Feed, Feed.id == PollLog.feed_id)
-        .join(Source, Source.id == Feed.source_id)
-        .where(PollLog.error.is_not(None))
-        .order_by(PollLog.id.desc())
+        select(P.c.started_at, P.c.result, P.c.error, F.c.url, S.c.name)
+        .join(F, F.c.id == P.c.feed_id)
+        .join(S, S.c.id == F.c.source_id)
+        .where(P.c.error.is_not(None))
+        .order_by(P.c.id.desc())
         .limit(limit)
     ).all()
     return [
         {
-            "at": _iso(log.started_at),
+            "at": _iso(started_at),
             "source": name,
             "feed": url,
-            "result": log.result,
-            "error": log.error,
+            "result": result,
+            "error": error,
         }
-        for log, url, name in rows
+        for started_at, result, error, url, name in rows
     ]
 
 
-def digest_status(session: Session) -> list[dict[str, object]]:
+def digest_status(session: Db) -> list[dict[str, object]]:
     """The 20 newest digest runs, newest first."""
-    rows = session.scalars(select(DigestRun).order_by(DigestRun.id.desc()).limit(20))
+    rows = session.execute(select(D).order_by(D.c.id.desc()).limit(20)).all()
     return [
         {
             "digest": r.digest_name,
@@ -355,14 +379,14 @@ def digest_status(session: Session) -> list[dict[str, object]]:
     ]
 
 
-def item_rows(session: Session, *, limit: int | None = None) -> Iterable[dict[str, Any]]:
-    stmt = select(Item, Source.name).join(Source, Source.id == Item.source_id).order_by(Item.id)
+def item_rows(session: Db, *, limit: int | None = None) -> Iterable[dict[str, Any]]:
+    stmt = select(I, S.c.name.label("source")).join(S, S.c.id == I.c.source_id).order_by(I.c.id)
     if limit:
         stmt = stmt.limit(limit)
-    for item, source in session.execute(stmt):
+    for item in session.execute(stmt):
         yield {
             "id": item.id,
-            "source": source,
+            "source": item.source,
             "kind": item.kind,
             "guid": item.guid,
             "url": item.url,
@@ -378,24 +402,24 @@ def item_rows(session: Session, *, limit: int | None = None) -> Iterable[dict[st
         }
 
 
-def list_clusters(session: Session, *, level: str | None = None) -> list[dict[str, Any]]:
-    stmt = select(Cluster).where(Cluster.merged_into_id.is_(None)).order_by(Cluster.id)
+def list_clusters(session: Db, *, level: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(C).where(C.c.merged_into_id.is_(None)).order_by(C.c.id)
     if level:
-        stmt = stmt.where(Cluster.level == level)
-    clusters = list(session.scalars(stmt))
+        stmt = stmt.where(C.c.level == level)
+    clusters = session.execute(stmt).all()
     members: dict[int, list[dict[str, Any]]] = {c.id: [] for c in clusters}
     if clusters:
         rows = session.execute(
-            select(ClusterMember, Item.title)
-            .join(Item, Item.id == ClusterMember.item_id)
-            .where(ClusterMember.cluster_id.in_(list(members)))
-            .order_by(ClusterMember.item_id)
+            select(CM, I.c.title)
+            .join(I, I.c.id == CM.c.item_id)
+            .where(CM.c.cluster_id.in_(list(members)))
+            .order_by(CM.c.item_id)
         ).all()
-        for m, title in rows:
+        for m in rows:
             members[m.cluster_id].append(
                 {
                     "item_id": m.item_id,
-                    "title": title,
+                    "title": m.title,
                     "method": m.method,
                     "matched_item_id": m.matched_item_id,
                     "score": m.score,
