@@ -24,8 +24,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    JSON,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
 from ..config import DedupConfig
 from ..coordination import (
@@ -49,6 +62,7 @@ from ..store.models import (
     Signature,
     Source,
 )
+from . import storedform
 from .engine import (
     NO_TERMS,
     SEED,
@@ -102,12 +116,13 @@ _ITEM_COLUMNS = (
     Item.content_hash,
     (Item.text != "").label("text"),  # not length(): that reads every text whole
 )
-_SIGNATURE_COLUMNS = (
-    Signature.item_id,
-    Signature.level,
-    Signature.hashvalues,
-    Signature.features,
-)
+
+
+def _json_unless_packed(sig: Any) -> Any:
+    """A signature row's JSON features where it has no packed form (those are not read)."""
+    return type_coerce(case((sig.packed.is_(None), sig.features), else_=null()), JSON).label(
+        "features"
+    )
 
 
 def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
@@ -207,29 +222,37 @@ class DedupService:
                     select(*member_cols).where(ClusterMember.item_id.in_(split_items))
                 ).all()
             chains = merged_into(s, {cluster_id for _, _, cluster_id in members})
+            # each item with its signatures, in one query read a chunk at a time (a fetch
+            # per chunk named 2,000 ids to compile, and decoded terms all at once were a
+            # transient peak of half the engine's size)
+            dup, story = aliased(Signature), aliased(Signature)
             stmt = (
-                select(*_ITEM_COLUMNS, Source.name, Source.type)
+                select(
+                    *_ITEM_COLUMNS,
+                    Source.name,
+                    Source.type,
+                    dup.hashvalues.label("dup_sig"),
+                    story.hashvalues.label("story_sig"),
+                    story.packed,
+                    _json_unless_packed(story),
+                )
                 .join(Source, Source.id == Item.source_id)
+                .outerjoin(dup, and_(dup.item_id == Item.id, dup.level == "duplicate"))
+                .outerjoin(story, and_(story.item_id == Item.id, story.level == "story"))
                 .where(*held)
                 .order_by(Item.published_at, Item.id)
+                .execution_options(yield_per=2000)
             )
             self._other_width = 0
-            for chunk in _chunks(rows_of(stmt).all(), 2000):
-                # signatures a chunk at a time: their decoded terms, all at once, were
-                # a transient peak of half the engine's size (at 50k held items)
-                sigs: dict[tuple[int, str], Any] = {
-                    (sig.item_id, sig.level): sig
-                    for sig in rows_of(
-                        select(*_SIGNATURE_COLUMNS).where(
-                            Signature.item_id.in_([row.id for row in chunk])
-                        )
-                    ).all()  # one fetch (iterating fetches a row at a time)
-                }
+            for chunk in rows_of(stmt).partitions():
                 eng.take_in(
-                    [
-                        self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
-                        for row in chunk
-                    ]
+                    self._load_records(
+                        s,
+                        [_dedup_item(row, _SourceRow(row.name, row.type)) for row in chunk],
+                        [row.dup_sig for row in chunk],
+                        [row.story_sig for row in chunk],
+                        [(row.packed, row.features) for row in chunk],
+                    )
                 )
             if self._other_width:
                 log.warning(
@@ -291,7 +314,13 @@ class DedupService:
             sigs = {
                 (sig.item_id, sig.level): sig
                 for sig in s.execute(
-                    select(*_SIGNATURE_COLUMNS).where(Signature.item_id.in_(wanted))
+                    select(
+                        Signature.item_id,
+                        Signature.level,
+                        Signature.hashvalues,
+                        Signature.packed,
+                        _json_unless_packed(Signature),
+                    ).where(Signature.item_id.in_(wanted))
                 )
             }
             rows = s.execute(
@@ -303,7 +332,21 @@ class DedupService:
                     Item.kind == "article",
                 )
             ).all()
-            eng.take_in([self._load_record(_dedup_item(item, src), sigs) for item, src in rows])
+            items = [_dedup_item(item, src) for item, src in rows]
+            dups = [sigs.get((item.id, "duplicate")) for item in items]
+            stories = [sigs.get((item.id, "story")) for item in items]
+            eng.take_in(
+                self._load_records(
+                    s,
+                    items,
+                    [None if sig is None else sig.hashvalues for sig in dups],
+                    [None if sig is None else sig.hashvalues for sig in stories],
+                    [
+                        (None, None) if sig is None else (sig.packed, sig.features)
+                        for sig in stories
+                    ],
+                )
+            )
             stored = s.execute(
                 select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id).where(
                     ClusterMember.item_id.in_(wanted)
@@ -335,27 +378,74 @@ class DedupService:
             for chunk in _chunks(ids, 2000):
                 self.load_items(chunk)
 
-    def _held_signature(self, stored: bytes) -> np.ndarray | None:
-        """A stored signature as the engine holds it, or None (counted) when it was made with
-        another num_perm: it cannot be compared with those made now."""
-        if len(stored) != 8 * self.engine.settings.num_perm:
-            self._other_width += 1
-            return None
-        sig = np.frombuffer(stored, dtype=np.uint64)
-        if int(sig.max(initial=0)) >> 32:
-            self._other_width += 1
-            return None
-        return sig.astype(np.uint32)
+    def _held_signatures(self, stored: Sequence[bytes | None]) -> list[np.ndarray | None]:
+        """Stored signatures as the engine holds them (uint32), all at once; None for those
+        made with another num_perm (counted): they cannot be compared with those made now."""
+        width = self.engine.settings.num_perm
+        out: list[np.ndarray | None] = [None] * len(stored)
+        fit = [(k, b) for k, b in enumerate(stored) if b is not None and len(b) == 8 * width]
+        self._other_width += sum(b is not None for b in stored) - len(fit)
+        if fit:
+            sigs = np.frombuffer(b"".join(b for _, b in fit), dtype=np.uint64)
+            sigs = sigs.reshape(len(fit), width)
+            wide = (sigs.max(axis=1) >> np.uint64(32)) != 0
+            self._other_width += int(wide.sum())
+            held = sigs.astype(np.uint32)
+            for (k, _), row, too_wide in zip(fit, held, wide.tolist(), strict=True):
+                if not too_wide:
+                    out[k] = row.copy()  # its own array, as each one made by placing
+        return out
 
-    def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> Rec:
-        """A stored item's record, held (its terms are counted in by ``Engine.take_in``)."""
-        dup, story = sigs.get((item.id, "duplicate")), sigs.get((item.id, "story"))
-        return self.engine.hold_stored(
-            item,
-            dup_sig=None if dup is None else self._held_signature(dup.hashvalues),
-            story_sig=None if story is None else self._held_signature(story.hashvalues),
-            features=None if story is None else (story.features or {}),
+    def _load_records(
+        self,
+        s: Session,
+        items: Sequence[DedupItem],
+        dup_sigs: Sequence[bytes | None],
+        story_sigs: Sequence[bytes | None],
+        features: Sequence[tuple[bytes | None, Any]],
+    ) -> list[Rec]:
+        """Stored items' records, held (their terms are counted in by ``Engine.take_in``):
+        each with its stored signatures and, where it has a story signature, its story
+        features as (packed, JSON unless packed)."""
+        held = self._held_signatures([*dup_sigs, *story_sigs])
+        return self.engine.hold_stored_many(
+            items,
+            held[: len(items)],
+            held[len(items) :],
+            self._stored_features(s, items, story_sigs, features),
         )
+
+    @staticmethod
+    def _stored_features(
+        s: Session,
+        items: Sequence[DedupItem],
+        story_sigs: Sequence[bytes | None],
+        stored: Sequence[tuple[bytes | None, Any]],
+    ) -> list[bytes | dict[str, Any] | None]:
+        """Each item's story features: the packed form where this version reads it, else
+        the JSON (read now for a packed value it does not: another version's); None
+        without a story signature."""
+        out: list[bytes | dict[str, Any] | None] = []
+        unread = {}
+        for k, (item, sig, (packed, features)) in enumerate(
+            zip(items, story_sigs, stored, strict=True)
+        ):
+            if sig is None:
+                out.append(None)
+            elif packed is not None and storedform.readable(packed):
+                out.append(packed)
+            else:
+                out.append(features or {})
+                if packed is not None:
+                    unread[item.id] = k
+        if unread:
+            for item_id, features in s.execute(
+                select(Signature.item_id, Signature.features).where(
+                    Signature.level == "story", Signature.item_id.in_(unread)
+                )
+            ):
+                out[unread[item_id]] = features or {}
+        return out
 
     # ------------------------------------------------------------ processing
 
@@ -553,7 +643,8 @@ class DedupService:
                 stmt.on_conflict_do_update(
                     index_elements=["item_id", "level"],
                     set_={
-                        k: stmt.excluded[k] for k in ("num_perm", "seed", "hashvalues", "features")
+                        k: stmt.excluded[k]
+                        for k in ("num_perm", "seed", "hashvalues", "features", "packed")
                     },
                 ),
                 signatures,
@@ -632,6 +723,7 @@ def _signature_rows(rec: Rec) -> list[dict[str, Any]]:
                     seed=SEED,
                     hashvalues=sig.astype(np.uint64).tobytes(),
                     features=feats,
+                    packed=storedform.pack(feats),
                 )
             )
     return rows

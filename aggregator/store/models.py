@@ -214,6 +214,8 @@ class Signature(Base):
     seed: Mapped[int] = mapped_column(Integer, default=1)
     hashvalues: Mapped[bytes] = mapped_column(LargeBinary)
     features: Mapped[Any] = mapped_column(JSON, nullable=True)  # weighted terms for verification
+    # the story features again, in the form a start-up reads fast (dedup.storedform)
+    packed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Cluster(Base):
