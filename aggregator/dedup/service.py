@@ -49,7 +49,7 @@ from ..coordination import (
     read_epoch,
     try_lock_epoch,
 )
-from ..domain import AGGREGATOR_SOURCE_TYPES
+from ..domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from ..store import Store
 from ..store.clusters import merged_into, survivor
 from ..store.items import dialect_insert
@@ -210,41 +210,42 @@ class DedupService:
             held = [Item.dedup_state == "done", Item.kind == "article"]
             if horizon is not None:
                 held.append(Item.published_at >= horizon)
-            split_items = {x for _, x, _ in apart} | {y for _, _, y in apart}
-            member_cols = (ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
             # plain rows through the connection: the ORM's row handling was a tenth of a load
             rows_of = s.connection().execute
-            members = rows_of(
-                select(*member_cols).join(Item, Item.id == ClusterMember.item_id).where(*held)
-            ).all()
-            if split_items:  # where the items of manual splits are, in memory or not
-                members += s.execute(
-                    select(*member_cols).where(ClusterMember.item_id.in_(split_items))
-                ).all()
-            chains = merged_into(s, {cluster_id for _, _, cluster_id in members})
-            # each item with its signatures, in one query read a chunk at a time (a fetch
-            # per chunk named 2,000 ids to compile, and decoded terms all at once were a
-            # transient peak of half the engine's size)
+            # each item with its signatures and clusters, in one query read a chunk at a time
+            # (a fetch of signatures per chunk named 2,000 ids to compile, and decoded terms
+            # all at once were a transient peak of half the engine's size)
             dup, story = aliased(Signature), aliased(Signature)
+            joined = {level: aliased(ClusterMember) for level in LEVELS}
+            stmt = select(
+                *_ITEM_COLUMNS,
+                Source.name,
+                Source.type,
+                dup.hashvalues.label("dup_sig"),
+                story.hashvalues.label("story_sig"),
+                story.packed,
+                _json_unless_packed(story),
+                *(m.cluster_id for m in joined.values()),
+            ).join(Source, Source.id == Item.source_id)
+            stmt = stmt.outerjoin(dup, and_(dup.item_id == Item.id, dup.level == "duplicate"))
+            stmt = stmt.outerjoin(story, and_(story.item_id == Item.id, story.level == "story"))
+            for level, m in joined.items():
+                stmt = stmt.outerjoin(m, and_(m.item_id == Item.id, m.level == level))
             stmt = (
-                select(
-                    *_ITEM_COLUMNS,
-                    Source.name,
-                    Source.type,
-                    dup.hashvalues.label("dup_sig"),
-                    story.hashvalues.label("story_sig"),
-                    story.packed,
-                    _json_unless_packed(story),
-                )
-                .join(Source, Source.id == Item.source_id)
-                .outerjoin(dup, and_(dup.item_id == Item.id, dup.level == "duplicate"))
-                .outerjoin(story, and_(story.item_id == Item.id, story.level == "story"))
-                .where(*held)
+                stmt.where(*held)
                 .order_by(Item.published_at, Item.id)
                 .execution_options(yield_per=2000)
             )
+            at = len(stmt.selected_columns) - len(LEVELS)  # where the clusters are in a row
+            members: list[tuple[int, str, int]] = []
             self._other_width = 0
             for chunk in rows_of(stmt).partitions():
+                members += [
+                    (row.id, level, cid)
+                    for row in chunk
+                    for level, cid in zip(LEVELS, row[at:], strict=True)
+                    if cid is not None
+                ]
                 eng.take_in(
                     self._load_records(
                         s,
@@ -254,6 +255,14 @@ class DedupService:
                         [(row.packed, row.features) for row in chunk],
                     )
                 )
+            split_items = {x for _, x, _ in apart} | {y for _, _, y in apart}
+            if split_items:  # where the items of manual splits are, in memory or not
+                members += s.execute(
+                    select(
+                        ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id
+                    ).where(ClusterMember.item_id.in_(split_items))
+                ).all()
+            chains = merged_into(s, {cluster_id for _, _, cluster_id in members})
             if self._other_width:
                 log.warning(
                     "%d stored signatures were made with another dedup.num_perm than %d: "
@@ -390,10 +399,12 @@ class DedupService:
             sigs = sigs.reshape(len(fit), width)
             wide = (sigs.max(axis=1) >> np.uint64(32)) != 0
             self._other_width += int(wide.sum())
-            held = sigs.astype(np.uint32)
-            for (k, _), row, too_wide in zip(fit, held, wide.tolist(), strict=True):
+            # rows of one array (views): a chunk's items leave memory together
+            for (k, _), row, too_wide in zip(
+                fit, sigs.astype(np.uint32), wide.tolist(), strict=True
+            ):
                 if not too_wide:
-                    out[k] = row.copy()  # its own array, as each one made by placing
+                    out[k] = row
         return out
 
     def _load_records(

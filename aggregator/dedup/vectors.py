@@ -170,8 +170,9 @@ class Vocabulary:
         pairs = np.empty((n, 2), dtype=np.int64)
         pairs[:, 0] = ids[order]
         pairs[:, 1] = (1.0 + np.log(np.asarray(counts, dtype=np.float64)[order])).view(np.int64)
+        # views of one array: held as long as any of them (a chunk's items leave together)
         vecs = [
-            TermVector(pairs[lo:hi].copy()) if hi > lo else EMPTY
+            TermVector(pairs[lo:hi]) if hi > lo else EMPTY
             for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
         ]
         return vecs, ids
