@@ -210,6 +210,7 @@ def engine_state(eng: Engine) -> dict[str, object]:
         ),
         "clusters": (eng.cluster_of, eng.members, eng.thread_of_story, eng.next_cluster_id),
         "time": (sorted(eng._by_time), eng.held_from, eng.newest_at),
+        "boilerplate": eng.boilerplate.sources,
     }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -191,13 +192,16 @@ class DedupService:
                     .order_by(Correction.id)
                 )
             ]
+            # every source's lines in one plain query (hundreds of thousands of rows)
+            lines: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for source_id, line_hash, count in s.connection().execute(
+                select(
+                    BoilerplateLine.source_id, BoilerplateLine.line_hash, BoilerplateLine.count
+                ).order_by(BoilerplateLine.source_id, BoilerplateLine.line_hash)
+            ):
+                lines[source_id].append((line_hash, count))
             for src in s.scalars(select(Source)):
-                rows = s.execute(
-                    select(BoilerplateLine.line_hash, BoilerplateLine.count).where(
-                        BoilerplateLine.source_id == src.id
-                    )
-                ).all()
-                eng.boilerplate.load(src.name, rows, src.boilerplate_docs)
+                eng.boilerplate.load(src.name, lines.get(src.id, ()), src.boilerplate_docs)
             newest = s.scalar(  # the last entry of ix_items_held's (done, article) part
                 select(Item.published_at)
                 .where(Item.dedup_state == "done", Item.kind == "article")
@@ -271,7 +275,8 @@ class DedupService:
                     eng.settings.num_perm,
                 )
         stored_cluster = {
-            (item_id, level): survivor(cluster_id, chains) for item_id, level, cluster_id in members
+            (item_id, level): survivor(cluster_id, chains) if cluster_id in chains else cluster_id
+            for item_id, level, cluster_id in members
         }
         eng.restore((item_id, level, cid) for (item_id, level), cid in stored_cluster.items())
         with self.store.sessions() as s:
