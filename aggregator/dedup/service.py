@@ -194,10 +194,14 @@ class DedupService:
             ]
             # every source's lines in one plain query (hundreds of thousands of rows)
             lines: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            for source_id, line_hash, count in s.connection().execute(
-                select(
-                    BoilerplateLine.source_id, BoilerplateLine.line_hash, BoilerplateLine.count
-                ).order_by(BoilerplateLine.source_id, BoilerplateLine.line_hash)
+            for source_id, line_hash, count in (
+                s.connection()
+                .execute(
+                    select(
+                        BoilerplateLine.source_id, BoilerplateLine.line_hash, BoilerplateLine.count
+                    ).order_by(BoilerplateLine.source_id, BoilerplateLine.line_hash)
+                )
+                .all()  # one fetch (iterating fetches a row at a time)
             ):
                 lines[source_id].append((line_hash, count))
             for src in s.scalars(select(Source)):
@@ -220,7 +224,8 @@ class DedupService:
             # (a fetch of signatures per chunk named 2,000 ids to compile, and decoded terms
             # all at once were a transient peak of half the engine's size)
             dup, story = aliased(Signature), aliased(Signature)
-            joined = {level: aliased(ClusterMember) for level in LEVELS}
+            # per level the membership and its cluster: where the cluster was merged into
+            joined = {level: (aliased(ClusterMember), aliased(Cluster)) for level in LEVELS}
             stmt = select(
                 *_ITEM_COLUMNS,
                 Source.name,
@@ -229,27 +234,31 @@ class DedupService:
                 story.hashvalues.label("story_sig"),
                 story.packed,
                 _json_unless_packed(story),
-                *(m.cluster_id for m in joined.values()),
+                *(c for m, cl in joined.values() for c in (m.cluster_id, cl.merged_into_id)),
             ).join(Source, Source.id == Item.source_id)
             stmt = stmt.outerjoin(dup, and_(dup.item_id == Item.id, dup.level == "duplicate"))
             stmt = stmt.outerjoin(story, and_(story.item_id == Item.id, story.level == "story"))
-            for level, m in joined.items():
+            for level, (m, cl) in joined.items():
                 stmt = stmt.outerjoin(m, and_(m.item_id == Item.id, m.level == level))
+                stmt = stmt.outerjoin(cl, cl.id == m.cluster_id)
             stmt = (
                 stmt.where(*held)
                 .order_by(Item.published_at, Item.id)
                 .execution_options(yield_per=2000)
             )
-            at = len(stmt.selected_columns) - len(LEVELS)  # where the clusters are in a row
+            at = len(stmt.selected_columns) - 2 * len(LEVELS)  # where the clusters are in a row
             members: list[tuple[int, str, int]] = []
+            chains: dict[int, int] = {}  # the first step of each merged cluster's chain
             self._other_width = 0
             for chunk in rows_of(stmt).partitions():
-                members += [
-                    (row.id, level, cid)
-                    for row in chunk
-                    for level, cid in zip(LEVELS, row[at:], strict=True)
-                    if cid is not None
-                ]
+                for row in chunk:
+                    clusters = row[at:]
+                    for k, level in enumerate(LEVELS):
+                        cid = clusters[2 * k]
+                        if cid is not None:
+                            members.append((row.id, level, cid))
+                            if clusters[2 * k + 1] is not None:
+                                chains[cid] = clusters[2 * k + 1]
                 eng.take_in(
                     self._load_records(
                         s,
@@ -261,12 +270,14 @@ class DedupService:
                 )
             split_items = {x for _, x, _ in apart} | {y for _, _, y in apart}
             if split_items:  # where the items of manual splits are, in memory or not
-                members += s.execute(
+                split = s.execute(
                     select(
                         ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id
                     ).where(ClusterMember.item_id.in_(split_items))
                 ).all()
-            chains = merged_into(s, {cluster_id for _, _, cluster_id in members})
+                members += split
+                chains.update(merged_into(s, {cluster_id for _, _, cluster_id in split}))
+            chains.update(merged_into(s, set(chains.values())))  # chains of more than one step
             if self._other_width:
                 log.warning(
                     "%d stored signatures were made with another dedup.num_perm than %d: "
