@@ -54,27 +54,34 @@ def pack(features: Mapping[str, Any] | None) -> bytes | None:
         and type(short) is bool
     ):
         return None
-    words = list(terms)
-    at = {term: k for k, term in enumerate(words)}
-    strings = [*words, *anchors, lang]
-    if not all(isinstance(x, str) and "\0" not in x for x in strings) or not all(
-        t in at for t in lead
-    ):
+    words, leading = list(terms), list(lead)
+    strings = [*words, *anchors]
+    try:  # a non-string fails the join, a lead term not among the terms the lookup
+        text = "\0".join(strings)
+        # the lead's terms are the first of the terms as ``text.term_counts`` counts them
+        lead_at = (
+            range(len(leading))
+            if words[: len(leading)] == leading
+            else list(map(dict(zip(words, range(len(words)), strict=True)).__getitem__, lead))
+        )
+    except (TypeError, KeyError):
         return None
-    counts = [*terms.values(), *lead.values()]
-    if not all(type(n) is int and 0 <= n <= _MAX for n in counts):
-        return None
+    if text.count("\0") != max(len(strings) - 1, 0) or "\0" in lang:
+        return None  # a string held a NUL
+    numbers = np.array([*terms.values(), *lead_at, *lead.values()])
     code = lang.encode()
-    if len(code) > 255:
-        return None
+    if (
+        len(numbers)
+        and (numbers.dtype.kind != "i" or numbers.min() < 0 or numbers.max() > _MAX)
+        or len(code) > 255
+    ):
+        return None  # not counts (floats, flags, too large)
     return b"".join(
         (
             _HEAD.pack(FORMAT, len(words), len(lead), len(anchors), body_len, short, len(code)),
             code,
-            np.array(list(terms.values()), dtype=_U32).tobytes(),
-            np.array([at[t] for t in lead], dtype=_U32).tobytes(),
-            np.array(list(lead.values()), dtype=_U32).tobytes(),
-            "\0".join([*words, *anchors]).encode(),
+            numbers.astype(_U32).tobytes(),
+            text.encode(),
         )
     )
 
