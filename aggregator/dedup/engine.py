@@ -731,6 +731,8 @@ class Engine:
         story_sigs: Sequence[np.ndarray | None],
         blobs: Sequence[Any],
     ) -> list[Rec]:
+        """Hold a run of items from their packed features: one pass through the vocabulary
+        for the run's terms, then each record."""
         got = unpack(blobs)
         vecs, ids = self.vocab.vectors(got.terms, got.counts, got.bounds)
         # the lead terms as the vocabulary's strings: one string per term, as interning made it

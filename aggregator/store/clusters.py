@@ -22,8 +22,8 @@ def merged_into(session: Session, cluster_ids: Iterable[int]) -> dict[int, int]:
     along their chains: only what the chains need is read, never the history's every merge."""
     found: dict[int, int] = {}
     todo = sorted(set(cluster_ids))
-    # one expanding parameter: a list of literals was coerced value by value (a start-up
-    # names tens of thousands of clusters)
+    # one expanding parameter: a list of literals was coerced value by value (a load of
+    # stored items names thousands of clusters)
     stmt = select(Cluster.id, Cluster.merged_into_id).where(
         Cluster.id.in_(bindparam("ids", expanding=True)), Cluster.merged_into_id.is_not(None)
     )
