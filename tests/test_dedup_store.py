@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from corpus import DATA, load_corpus, partition
 from helpers import migrate
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, inspect, select
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items
-from aggregator.dedup.engine import Settings
+from aggregator.dedup.engine import Engine, Settings
 from aggregator.dedup.explain import explain, render_explanation
 from aggregator.dedup.service import DedupService
+from aggregator.dedup.storedform import pack
 from aggregator.normaliser import content_hash
 from aggregator.store import Store
 from aggregator.store.models import (
@@ -101,6 +102,130 @@ def test_restart_reloads_state_and_continues_identically(store: Store, tmp_path:
         got = partition(store, level)
         same = len(expected & got) / max(len(expected), len(got))
         assert same >= 0.9, (level, same)
+
+
+def engine_state(eng: Engine) -> dict[str, object]:
+    """Everything a loaded engine holds that placing reads, in comparable form (term ids
+    and the order of dicts included: they decide the order of sums and of new ids)."""
+    vocab = eng.vocab
+    n_terms = len(vocab._terms)
+    return {
+        "records": [
+            (
+                item_id,
+                rec.item,
+                rec.title_key,
+                rec.publisher_key,
+                None if rec.dup_sig is None else (rec.dup_sig.dtype.str, rec.dup_sig.tolist()),
+                None if rec.story_sig is None else rec.story_sig.tolist(),
+                rec.vec.pairs.tolist(),
+                list(rec.lead.items()),
+                rec.short,
+                rec.body_len,
+                rec.lang,
+                sorted(rec.anchors),
+            )
+            for item_id, rec in eng.records.items()
+        ],
+        "vocab": (
+            list(vocab._ids.items()),
+            vocab._terms,
+            vocab._df[:n_terms].tolist(),
+            vocab._log_df[:n_terms].tolist(),
+            vocab.n_docs,
+            vocab._free,
+        ),
+        "slots": (eng._slot_of, eng._slot_id.tolist(), eng._slot_lang.tolist()),
+        "index": [
+            (lv, [(k.tolist(), e.tolist()) for k, e in ix._levels], len(ix))
+            for lv, ix in (("duplicate", eng.dup_index), ("story", eng.story_index))
+            if ix._settle() is None
+        ],
+        "keys": (
+            eng.by_url,
+            eng.by_hash,
+            dict(eng.by_title),
+            dict(eng.by_publisher),
+            {a: sorted(ids) for a, ids in eng.by_anchor.items()},
+            dict(eng.by_source),
+        ),
+        "clusters": (eng.cluster_of, eng.members, eng.thread_of_story, eng.next_cluster_id),
+        "time": (sorted(eng._by_time), eng.held_from, eng.newest_at),
+        "boilerplate": eng.boilerplate.sources,
+    }
+
+
+def test_the_packed_features_load_the_state_the_json_ones_do(store: Store) -> None:
+    """Start-ups read the packed form of the stored features (dedup.storedform); an item
+    without one (stored before it, or features it cannot hold) is read from its JSON. Both
+    make the same engine, down to term ids, and any mix of the two does too."""
+    load_corpus(store)
+    DedupService(store).process_pending()
+    with store.session() as s:
+        stories = s.scalars(select(Signature).where(Signature.level == "story")).all()
+        assert stories and all(sig.packed == pack(sig.features) is not None for sig in stories)
+        ids = sorted(sig.item_id for sig in stories)
+    packed = DedupService(store)
+    packed.load()
+    assert len(packed.engine.records) > 50
+    for unpacked in (set(ids[::3]), set(ids)):  # a mix (runs of each), then JSON only
+        with store.session() as s:
+            s.execute(
+                Signature.__table__.update()
+                .where(Signature.item_id.in_(unpacked))
+                .values(packed=None)
+            )
+        from_json = DedupService(store)
+        from_json.load()
+        assert engine_state(from_json.engine) == engine_state(packed.engine)
+
+
+def test_a_packed_form_this_version_cannot_read_is_passed_over_for_the_json(
+    store: Store,
+) -> None:
+    load_corpus(store, first=40)
+    DedupService(store).process_pending()
+    reference = DedupService(store)
+    reference.load()
+    with store.session() as s:
+        s.execute(
+            Signature.__table__.update()
+            .where(Signature.level == "story")
+            .values(packed=b"\xff a later format")
+        )
+    later = DedupService(store)
+    later.load()
+    assert engine_state(later.engine) == engine_state(reference.engine)
+
+
+def test_the_migration_packs_the_features_of_every_stored_item(store: Store) -> None:
+    """0012 adds the packed form and writes it for every item stored before it, from the
+    JSON features, so the first start-up after the upgrade reads it too."""
+    from alembic import command
+
+    from aggregator.store import db as store_db
+
+    load_corpus(store)
+    DedupService(store).process_pending()
+    before = DedupService(store)
+    before.load()
+    cfg = store_db.alembic_config(store.engine.url.render_as_string(hide_password=False))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0011")
+    with store.engine.connect() as conn:
+        assert "packed" not in {c["name"] for c in inspect(conn).get_columns("signatures")}
+    store.engine.dispose()  # SQLAlchemy's cached statements name the dropped column
+    store_db.upgrade(store.engine)
+    with store.session() as s:
+        rows = s.execute(select(Signature.level, Signature.features, Signature.packed)).all()
+    stories = [r for r in rows if r.level == "story"]
+    assert len(stories) > 100
+    assert all(r.packed == pack(r.features) is not None for r in stories)
+    assert all(r.packed is None for r in rows if r.level == "duplicate")
+    after = DedupService(store)
+    after.load()
+    assert engine_state(after.engine) == engine_state(before.engine)
 
 
 def test_signatures_of_another_num_perm_are_set_aside_with_a_warning(
@@ -208,7 +333,7 @@ def test_loading_reads_the_window_through_an_index_not_the_whole_history(
         DedupService(store).load()
     finally:
         event.remove(engine, "before_cursor_execute", note)
-    assert len(queries) >= 3  # the newest clustered item, the members, the items
+    assert len(queries) >= 2  # the newest clustered item; the items, signatures, clusters
     with engine.connect() as conn:
         for statement, parameters in queries:
             plan = [

@@ -47,6 +47,7 @@ STAGES = {
     "aggregator.dedup.boilerplate": DEDUP,
     "aggregator.dedup.minhash": DEDUP,
     "aggregator.dedup.vectors": DEDUP,
+    "aggregator.dedup.storedform": DEDUP,
     "aggregator.dedup.engine": DEDUP,
     "aggregator.dedup.service": DEDUP,
     "aggregator.dedup.corrections": DEDUP,

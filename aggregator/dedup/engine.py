@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, repeat
 from sys import intern
 from types import MappingProxyType
 from typing import Any
@@ -48,6 +48,7 @@ from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
 from .minhash import signatures
+from .storedform import unpack
 from .text import content_terms, fold, shingles, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
@@ -682,10 +683,80 @@ class Engine:
             rec.body_len = int(features.get("body_len", 0))
             rec.lang = str(features.get("lang") or item.lang or "")
             rec.anchors = frozenset(map(intern, features.get("anchors", ())))
+        self._held(rec)
+        return rec
+
+    def _held(self, rec: Rec) -> None:
+        item = rec.item
         self.records[item.id] = rec
         self.hold(item)
         self.by_source[item.source].append(item.id)
-        return rec
+
+    def hold_stored_many(
+        self,
+        items: Sequence[DedupItem],
+        dup_sigs: Sequence[np.ndarray | None],
+        story_sigs: Sequence[np.ndarray | None],
+        features: Sequence[bytes | Mapping[str, Any] | None],
+    ) -> list[Rec]:
+        """:meth:`hold_stored` for each item in order, features given either as stored JSON
+        or packed (:mod:`.storedform`): runs of packed ones are read a run at a time, into
+        the same state (vocabulary ids included) as one by one."""
+        recs: list[Rec] = []
+        k = 0
+        while k < len(items):
+            end = k
+            while end < len(items) and isinstance(features[end], bytes):
+                end += 1
+            if end > k:
+                recs += self._hold_packed(
+                    items[k:end], dup_sigs[k:end], story_sigs[k:end], features[k:end]
+                )
+                k = end
+            else:
+                one = features[k]
+                assert not isinstance(one, bytes)
+                recs.append(
+                    self.hold_stored(
+                        items[k], dup_sig=dup_sigs[k], story_sig=story_sigs[k], features=one
+                    )
+                )
+                k += 1
+        return recs
+
+    def _hold_packed(
+        self,
+        items: Sequence[DedupItem],
+        dup_sigs: Sequence[np.ndarray | None],
+        story_sigs: Sequence[np.ndarray | None],
+        blobs: Sequence[Any],
+    ) -> list[Rec]:
+        """Hold a run of items from their packed features: one pass through the vocabulary
+        for the run's terms, then each record."""
+        got = unpack(blobs)
+        vecs, ids = self.vocab.vectors(got.terms, got.counts, got.bounds)
+        # the lead terms as the vocabulary's strings: one string per term, as interning made it
+        lead_names = self.vocab.names(ids[got.lead_at])
+        lead_counts, lead_bounds = got.lead_counts, got.lead_bounds
+        recs = []
+        for k, item in enumerate(items):
+            rec = Rec(
+                item=item,
+                title_key=title_key(item.title, item.publisher, item.feed_kind),
+                publisher_key=publisher_key(item.publisher),
+                dup_sig=dup_sigs[k],
+                story_sig=story_sigs[k],
+            )
+            lo, hi = lead_bounds[k], lead_bounds[k + 1]
+            rec.vec = vecs[k]
+            rec.lead = dict(zip(lead_names[lo:hi], lead_counts[lo:hi], strict=True))
+            rec.short = got.short[k]
+            rec.body_len = got.body_len[k]
+            rec.lang = got.lang[k] or item.lang or ""
+            rec.anchors = frozenset(map(intern, got.anchors[k]))
+            self._held(rec)
+            recs.append(rec)
+        return recs
 
     def finish_restore(self, *, next_cluster_id: int, apart: list[tuple[str, int, int]]) -> None:
         """The first free cluster id, and the active manual splits (each named by members
@@ -1066,17 +1137,28 @@ class Engine:
                 slots = np.array([self._slot_of[item_id] for item_id, _ in held], dtype=np.int64)
                 sigs = np.stack([sig for _, sig in held])
                 self._index_of(level).add_many(slots, self._band_values(sigs, level))
+        # every (anchor, item) of the chunk in one C-level pass, in the order one by one
+        # adds them (a start-up's items hold dozens of anchors each)
+        deque(
+            map(
+                set.add,
+                map(self.by_anchor.__getitem__, chain.from_iterable(r.anchors for r in recs)),
+                chain.from_iterable(repeat(r.item.id, len(r.anchors)) for r in recs),
+            ),
+            maxlen=0,
+        )
         for rec in recs:
-            self._remember_keys(rec)
+            self._remember_keys(rec, anchors=False)
 
     def _lang_code(self, lang: str) -> int:
         return self._lang_codes.setdefault(lang, len(self._lang_codes))
 
-    def _remember_keys(self, rec: Rec) -> None:
+    def _remember_keys(self, rec: Rec, *, anchors: bool = True) -> None:
         item = rec.item
         self._slot_lang[self._slot_of[item.id]] = self._lang_code(rec.lang)
-        for anchor in rec.anchors:
-            self.by_anchor[anchor].add(item.id)
+        if anchors:
+            for anchor in rec.anchors:
+                self.by_anchor[anchor].add(item.id)
         if item.canonical_url:
             self.by_url.setdefault(item.canonical_url, item.id)
         if item.content_hash:

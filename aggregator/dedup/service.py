@@ -1,7 +1,7 @@
 """The engine against the database: load its state, place pending items, persist decisions.
 
-Stored per item: MinHash signatures (bytes) and salient terms, so a restart reloads them
-instead of recomputing; per membership the cluster, the matched item, the method, the
+Stored per item: MinHash signatures (bytes) and salient terms (as JSON, and packed: the form
+a start-up reads, see :mod:`.storedform`), so a restart reloads them instead of recomputing; per membership the cluster, the matched item, the method, the
 verified and estimated similarity and the matching LSH bands (what ``why`` explains); per
 source the learned boilerplate line counts. Comments are never clustered.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,8 +25,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    JSON,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
 from ..config import DedupConfig
 from ..coordination import (
@@ -36,7 +50,7 @@ from ..coordination import (
     read_epoch,
     try_lock_epoch,
 )
-from ..domain import AGGREGATOR_SOURCE_TYPES
+from ..domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from ..store import Store
 from ..store.clusters import merged_into, survivor
 from ..store.items import dialect_insert
@@ -49,6 +63,7 @@ from ..store.models import (
     Signature,
     Source,
 )
+from . import storedform
 from .engine import (
     NO_TERMS,
     SEED,
@@ -102,12 +117,13 @@ _ITEM_COLUMNS = (
     Item.content_hash,
     (Item.text != "").label("text"),  # not length(): that reads every text whole
 )
-_SIGNATURE_COLUMNS = (
-    Signature.item_id,
-    Signature.level,
-    Signature.hashvalues,
-    Signature.features,
-)
+
+
+def _json_unless_packed(sig: Any) -> Any:
+    """A signature row's JSON features where it has no packed form (those are not read)."""
+    return type_coerce(case((sig.packed.is_(None), sig.features), else_=null()), JSON).label(
+        "features"
+    )
 
 
 def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
@@ -176,13 +192,20 @@ class DedupService:
                     .order_by(Correction.id)
                 )
             ]
+            # every source's lines in one plain query (hundreds of thousands of rows)
+            lines: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for source_id, line_hash, count in (
+                s.connection()
+                .execute(
+                    select(
+                        BoilerplateLine.source_id, BoilerplateLine.line_hash, BoilerplateLine.count
+                    ).order_by(BoilerplateLine.source_id, BoilerplateLine.line_hash)
+                )
+                .all()  # one fetch (iterating fetches a row at a time)
+            ):
+                lines[source_id].append((line_hash, count))
             for src in s.scalars(select(Source)):
-                rows = s.execute(
-                    select(BoilerplateLine.line_hash, BoilerplateLine.count).where(
-                        BoilerplateLine.source_id == src.id
-                    )
-                ).all()
-                eng.boilerplate.load(src.name, rows, src.boilerplate_docs)
+                eng.boilerplate.load(src.name, lines.get(src.id, ()), src.boilerplate_docs)
             newest = s.scalar(  # the last entry of ix_items_held's (done, article) part
                 select(Item.published_at)
                 .where(Item.dedup_state == "done", Item.kind == "article")
@@ -195,42 +218,66 @@ class DedupService:
             held = [Item.dedup_state == "done", Item.kind == "article"]
             if horizon is not None:
                 held.append(Item.published_at >= horizon)
-            split_items = {x for _, x, _ in apart} | {y for _, _, y in apart}
-            member_cols = (ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id)
             # plain rows through the connection: the ORM's row handling was a tenth of a load
             rows_of = s.connection().execute
-            members = rows_of(
-                select(*member_cols).join(Item, Item.id == ClusterMember.item_id).where(*held)
-            ).all()
-            if split_items:  # where the items of manual splits are, in memory or not
-                members += s.execute(
-                    select(*member_cols).where(ClusterMember.item_id.in_(split_items))
-                ).all()
-            chains = merged_into(s, {cluster_id for _, _, cluster_id in members})
+            # each item with its signatures and clusters, in one query read a chunk at a time
+            # (a fetch of signatures per chunk named 2,000 ids to compile, and decoded terms
+            # all at once were a transient peak of half the engine's size)
+            dup, story = aliased(Signature), aliased(Signature)
+            # per level the membership and its cluster: where the cluster was merged into
+            joined = {level: (aliased(ClusterMember), aliased(Cluster)) for level in LEVELS}
+            stmt = select(
+                *_ITEM_COLUMNS,
+                Source.name,
+                Source.type,
+                dup.hashvalues.label("dup_sig"),
+                story.hashvalues.label("story_sig"),
+                story.packed,
+                _json_unless_packed(story),
+                *(c for m, cl in joined.values() for c in (m.cluster_id, cl.merged_into_id)),
+            ).join(Source, Source.id == Item.source_id)
+            stmt = stmt.outerjoin(dup, and_(dup.item_id == Item.id, dup.level == "duplicate"))
+            stmt = stmt.outerjoin(story, and_(story.item_id == Item.id, story.level == "story"))
+            for level, (m, cl) in joined.items():
+                stmt = stmt.outerjoin(m, and_(m.item_id == Item.id, m.level == level))
+                stmt = stmt.outerjoin(cl, cl.id == m.cluster_id)
             stmt = (
-                select(*_ITEM_COLUMNS, Source.name, Source.type)
-                .join(Source, Source.id == Item.source_id)
-                .where(*held)
+                stmt.where(*held)
                 .order_by(Item.published_at, Item.id)
+                .execution_options(yield_per=2000)
             )
+            at = len(stmt.selected_columns) - 2 * len(LEVELS)  # where the clusters are in a row
+            members: list[tuple[int, str, int]] = []
+            chains: dict[int, int] = {}  # the first step of each merged cluster's chain
             self._other_width = 0
-            for chunk in _chunks(rows_of(stmt).all(), 2000):
-                # signatures a chunk at a time: their decoded terms, all at once, were
-                # a transient peak of half the engine's size (at 50k held items)
-                sigs: dict[tuple[int, str], Any] = {
-                    (sig.item_id, sig.level): sig
-                    for sig in rows_of(
-                        select(*_SIGNATURE_COLUMNS).where(
-                            Signature.item_id.in_([row.id for row in chunk])
-                        )
-                    ).all()  # one fetch (iterating fetches a row at a time)
-                }
+            for chunk in rows_of(stmt).partitions():
+                for row in chunk:
+                    clusters = row[at:]
+                    for k, level in enumerate(LEVELS):
+                        cid = clusters[2 * k]
+                        if cid is not None:
+                            members.append((row.id, level, cid))
+                            if clusters[2 * k + 1] is not None:
+                                chains[cid] = clusters[2 * k + 1]
                 eng.take_in(
-                    [
-                        self._load_record(_dedup_item(row, _SourceRow(row.name, row.type)), sigs)
-                        for row in chunk
-                    ]
+                    self._load_records(
+                        s,
+                        [_dedup_item(row, _SourceRow(row.name, row.type)) for row in chunk],
+                        [row.dup_sig for row in chunk],
+                        [row.story_sig for row in chunk],
+                        [(row.packed, row.features) for row in chunk],
+                    )
                 )
+            split_items = {x for _, x, _ in apart} | {y for _, _, y in apart}
+            if split_items:  # where the items of manual splits are, in memory or not
+                split = s.execute(
+                    select(
+                        ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id
+                    ).where(ClusterMember.item_id.in_(split_items))
+                ).all()
+                members += split
+                chains.update(merged_into(s, {cluster_id for _, _, cluster_id in split}))
+            chains.update(merged_into(s, set(chains.values())))  # chains of more than one step
             if self._other_width:
                 log.warning(
                     "%d stored signatures were made with another dedup.num_perm than %d: "
@@ -239,7 +286,8 @@ class DedupService:
                     eng.settings.num_perm,
                 )
         stored_cluster = {
-            (item_id, level): survivor(cluster_id, chains) for item_id, level, cluster_id in members
+            (item_id, level): survivor(cluster_id, chains) if cluster_id in chains else cluster_id
+            for item_id, level, cluster_id in members
         }
         eng.restore((item_id, level, cid) for (item_id, level), cid in stored_cluster.items())
         with self.store.sessions() as s:
@@ -291,7 +339,13 @@ class DedupService:
             sigs = {
                 (sig.item_id, sig.level): sig
                 for sig in s.execute(
-                    select(*_SIGNATURE_COLUMNS).where(Signature.item_id.in_(wanted))
+                    select(
+                        Signature.item_id,
+                        Signature.level,
+                        Signature.hashvalues,
+                        Signature.packed,
+                        _json_unless_packed(Signature),
+                    ).where(Signature.item_id.in_(wanted))
                 )
             }
             rows = s.execute(
@@ -303,7 +357,21 @@ class DedupService:
                     Item.kind == "article",
                 )
             ).all()
-            eng.take_in([self._load_record(_dedup_item(item, src), sigs) for item, src in rows])
+            items = [_dedup_item(item, src) for item, src in rows]
+            dups = [sigs.get((item.id, "duplicate")) for item in items]
+            stories = [sigs.get((item.id, "story")) for item in items]
+            eng.take_in(
+                self._load_records(
+                    s,
+                    items,
+                    [None if sig is None else sig.hashvalues for sig in dups],
+                    [None if sig is None else sig.hashvalues for sig in stories],
+                    [
+                        (None, None) if sig is None else (sig.packed, sig.features)
+                        for sig in stories
+                    ],
+                )
+            )
             stored = s.execute(
                 select(ClusterMember.item_id, ClusterMember.level, ClusterMember.cluster_id).where(
                     ClusterMember.item_id.in_(wanted)
@@ -335,27 +403,76 @@ class DedupService:
             for chunk in _chunks(ids, 2000):
                 self.load_items(chunk)
 
-    def _held_signature(self, stored: bytes) -> np.ndarray | None:
-        """A stored signature as the engine holds it, or None (counted) when it was made with
-        another num_perm: it cannot be compared with those made now."""
-        if len(stored) != 8 * self.engine.settings.num_perm:
-            self._other_width += 1
-            return None
-        sig = np.frombuffer(stored, dtype=np.uint64)
-        if int(sig.max(initial=0)) >> 32:
-            self._other_width += 1
-            return None
-        return sig.astype(np.uint32)
+    def _held_signatures(self, stored: Sequence[bytes | None]) -> list[np.ndarray | None]:
+        """Stored signatures as the engine holds them (uint32), all at once; None for those
+        made with another num_perm (counted): they cannot be compared with those made now."""
+        width = self.engine.settings.num_perm
+        out: list[np.ndarray | None] = [None] * len(stored)
+        fit = [(k, b) for k, b in enumerate(stored) if b is not None and len(b) == 8 * width]
+        self._other_width += sum(b is not None for b in stored) - len(fit)
+        if fit:
+            sigs = np.frombuffer(b"".join(b for _, b in fit), dtype=np.uint64)
+            sigs = sigs.reshape(len(fit), width)
+            wide = (sigs.max(axis=1) >> np.uint64(32)) != 0
+            self._other_width += int(wide.sum())
+            # rows of one array (views): a chunk's items leave memory together
+            for (k, _), row, too_wide in zip(
+                fit, sigs.astype(np.uint32), wide.tolist(), strict=True
+            ):
+                if not too_wide:
+                    out[k] = row
+        return out
 
-    def _load_record(self, item: DedupItem, sigs: dict[tuple[int, str], Any]) -> Rec:
-        """A stored item's record, held (its terms are counted in by ``Engine.take_in``)."""
-        dup, story = sigs.get((item.id, "duplicate")), sigs.get((item.id, "story"))
-        return self.engine.hold_stored(
-            item,
-            dup_sig=None if dup is None else self._held_signature(dup.hashvalues),
-            story_sig=None if story is None else self._held_signature(story.hashvalues),
-            features=None if story is None else (story.features or {}),
+    def _load_records(
+        self,
+        s: Session,
+        items: Sequence[DedupItem],
+        dup_sigs: Sequence[bytes | None],
+        story_sigs: Sequence[bytes | None],
+        features: Sequence[tuple[bytes | None, Any]],
+    ) -> list[Rec]:
+        """Stored items' records, held (their terms are counted in by ``Engine.take_in``):
+        each with its stored signatures and, where it has a story signature, its story
+        features as (packed, JSON unless packed)."""
+        held = self._held_signatures([*dup_sigs, *story_sigs])
+        return self.engine.hold_stored_many(
+            items,
+            held[: len(items)],
+            held[len(items) :],
+            self._stored_features(s, items, story_sigs, features),
         )
+
+    @staticmethod
+    def _stored_features(
+        s: Session,
+        items: Sequence[DedupItem],
+        story_sigs: Sequence[bytes | None],
+        stored: Sequence[tuple[bytes | None, Any]],
+    ) -> list[bytes | dict[str, Any] | None]:
+        """Each item's story features: the packed form where this version reads it, else
+        the JSON (read now for a packed value it does not: another version's); None
+        without a story signature."""
+        out: list[bytes | dict[str, Any] | None] = []
+        unread = {}
+        for k, (item, sig, (packed, features)) in enumerate(
+            zip(items, story_sigs, stored, strict=True)
+        ):
+            if sig is None:
+                out.append(None)
+            elif packed is not None and storedform.readable(packed):
+                out.append(packed)
+            else:
+                out.append(features or {})
+                if packed is not None:
+                    unread[item.id] = k
+        if unread:
+            for item_id, features in s.execute(
+                select(Signature.item_id, Signature.features).where(
+                    Signature.level == "story", Signature.item_id.in_(unread)
+                )
+            ):
+                out[unread[item_id]] = features or {}
+        return out
 
     # ------------------------------------------------------------ processing
 
@@ -553,7 +670,8 @@ class DedupService:
                 stmt.on_conflict_do_update(
                     index_elements=["item_id", "level"],
                     set_={
-                        k: stmt.excluded[k] for k in ("num_perm", "seed", "hashvalues", "features")
+                        k: stmt.excluded[k]
+                        for k in ("num_perm", "seed", "hashvalues", "features", "packed")
                     },
                 ),
                 signatures,
@@ -632,6 +750,7 @@ def _signature_rows(rec: Rec) -> list[dict[str, Any]]:
                     seed=SEED,
                     hashvalues=sig.astype(np.uint64).tobytes(),
                     features=feats,
+                    packed=storedform.pack(feats),
                 )
             )
     return rows

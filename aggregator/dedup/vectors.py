@@ -148,6 +148,62 @@ class Vocabulary:
         values = (math.log(self.n_docs + 1) + 1.0) - log_df
         return dict(zip(terms, values.tolist(), strict=True))
 
+    # -- loading many stored items at once (a start-up)
+
+    def vectors(
+        self, terms: Sequence[str], counts: np.ndarray, bounds: np.ndarray
+    ) -> tuple[list[TermVector], np.ndarray]:
+        """:meth:`vector` of many term counts laid end to end (the ``k``-th's terms at
+        ``bounds[k]:bounds[k + 1]``), with the ids one call each, in order, would give; and
+        the ids in the terms' order. A start-up's per-term work in a few C-level passes."""
+        n = len(terms)
+        ids = np.fromiter(map(self._ids.get, terms, repeat(-1)), dtype=np.int64, count=n)
+        new = np.flatnonzero(ids < 0).tolist()
+        if new:
+            self._add(list(dict.fromkeys(map(terms.__getitem__, new))))
+            ids[new] = np.fromiter(
+                map(self._ids.__getitem__, map(terms.__getitem__, new)), np.int64, len(new)
+            )
+        lens = np.diff(bounds)
+        # each vector's terms sorted by id: one sort of (vector, id) keys
+        order = np.argsort((np.repeat(np.arange(len(lens), dtype=np.int64), lens) << 32) | ids)
+        pairs = np.empty((n, 2), dtype=np.int64)
+        pairs[:, 0] = ids[order]
+        pairs[:, 1] = (1.0 + np.log(np.asarray(counts, dtype=np.float64)[order])).view(np.int64)
+        # views of one array: held as long as any of them (a chunk's items leave together)
+        vecs = [
+            TermVector(pairs[lo:hi]) if hi > lo else EMPTY
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        ]
+        return vecs, ids
+
+    def _add(self, terms: list[str]) -> None:
+        """Ids for new terms, as :meth:`_id` for each in order gives them (recycled ones
+        first), with the arrays grown once."""
+        free = self._free
+        reused = [free.pop() for _ in range(min(len(free), len(terms)))]
+        for tid, term in zip(reused, terms, strict=False):
+            self._terms[tid] = term
+        start = len(self._terms)
+        rest = terms[len(reused) :]
+        self._terms += rest
+        size = len(self._df)
+        while size < len(self._terms):
+            size *= 2
+        if size > len(self._df):
+            for name in ("_df", "_log_df"):
+                old = getattr(self, name)
+                grown = np.zeros(size, dtype=old.dtype)
+                grown[: len(old)] = old
+                setattr(self, name, grown)
+            self._scratch = np.zeros_like(self._log_df)
+        self._ids.update(zip(terms, reused, strict=False))
+        self._ids.update(zip(rest, range(start, start + len(rest)), strict=True))
+
+    def names(self, ids: np.ndarray) -> list[str]:
+        """The terms of ids in use (one string per term, shared by whoever holds it)."""
+        return list(map(self._terms.__getitem__, ids.tolist()))  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True, slots=True)
 class Similarities:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .models import Cluster
@@ -22,14 +22,15 @@ def merged_into(session: Session, cluster_ids: Iterable[int]) -> dict[int, int]:
     along their chains: only what the chains need is read, never the history's every merge."""
     found: dict[int, int] = {}
     todo = sorted(set(cluster_ids))
+    # one expanding parameter: a list of literals was coerced value by value (a load of
+    # stored items names thousands of clusters)
+    stmt = select(Cluster.id, Cluster.merged_into_id).where(
+        Cluster.id.in_(bindparam("ids", expanding=True)), Cluster.merged_into_id.is_not(None)
+    )
     while todo:
         targets: set[int] = set()
         for i in range(0, len(todo), _CHUNK):
-            for cid, into in session.execute(
-                select(Cluster.id, Cluster.merged_into_id).where(
-                    Cluster.id.in_(todo[i : i + _CHUNK]), Cluster.merged_into_id.is_not(None)
-                )
-            ):
+            for cid, into in session.execute(stmt, {"ids": todo[i : i + _CHUNK]}):
                 found[cid] = into
                 targets.add(into)
         todo = sorted(targets - found.keys())

@@ -135,6 +135,7 @@ class Signature(Base):
     seed: Mapped[int]
     hashvalues: Mapped[bytes]
     features: Mapped[Any]
+    packed: Mapped[bytes | None]
 
 
 class Cluster(Base):

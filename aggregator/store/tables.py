@@ -199,6 +199,8 @@ signatures = Table(
     Column("seed", Integer, default=1, nullable=False),
     Column("hashvalues", LargeBinary, nullable=False),
     Column("features", JSON, nullable=True),  # weighted terms for verification
+    # the story features again, in the form a start-up reads fast (dedup.storedform)
+    Column("packed", LargeBinary, nullable=True),
 )
 
 
