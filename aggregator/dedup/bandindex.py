@@ -229,12 +229,17 @@ class BandIndex:
         ``LEVEL_MAX`` into the next larger one (dropping stale entries of both)."""
         if not self._pending:
             return
-        keys = np.concatenate([k for k, _ in self._pending])
-        entries = np.concatenate([e for _, e in self._pending])
-        self._pending = []
-        order = np.argsort(keys, kind="stable")  # equal keys stay in insertion order
+        if len(self._pending) == 1 and len(self._pending[0][0]) == self.bands:
+            # one signature's keys are sorted already (bands ascending)
+            keys, entries = self._pending.pop()
+        else:
+            keys = np.concatenate([k for k, _ in self._pending])
+            entries = np.concatenate([e for _, e in self._pending])
+            self._pending = []
+            order = np.argsort(keys, kind="stable")  # equal keys stay in insertion order
+            keys, entries = keys[order], entries[order]
         levels = self._levels
-        levels[-1] = _merged(*levels[-1], keys[order], entries[order])
+        levels[-1] = _merged(*levels[-1], keys, entries)
         for k in range(len(levels) - 1, 0, -1):
             if len(levels[k][0]) <= LEVEL_MAX[k - 1]:
                 break
@@ -260,8 +265,14 @@ def _merged(
     """Sorted ``keys`` with sorted ``new_keys`` put after the equal ones already there."""
     if not len(keys):
         return new_keys, new_entries
-    at = np.searchsorted(keys, new_keys, side="right")
-    return np.insert(keys, at, new_keys), np.insert(entries, at, new_entries)
+    n = len(keys) + len(new_keys)
+    at = np.searchsorted(keys, new_keys, side="right") + np.arange(len(new_keys))
+    old = np.ones(n, dtype=bool)  # what np.insert does, without its wrapper's cost
+    old[at] = False
+    merged_keys, merged_entries = np.empty(n, dtype=keys.dtype), np.empty(n, dtype=entries.dtype)
+    merged_keys[at], merged_entries[at] = new_keys, new_entries
+    merged_keys[old], merged_entries[old] = keys, entries
+    return merged_keys, merged_entries
 
 
 def _newest_live(
