@@ -1326,24 +1326,23 @@ class Engine:
                 common += 1
         if not postings:
             return []
-        counts = Counter(chain.from_iterable(postings))
-        ids = np.fromiter(counts, dtype=np.int64, count=len(counts))
-        rare = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+        every = np.fromiter(chain.from_iterable(postings), dtype=np.int64)
+        ids, rare = np.unique(every, return_counts=True)  # in id order
+        keep = (rare + common >= s.cross_anchors) & (ids != rec.item.id)
+        ids, rare = ids[keep], rare[keep]
         slots = np.fromiter(
-            map(self._slot_of.__getitem__, counts), dtype=np.int64, count=len(counts)
+            map(self._slot_of.__getitem__, ids.tolist()), dtype=np.int64, count=len(ids)
         )
         lang = self._slot_lang[slots]
         keep = (
             (lang != 0)
             & (lang != self._lang_code(rec.lang))
             & (np.abs(self._slot_ts[slots] - rec.ts) <= s.story_window_s)
-            & (rare + common >= s.cross_anchors)
-            & (ids != rec.item.id)
         )
-        order = np.argsort(ids[keep], kind="stable")
-        ids, rare = ids[keep][order], rare[keep][order]
+        ids, rare = ids[keep], rare[keep]
+        ids = ids[top_k_first(rare, s.max_candidates)].tolist()
         found = []
-        for other in ids[top_k_first(rare, s.max_candidates)].tolist():
+        for other in ids:
             orec = self.records[other]
             shared = rec.anchors & orec.anchors
             if self.anchors_agree(shared):
