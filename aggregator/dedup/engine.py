@@ -53,6 +53,7 @@ from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
 SEED = 1
 WARMUP_DOCS = 6  # a source's first items are re-indexed as its boilerplate is learned
+SHINGLE_BUCKETS = 4096  # bits of the bitmap that bounds two items' shared shingles
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +378,8 @@ class Engine:
         # term ids and document frequencies (for IDF) of the held items
         self.vocab = Vocabulary()
         self._shingle_cache: dict[int, np.ndarray] = {}
+        # item -> (its shingles, their bitmap, shingles in a taken bucket): see _shingle_bits
+        self._shingle_bits_cache: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self._centroids: dict[int, Counter[str]] = {}
         self._centroid_vecs: dict[int, TermVector] = {}
         self._cands: _Candidates | None = None  # of the item being placed
@@ -455,6 +458,7 @@ class Engine:
         title_toks, body_toks = tokens(rec.title_key), tokens(body)
         rec.body_len = len(body_toks)
         self._shingle_cache.pop(item.id, None)
+        self._shingle_bits_cache.pop(item.id, None)
         shingled: set[str] = set()
         if item.feed_kind not in AGGREGATOR_SOURCE_TYPES and rec.body_len >= 20:
             shingled = shingles(title_toks + body_toks)
@@ -566,27 +570,57 @@ class Engine:
             return 0.0
         return _containment(sa, sb)
 
-    def dup_similarities(self, item_id: int, others: Sequence[int]) -> list[float]:
-        """:meth:`dup_similarity` of one item with each of ``others``, their shingles laid
-        end to end and looked up in the item's at once (the duplicate candidates grow with
-        what is held: one search per pair was a fifth of a placement at 30k items)."""
-        if not others:
-            return []
+    def _shingle_bits(self, item_id: int, shingled: np.ndarray) -> tuple[np.ndarray, int]:
+        """The item's shingles as a bitmap of ``SHINGLE_BUCKETS`` buckets (by the hashes' low
+        bits) and how many shingles share a bucket with another (cached with the shingles
+        they were made of): what bounds two items' shared shingles without comparing them."""
+        cached = self._shingle_bits_cache.get(item_id)
+        if cached is not None and cached[0] is shingled:
+            return cached[1], cached[2]
+        marks = np.zeros(SHINGLE_BUCKETS, dtype=bool)
+        marks[shingled & (SHINGLE_BUCKETS - 1)] = True
+        bits = np.packbits(marks).view(np.uint64)
+        excess = len(shingled) - int(np.count_nonzero(marks))
+        self._shingle_bits_cache[item_id] = (shingled, bits, excess)
+        return bits, excess
+
+    def dup_alike(self, item_id: int, others: Sequence[int]) -> list[float | None]:
+        """:meth:`dup_similarity` of one item with each of ``others`` where it reaches
+        ``duplicate_threshold`` (None where it does not). The duplicate candidates grow with
+        what is held (most share a band by chance), so each is first bounded from the two
+        bitmaps: the shared buckets plus the fewer shingles either puts in a bucket already
+        taken can only exceed the shared shingles. Only those whose bound reaches the
+        threshold are compared, all at once."""
+        threshold = self.settings.duplicate_threshold
+        out: list[float | None] = [None] * len(others)
         sa = self.dup_shingles(item_id)
+        if not others or len(sa) < 15:
+            return out  # a similarity of 0.0 reaches no threshold
         arrays = [self.dup_shingles(o) for o in others]
-        if len(sa) < 15:
-            return [0.0] * len(arrays)
-        lens = list(map(len, arrays))
-        every = np.concatenate(arrays)
+        bits_a, excess_a = self._shingle_bits(item_id, sa)
+        bits = [self._shingle_bits(o, arr) for o, arr in zip(others, arrays, strict=True)]
+        lens = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+        small = np.minimum(lens, len(sa))
+        bound = np.bitwise_count(np.stack([b for b, _ in bits]) & bits_a).sum(
+            axis=1, dtype=np.int64
+        )
+        bound += np.minimum(np.fromiter((e for _, e in bits), np.int64, len(bits)), excess_a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maybe = np.flatnonzero((small >= 15) & (bound / small >= threshold)).tolist()
+        if not maybe:
+            return out
+        chosen = [arrays[k] for k in maybe]
+        sizes = [len(a) for a in chosen]
+        every = np.concatenate(chosen)
         hit = sa[np.minimum(np.searchsorted(sa, every), len(sa) - 1)] == every
-        ends = np.cumsum(lens)
+        ends = np.cumsum(sizes)
         found = np.concatenate(([0], np.cumsum(hit)))  # hits before each position
-        shared = (found[ends] - found[ends - lens]).tolist()  # both sorted and unique: |A & B|
-        na = len(sa)
-        return [
-            0.0 if (small := min(na, nb)) < 15 else shared_k / small
-            for nb, shared_k in zip(lens, shared, strict=True)
-        ]
+        shared = (found[ends] - found[ends - sizes]).tolist()  # both sorted, unique: |A & B|
+        for k, n_shared in zip(maybe, shared, strict=True):
+            score = n_shared / min(len(sa), len(arrays[k]))
+            if score >= threshold:
+                out[k] = score
+        return out
 
     def is_template_pair(self, a: Rec, b: Rec) -> bool:
         """Two pages of one template (the lottery draws of two days, a weekly price table):
@@ -1015,6 +1049,7 @@ class Engine:
         if item.content_hash and self.by_hash.get(item.content_hash) == item_id:
             del self.by_hash[item.content_hash]
         self._shingle_cache.pop(item_id, None)
+        self._shingle_bits_cache.pop(item_id, None)
 
     def _forget_anchors(self, rec: Rec) -> None:
         for anchor in rec.anchors:
@@ -1132,12 +1167,11 @@ class Engine:
                 if abs(records[other].ts - ts) <= window_s
             ]
             self._read_texts(orec.item.id for orec, _ in near)
-            sims = self.dup_similarities(item.id, [orec.item.id for orec, _ in near])
-            scored = [(orec, bands, sc) for (orec, bands), sc in zip(near, sims, strict=True)]
+            scores = self.dup_alike(item.id, [orec.item.id for orec, _ in near])
             alike = [
                 (orec, bands, sc)
-                for orec, bands, sc in scored
-                if sc >= self.settings.duplicate_threshold
+                for (orec, bands), sc in zip(near, scores, strict=True)
+                if sc is not None
             ]
             # the template check reads the pages themselves: at once, not one query each
             self._read_texts((orec.item.id for orec, _, _ in alike), pages=True)
