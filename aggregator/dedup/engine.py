@@ -536,7 +536,9 @@ class Engine:
             return {}
         bands, rows = self.dup_bands
         n = bands * rows
-        sigs = np.stack([self.records[o].dup_sig[:n] for o in others])  # type: ignore[index]
+        records = self.records  # one concatenation: np.stack costs ~1.5 us an array
+        sigs = np.concatenate([records[o].dup_sig[:n] for o in others])  # type: ignore[index]
+        sigs = sigs.reshape(len(others), n)
         same = (sigs == rec.dup_sig[:n]).reshape(len(others), bands, rows).all(axis=2)
         found: dict[int, list[int]] = {}
         for k, band in zip(*(x.tolist() for x in np.nonzero(same)), strict=True):  # row by row
@@ -598,13 +600,19 @@ class Engine:
             return out  # a similarity of 0.0 reaches no threshold
         arrays = [self.dup_shingles(o) for o in others]
         bits_a, excess_a = self._shingle_bits(item_id, sa)
-        bits = [self._shingle_bits(o, arr) for o, arr in zip(others, arrays, strict=True)]
+        cache, bits, excess = self._shingle_bits_cache, [], []
+        for o, arr in zip(others, arrays, strict=True):
+            cached = cache.get(o)
+            if cached is None or cached[0] is not arr:
+                self._shingle_bits(o, arr)
+                cached = cache[o]
+            bits.append(cached[1])
+            excess.append(cached[2])
         lens = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         small = np.minimum(lens, len(sa))
-        bound = np.bitwise_count(np.stack([b for b, _ in bits]) & bits_a).sum(
-            axis=1, dtype=np.int64
-        )
-        bound += np.minimum(np.fromiter((e for _, e in bits), np.int64, len(bits)), excess_a)
+        shared_buckets = np.concatenate(bits).reshape(len(bits), -1) & bits_a
+        bound = np.bitwise_count(shared_buckets).sum(axis=1, dtype=np.int64)
+        bound += np.minimum(excess, excess_a)
         with np.errstate(divide="ignore", invalid="ignore"):
             maybe = np.flatnonzero((small >= 15) & (bound / small >= threshold)).tolist()
         if not maybe:
