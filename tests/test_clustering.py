@@ -416,3 +416,41 @@ def test_the_candidate_cut_keeps_what_a_stable_sort_keeps() -> None:
             counts = rng.integers(1, 12, n)  # few distinct values: ties at the cut
             want = np.sort(np.argsort(-counts, kind="stable")[:k])
             assert top_k_first(counts, k).tolist() == want.tolist()
+
+
+def test_the_shingle_bitmap_bound_turns_down_no_duplicate() -> None:
+    """``dup_alike`` bounds each candidate's shared shingles from two 4096-bucket bitmaps
+    before comparing the shingles: it must give exactly the scores ``dup_similarity`` gives
+    that reach the threshold, for any overlap, sizes and crowding of buckets (shingles whose
+    hashes share their low bits, which the bound counts apart)."""
+    from aggregator.dedup.engine import SHINGLE_BUCKETS
+
+    engine = Engine()
+    rng = np.random.default_rng(11)
+    threshold = engine.settings.duplicate_threshold
+
+    def hashes(n: int, crowded: float) -> np.ndarray:
+        values = rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64)
+        k = int(n * crowded)  # these share a few buckets: high bits differ, low bits alike
+        values[:k] = (values[:k] & ~np.int64(SHINGLE_BUCKETS - 1)) | rng.integers(0, 4, k)
+        return np.unique(values)
+
+    checked = reached = 0
+    for round_ in range(40):
+        query = hashes(int(rng.integers(10, 1500)), crowded=rng.choice([0.0, 0.3, 0.9]))
+        engine._shingle_cache = {0: query}
+        engine._shingle_bits_cache = {}
+        others = []
+        for n in range(1, 30):
+            size = int(rng.integers(5, 1500))
+            share = float(rng.choice([0.0, 0.2, 0.55, threshold, 0.65, 0.9, 1.0]))
+            kept = rng.permutation(query)[: int(round(share * min(size, len(query))))]
+            other = np.unique(np.concatenate([kept, hashes(size - len(kept), rng.random())]))
+            engine._shingle_cache[n] = other
+            others.append(n)
+        got = engine.dup_alike(0, others)
+        want = [engine.dup_similarity(0, n) for n in others]
+        assert got == [s if s >= threshold else None for s in want], round_
+        checked += len(others)
+        reached += sum(s is not None for s in got)
+    assert 0 < reached < checked  # both sides of the threshold were met

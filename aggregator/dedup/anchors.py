@@ -214,21 +214,23 @@ def name_anchors(text: str) -> set[str]:
     """Capitalised words that are not stop words (a sentence opener or a German noun is
     one too: it meets nothing in the other language, so it costs nothing but memory), and
     every word a small lexicon knows in both languages, in a language-neutral spelling."""
-    out = set()
+    out: set[str] = set()
     for m in _WORD_RE.finditer(text):
-        word = m.group(0)
-        folded = word.casefold()
-        exo = _EXONYMS.get(folded)
-        if exo is not None:
-            out.add(f"@{exo}")
-            continue
-        if folded in STOP or folded in _CHROME or len(word) < 3:
-            continue
-        if word[0].isupper():
-            for part in folded.split("-"):
-                if len(part) >= 3 and part not in STOP:
-                    out.add(skeleton(part))
+        out.update(_word_anchors(m.group(0)))
     return out
+
+
+@lru_cache(maxsize=100_000)
+def _word_anchors(word: str) -> tuple[str, ...]:
+    """One word's anchors (cached: news vocabulary repeats, and this was a Python step of
+    several lookups per word of every item)."""
+    folded = word.casefold()
+    exo = _EXONYMS.get(folded)
+    if exo is not None:
+        return (f"@{exo}",)
+    if folded in STOP or folded in _CHROME or len(word) < 3 or not word[0].isupper():
+        return ()
+    return tuple(skeleton(p) for p in folded.split("-") if len(p) >= 3 and p not in STOP)
 
 
 def anchors(title: str, body: str, lang: str) -> frozenset[str]:

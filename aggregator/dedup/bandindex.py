@@ -28,6 +28,7 @@ import numpy as np
 _LOW32 = np.int64(0xFFFFFFFF)
 _EMPTY_KEYS = np.zeros(0, dtype=np.uint64)
 _EMPTY_ENTRIES = np.zeros(0, dtype=np.int64)
+_NONE = np.iinfo(np.int64).max
 # Entries the middle and the small level hold before they are merged into the next larger
 # level (the small one every ~64 items of 128 bands, the middle one every ~4,000).
 LEVEL_MAX = (1 << 19, 1 << 13)
@@ -44,6 +45,9 @@ class BandIndex:
         self._levels = [(_EMPTY_KEYS, _EMPTY_ENTRIES) for _ in range(len(LEVEL_MAX) + 1)]
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # keys, entries
         self._gen = np.zeros(1024, dtype=np.int64)
+        # per slot, scratch for a query (see _first_order): first position, occurrences
+        self._first = np.zeros(0, dtype=np.int64)
+        self._count = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         """Entries held, stale ones included (until the next merge)."""
@@ -108,30 +112,88 @@ class BandIndex:
         rare one, so what a query gathers does not grow with what is held."""
         self._settle()
         keys = self._keys_of(sig)
+        levels = [(k, e) for k, e in self._levels if len(k)]
+        if not levels:
+            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
+        # one pass over every level at once (a query is a few dozen calls on small arrays,
+        # whose fixed cost is most of it): each band's newest entries, band by band
+        entries = self._take_newest([e for _, e in levels], *self._runs(levels, keys), limit)
+        live = self._gen[entries & _LOW32] == entries >> 32
+        if limit is not None and not live.all():  # stale entries may hide live holders
+            return self._query_stale(keys, limit)
+        return self._first_order((entries & _LOW32)[live])
+
+    def _first_order(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct slots in order of first occurrence, and how often each occurs (what
+        ``np.unique`` with ``return_index`` and ``return_counts`` gives, in a quarter of the
+        time: scattered into per-slot scratch arrays instead of sorted)."""
+        n = len(slots)
+        if not n:
+            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
+        if len(self._first) < len(self._gen):
+            self._first = np.full(len(self._gen), _NONE, dtype=np.int64)
+            self._count = np.zeros(len(self._gen), dtype=np.int64)
+        at = np.arange(n)
+        np.minimum.at(self._first, slots, at)
+        np.add.at(self._count, slots, 1)
+        distinct = slots[self._first[slots] == at]  # in order: each where it first occurs
+        counts = self._count[distinct]
+        self._first[distinct] = _NONE
+        self._count[distinct] = 0
+        return distinct, counts
+
+    @staticmethod
+    def _runs(
+        levels: list[tuple[np.ndarray, np.ndarray]], keys: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where each key's run ends in each level and how long it is: (levels, keys)."""
+        bounds = np.empty((len(levels), 2 * len(keys)), dtype=np.int64)
+        both = np.concatenate((keys, keys + np.uint64(1)))  # "right" of k is "left" of k + 1
+        for row, (held, _) in zip(bounds, levels, strict=True):
+            row[:] = np.searchsorted(held, both)
+        lo, hi = bounds[:, : len(keys)], bounds[:, len(keys) :]
+        return hi, hi - lo
+
+    @staticmethod
+    def _take_newest(
+        held: list[np.ndarray], hi: np.ndarray, lens: np.ndarray, limit: int | None
+    ) -> np.ndarray:
+        """The entries of each key's runs (``limit``: its newest ``limit``, counted from the
+        smallest level back), band by band, the larger (older) levels' before the smaller
+        ones', each run in index order: what :meth:`_gather` lists, in a dozen calls."""
+        if limit is not None:  # what the levels newer than each hold, then what is left
+            newer = np.cumsum(lens[::-1], axis=0)[::-1] - lens
+            lens = np.minimum(lens, np.maximum(limit - newer, 0))
+        per_band = lens.sum(axis=0)
+        # where each (level, band) run goes: after the band's earlier bands and levels
+        dest = (np.cumsum(per_band) - per_band) + (np.cumsum(lens, axis=0) - lens)
+        flat = lens.ravel()  # level by level, band by band
+        total = int(flat.sum())
+        within = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
+        src = np.repeat((hi - lens).ravel(), flat) + within
+        dest = np.repeat(dest.ravel(), flat) + within
+        out = np.empty(total, dtype=np.int64)
+        cut = np.cumsum(lens.sum(axis=1)).tolist()
+        for entries, a, b in zip(held, [0, *cut], cut, strict=False):
+            out[dest[a:b]] = entries[src[a:b]]
+        return out
+
+    def _query_stale(self, keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """``query`` with ``limit`` when stale entries were among a band's newest."""
         found = [
             (np.searchsorted(k, keys, side="left"), np.searchsorted(k, keys, side="right"), e)
             for k, e in self._levels
             if len(k)
         ]
-        if not found:
-            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
-        if limit is None:
-            entries, band = self._gather(found, None)
-        else:
-            entries, band = self._gather(found, limit)  # each band's newest, stale included
-            live = self._gen[entries & _LOW32] == entries >> 32
-            short = np.bincount(band[live], minlength=len(keys)) < limit
-            held = sum(hi - lo for lo, hi, _ in found)
-            if np.any(short & (held > np.bincount(band, minlength=len(keys)))):
-                entries, band = self._gather(found, None)  # stale ones hid live holders
-            entries, band = _newest_live(self._gen, entries, band, limit)
+        entries, band = self._gather(found, limit)  # each band's newest, stale included
+        live = self._gen[entries & _LOW32] == entries >> 32
+        short = np.bincount(band[live], minlength=len(keys)) < limit
+        held = sum(hi - lo for lo, hi, _ in found)
+        if np.any(short & (held > np.bincount(band, minlength=len(keys)))):
+            entries, band = self._gather(found, None)  # stale ones hid live holders
+        entries, band = _newest_live(self._gen, entries, band, limit)
         slots = entries & _LOW32
-        slots = slots[self._gen[slots] == entries >> 32]  # stale entries are not candidates
-        if not len(slots):
-            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
-        uniq, first, counts = np.unique(slots, return_index=True, return_counts=True)
-        order = np.argsort(first)  # each slot where it first occurs, in order
-        return uniq[order], counts[order]
+        return self._first_order(slots[self._gen[slots] == entries >> 32])
 
     @staticmethod
     def _gather(
@@ -167,12 +229,17 @@ class BandIndex:
         ``LEVEL_MAX`` into the next larger one (dropping stale entries of both)."""
         if not self._pending:
             return
-        keys = np.concatenate([k for k, _ in self._pending])
-        entries = np.concatenate([e for _, e in self._pending])
-        self._pending = []
-        order = np.argsort(keys, kind="stable")  # equal keys stay in insertion order
+        if len(self._pending) == 1 and len(self._pending[0][0]) == self.bands:
+            # one signature's keys are sorted already (bands ascending)
+            keys, entries = self._pending.pop()
+        else:
+            keys = np.concatenate([k for k, _ in self._pending])
+            entries = np.concatenate([e for _, e in self._pending])
+            self._pending = []
+            order = np.argsort(keys, kind="stable")  # equal keys stay in insertion order
+            keys, entries = keys[order], entries[order]
         levels = self._levels
-        levels[-1] = _merged(*levels[-1], keys[order], entries[order])
+        levels[-1] = _merged(*levels[-1], keys, entries)
         for k in range(len(levels) - 1, 0, -1):
             if len(levels[k][0]) <= LEVEL_MAX[k - 1]:
                 break
@@ -198,8 +265,14 @@ def _merged(
     """Sorted ``keys`` with sorted ``new_keys`` put after the equal ones already there."""
     if not len(keys):
         return new_keys, new_entries
-    at = np.searchsorted(keys, new_keys, side="right")
-    return np.insert(keys, at, new_keys), np.insert(entries, at, new_entries)
+    n = len(keys) + len(new_keys)
+    at = np.searchsorted(keys, new_keys, side="right") + np.arange(len(new_keys))
+    old = np.ones(n, dtype=bool)  # what np.insert does, without its wrapper's cost
+    old[at] = False
+    merged_keys, merged_entries = np.empty(n, dtype=keys.dtype), np.empty(n, dtype=entries.dtype)
+    merged_keys[at], merged_entries[at] = new_keys, new_entries
+    merged_keys[old], merged_entries[old] = keys, entries
+    return merged_keys, merged_entries
 
 
 def _newest_live(
