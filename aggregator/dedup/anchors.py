@@ -220,7 +220,7 @@ def name_anchors(text: str) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=50_000)  # bounded like the stems: a year brings new words every day
 def _word_anchors(word: str) -> tuple[str, ...]:
     """One word's anchors (cached: news vocabulary repeats, and this was a Python step of
     several lookups per word of every item)."""
