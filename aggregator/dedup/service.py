@@ -1,9 +1,10 @@
 """The engine against the database: load its state, place pending items, persist decisions.
 
 Stored per item: MinHash signatures (bytes) and salient terms (as JSON, and packed: the form
-a start-up reads, see :mod:`.storedform`), so a restart reloads them instead of recomputing; per membership the cluster, the matched item, the method, the
-verified and estimated similarity and the matching LSH bands (what ``why`` explains); per
-source the learned boilerplate line counts. Comments are never clustered.
+a start-up reads, see :mod:`.storedform`), so a restart reloads them instead of recomputing;
+per membership the cluster, the matched item, the method, the verified and estimated
+similarity and the matching LSH bands (what ``why`` explains); per source the learned
+boilerplate line counts. Comments are never clustered.
 
 Several processes may cluster (the daemon, ``import``, ``why``) and ``split``/``merge`` correct
 by hand, so each batch locks the dedup epoch row first and reloads the engine when the epoch
