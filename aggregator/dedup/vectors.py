@@ -74,12 +74,22 @@ class Vocabulary:
             else:
                 tid = len(self._terms)
                 self._terms.append(term)
-                if tid >= len(self._df):
-                    self._df = np.concatenate([self._df, np.zeros_like(self._df)])
-                    self._log_df = np.concatenate([self._log_df, np.zeros_like(self._log_df)])
-                    self._scratch = np.zeros_like(self._log_df)
+                self._reserve(len(self._terms))
             self._ids[term] = tid
         return tid
+
+    def _reserve(self, n_ids: int) -> None:
+        """Room for ``n_ids`` term ids in the per-id arrays, doubling them as needed."""
+        size = len(self._df)
+        while size < n_ids:
+            size *= 2
+        if size > len(self._df):
+            for name in ("_df", "_log_df"):
+                old = getattr(self, name)
+                grown = np.zeros(size, dtype=old.dtype)
+                grown[: len(old)] = old
+                setattr(self, name, grown)
+            self._scratch = np.zeros_like(self._log_df)
 
     def vector(self, counts: Mapping[str, int]) -> TermVector:
         """The vector of a term count (ids are assigned to new terms; they stay reserved
@@ -187,16 +197,7 @@ class Vocabulary:
         start = len(self._terms)
         rest = terms[len(reused) :]
         self._terms += rest
-        size = len(self._df)
-        while size < len(self._terms):
-            size *= 2
-        if size > len(self._df):
-            for name in ("_df", "_log_df"):
-                old = getattr(self, name)
-                grown = np.zeros(size, dtype=old.dtype)
-                grown[: len(old)] = old
-                setattr(self, name, grown)
-            self._scratch = np.zeros_like(self._log_df)
+        self._reserve(len(self._terms))
         self._ids.update(zip(terms, reused, strict=False))
         self._ids.update(zip(rest, range(start, start + len(rest)), strict=True))
 
