@@ -326,6 +326,17 @@ def title_key(title: str, publisher: str | None, feed_kind: str) -> str:
     return " ".join(tokens(bare_title(title, publisher, feed_kind)))
 
 
+def _stored_rec(item: DedupItem, dup_sig: np.ndarray | None, story_sig: np.ndarray | None) -> Rec:
+    """The record of a stored item before its story features are read into it."""
+    return Rec(
+        item=item,
+        title_key=title_key(item.title, item.publisher, item.feed_kind),
+        publisher_key=publisher_key(item.publisher),
+        dup_sig=dup_sig,
+        story_sig=story_sig,
+    )
+
+
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) as datasketch's MinHashLSH chooses them for ``threshold``: the pair with
     the least mean of false-positive and false-negative probability. MinHashLSH refuses a
@@ -733,13 +744,7 @@ class Engine:
     ) -> Rec:
         """Hold a stored item with its stored signatures and story features (what
         ``service._signature_rows`` wrote); its terms are counted in by :meth:`take_in`."""
-        rec = Rec(
-            item=item,
-            title_key=title_key(item.title, item.publisher, item.feed_kind),
-            publisher_key=publisher_key(item.publisher),
-            dup_sig=dup_sig,
-            story_sig=story_sig,
-        )
+        rec = _stored_rec(item, dup_sig, story_sig)
         if features is not None:
             # the terms go straight into the vocabulary (one string per term there); the
             # lead terms, summed into centroids, are interned: one string per term too
@@ -807,13 +812,7 @@ class Engine:
         lead_counts, lead_bounds = got.lead_counts, got.lead_bounds
         recs = []
         for k, item in enumerate(items):
-            rec = Rec(
-                item=item,
-                title_key=title_key(item.title, item.publisher, item.feed_kind),
-                publisher_key=publisher_key(item.publisher),
-                dup_sig=dup_sigs[k],
-                story_sig=story_sigs[k],
-            )
+            rec = _stored_rec(item, dup_sigs[k], story_sigs[k])
             lo, hi = lead_bounds[k], lead_bounds[k + 1]
             rec.vec = vecs[k]
             rec.lead = dict(zip(lead_names[lo:hi], lead_counts[lo:hi], strict=True))
