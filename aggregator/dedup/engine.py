@@ -612,14 +612,11 @@ class Engine:
             return out  # a similarity of 0.0 reaches no threshold
         arrays = [self.dup_shingles(o) for o in others]
         bits_a, excess_a = self._shingle_bits(item_id, sa)
-        cache, bits, excess = self._shingle_bits_cache, [], []
+        bits, excess = [], []
         for o, arr in zip(others, arrays, strict=True):
-            cached = cache.get(o)
-            if cached is None or cached[0] is not arr:
-                self._shingle_bits(o, arr)
-                cached = cache[o]
-            bits.append(cached[1])
-            excess.append(cached[2])
+            bits_o, excess_o = self._shingle_bits(o, arr)
+            bits.append(bits_o)
+            excess.append(excess_o)
         lens = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         small = np.minimum(lens, len(sa))
         shared_buckets = np.concatenate(bits).reshape(len(bits), -1) & bits_a
