@@ -1,5 +1,5 @@
 """Seconds of CPU per pathological HTML item: html_to_text before (html.parser, frozen in
-tests/test_html_fuzz.py) and after (libxml2), and the whole parse of a feed carrying it.
+tests/legacy_html.py) and after (libxml2), and the whole parse of a feed carrying it.
 
     python benchmarks/html_worst.py [--size BYTES] [--before-timeout S] [--no-before]
 
@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--legacy-one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.legacy_one:
-        from test_html_fuzz import legacy_html_to_text
+        from legacy_html import legacy_html_to_text
 
         print(_cpu_s(legacy_html_to_text, CASES[args.legacy_one](args.size)))
         return
