@@ -309,9 +309,12 @@ def source_status(session: Db) -> list[dict[str, Any]]:
             select(F.c.source_id, func.count()).where(F.c.error_count > 0).group_by(F.c.source_id)
         ).all()
     )
+    mains: dict[int, Any] = {}
+    for feed in session.execute(select(F).where(F.c.kind == "main").order_by(F.c.id)).all():
+        mains.setdefault(feed.source_id, feed)  # one query for all sources, not one each
     out = []
     for src in session.execute(select(S).order_by(S.c.name)).all():
-        main = session.execute(select(F).where(F.c.source_id == src.id, F.c.kind == "main")).first()
+        main = mains.get(src.id)
         out.append(
             {
                 "source": src.name,
