@@ -70,8 +70,12 @@ _TEASER_END_RE = re.compile(r"\s*\[(?:…|\.\.\.|&hellip;|&#8230;)\]\s*$")
 
 def strip_wordpress_trailer(text: str) -> str:
     """Drop WordPress's "appeared first on" line and a trailing "[…]" teaser marker."""
-    text = _WP_TRAILER_RE.sub("", text)
-    return _TEASER_END_RE.sub("", text).rstrip()
+    # each pattern only where its words are (a search of every line start of the text
+    # for nothing cost a fifth of normalising an entry)
+    if "appeared first on" in text or "erschien zuerst auf" in text:
+        text = _WP_TRAILER_RE.sub("", text)
+    text = text.rstrip()
+    return _TEASER_END_RE.sub("", text).rstrip() if text.endswith("]") else text
 
 
 # --------------------------------------------------------------------------- items

@@ -71,13 +71,19 @@ _TRACKING_PARAMS = frozenset(
 # fixture) and no news site serves different articles under the two names.
 _HOST_PREFIXES = ("www.", "m.", "amp.", "mobile.")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What canonicalize_url returns as it is: a lower-case ASCII host name (no port, no IDNA
+# label, not a number) and a path of unreserved characters without dot or empty segments.
+_PLAIN_HOST = re.compile(
+    r"(?!.*xn--)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?")
 _AMP_SEGMENT_RE = re.compile(r"/amp(?=/|$)", re.IGNORECASE)
 _AMP_SUFFIX_RE = re.compile(r"\.amp(?=\.html?$|$)", re.IGNORECASE)
 
 
 def is_google_news_link(url: str | None) -> bool:
     """True for news.google.com article redirect links (never an article's own URL)."""
-    if not url:
+    if not url or "news.google.com" not in url.lower():  # the host is part of the string
         return False
     try:
         parts = urlsplit(url.strip())
@@ -100,6 +106,8 @@ def unwrap_bing(url: str) -> str:
     Anything else (including a click link without a usable ``url``) is returned unchanged,
     so the caller can apply this to every link.
     """
+    if "bing.com" not in url.lower():  # the host is part of the string: not a click link
+        return url
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -162,5 +170,7 @@ def canonical_url(url: str | None) -> str | None:
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k, v)
     ]
     rebuilt = urlunsplit(("https", netloc, path, urlencode(query), ""))
+    if not query and _PLAIN_HOST.fullmatch(netloc) and _PLAIN_PATH.fullmatch(path):
+        return rebuilt  # nothing for w3lib to change (most article links; half the time)
     # w3lib: percent-encoding normalisation, dot segments, query sorting.
     return canonicalize_url(rebuilt, keep_fragments=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from sqlalchemy import event, func, inspect, select
 from aggregator.dedup.clusterfile import cluster_rows, read_items
 from aggregator.dedup.engine import Engine, Settings
 from aggregator.dedup.explain import explain, render_explanation
-from aggregator.dedup.service import DedupService
+from aggregator.dedup.service import BATCH, DedupService
 from aggregator.dedup.storedform import pack
 from aggregator.normaliser import content_hash
 from aggregator.store import Store
@@ -347,6 +348,29 @@ def test_loading_reads_the_window_through_an_index_not_the_whole_history(
             assert on_items and all(
                 "ix_items_held" in step or "PRIMARY KEY" in step for step in on_items
             ), (statement, plan)
+
+
+def test_a_batch_writes_its_memberships_and_signatures_in_one_statement_each(
+    store: Store,
+) -> None:
+    """Executed once for all of a batch's rows: the ORM's bulk insert grouped rows by the
+    columns they left None and ran one INSERT per row, most of a poll's writing time."""
+    n = len(load_corpus(store))
+    inserts: Counter[str] = Counter()
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        for table in ("cluster_members", "signatures"):
+            if statement.lstrip().startswith(f"INSERT INTO {table} "):
+                inserts[table] += 1
+
+    event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        assert DedupService(store).process_pending() == n
+    finally:
+        event.remove(store.engine, "before_cursor_execute", note)
+    batches = -(-n // BATCH)
+    assert 0 < inserts["cluster_members"] <= batches
+    assert 0 < inserts["signatures"] <= batches
 
 
 def test_why_explains_with_stored_evidence(store: Store) -> None:

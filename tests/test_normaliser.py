@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from conftest import FEEDS, HOSTILE
 
+from aggregator import urls
 from aggregator.domain import ParsedEntry, ParsedFeed
 from aggregator.htmltext import html_to_text
 from aggregator.normaliser import (
@@ -15,6 +17,7 @@ from aggregator.normaliser import (
     normalise_entry,
     normalise_feed,
     strip_publisher_suffix,
+    strip_wordpress_trailer,
 )
 from aggregator.parser import detect_source_type, parse_feed
 from aggregator.urls import canonical_url, is_google_news_link, unwrap_bing
@@ -110,6 +113,42 @@ def test_canonical_url_is_idempotent():
     for url, expected in CANONICAL:
         if expected is not None:
             assert canonical_url(expected) == expected, url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www.example.com/news/a-b_c~d-1.html",
+        "http://Example.COM/",
+        "https://example.com",
+        "https://example.com/a/",
+        "https://example.com/a/./b",
+        "https://example.com/a/../b",
+        "https://example.com/a//b",
+        "https://example.com/.hidden",
+        "https://example.com/r\u00e9sum\u00e9",
+        "https://example.com/a%2fb%7e",
+        "https://example.com/a;p=1",
+        "https://example.com/a:b@c",
+        "https://example.com:8443/x",
+        "https://127.1/x",
+        "https://0x7f.1/x",
+        "https://xn--bcher-kva.example/x",
+        "https://b\u00fccher.example/x",
+        "https://-a.example/x",
+        "https://example.com/x?b=2&a=1",
+        "https://example.com/x?a",
+    ],
+)
+def test_canonical_url_agrees_with_w3lib(url):
+    """The plain-URL shortcut (no w3lib call) gives what w3lib gives."""
+    shortcut, full = urls._PLAIN_PATH, re.compile(r"(?!)")
+    urls._PLAIN_PATH = full  # matches nothing: every URL through w3lib
+    try:
+        expected = canonical_url(url)
+    finally:
+        urls._PLAIN_PATH = shortcut
+    assert canonical_url(url) == expected
 
 
 def test_google_news_topic_pages_are_not_article_links():
@@ -333,6 +372,21 @@ def test_wordpress_trailer_and_teaser_marker_are_stripped():
     assert (
         first.canonical_url == "https://anime2you.de/news/749807/jujutsu-kaisen-naehert-sich-ende/"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Teaser [&hellip;]", "Teaser"),
+        ("Teaser […]  \n", "Teaser"),
+        ("Teaser [...]\nThe post Teaser appeared first on Site.", "Teaser"),
+        ("Text\nDer Beitrag X erschien zuerst auf Y.\n", "Text"),
+        ("[a] text ", "[a] text"),
+        ("text [x]", "text [x]"),
+    ],
+)
+def test_strip_wordpress_trailer(text, expected):
+    assert strip_wordpress_trailer(text) == expected
 
 
 def test_wordpress_english_trailer_and_full_text_from_content():

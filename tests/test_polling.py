@@ -79,6 +79,14 @@ def test_every_fixture_feed_polls_and_repolling_stores_nothing(
     again = poll(store, cfg)
     assert {o.result for o in again} == {"unchanged"}
     assert item_count(store) == total
+    with store.session() as s:  # the quiet poll's state and log row, written without the ORM
+        feeds = s.scalars(select(Feed)).all()
+        assert {(f.last_result, f.lease_owner, f.error_count) for f in feeds} == {
+            ("unchanged", None, 0)
+        }
+        assert all(f.next_check_at > f.last_polled_at for f in feeds)
+        logged = s.execute(select(PollLog.result, func.count()).group_by(PollLog.result)).all()
+        assert dict(logged) == {"ok": len(feeds), "unchanged": len(feeds)}
 
 
 def test_conditional_get_gets_304_and_stores_nothing(store: Store, httpserver: HTTPServer) -> None:

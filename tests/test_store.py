@@ -9,13 +9,15 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from aggregator.config import SourceConfig
+from aggregator.domain import NewItem
 from aggregator.errors import SchemaError, StoreError
 from aggregator.store import db as store_db
 from aggregator.store import repo
 from aggregator.store.clusters import survivor, survivors
+from aggregator.store.items import known_keys
 from aggregator.store.models import Base, Cluster, Feed, Item, Source
 
 
@@ -186,6 +188,61 @@ def test_unique_guid_per_source(store: store_db.Store) -> None:
         s.add(Item(source_id=sid, guid="g", **kw))
     with pytest.raises(Exception, match="(?i)unique"), store.session() as s:
         s.add(Item(source_id=sid, guid="g", **kw))
+
+
+def test_exact_dedup_finds_known_keys_through_indexes(sqlite_store: store_db.Store) -> None:
+    """Each lookup of a poll's guids, URLs and hashes is an index search on its key: with
+    ``source and (guid or url or hash)`` SQLite (no statistics, as the daemon's store) took
+    the source's index and read every item the source ever stored, on every poll."""
+    store, engine = sqlite_store, sqlite_store.engine
+    now = datetime.now(UTC)
+    with store.session() as s:
+        src = Source(name="s", type="rss", url="http://x/", created_at=now)
+        s.add(src)
+        s.flush()
+        sid = src.id
+    item = NewItem(
+        kind="article",
+        guid="g",
+        url="https://x.example/a",
+        canonical_url="https://x.example/a",
+        title="t",
+        publisher=None,
+        publisher_url=None,
+        summary="",
+        text="",
+        lang="en",
+        published_at=now,
+        published_at_estimated=False,
+        fetched_at=now,
+        content_hash="0" * 64,
+        author=None,
+        comments_feed_url=None,
+        entry_hash=None,
+    )
+    queries: list[tuple[str, object]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and " items" in statement:
+            queries.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with store.session() as s:
+            assert known_keys(s, sid, [item]) == (set(), set(), set())
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert queries
+    with engine.connect() as conn:
+        for statement, parameters in queries:
+            plan = [
+                row[-1]
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            ]
+            assert all(
+                "guid=?" in step or "canonical_url=?" in step or "content_hash=?" in step
+                for step in plan
+            ), (statement, plan)
 
 
 def test_survivor_follows_the_merged_into_chain_and_stops_before_a_cycle() -> None:

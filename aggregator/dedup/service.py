@@ -120,6 +120,26 @@ _ITEM_COLUMNS = (
 )
 
 
+# what placing a pending item reads of it (see ``_dedup_item``), joined with Source
+_PENDING_COLUMNS = (
+    Item.id,
+    Item.kind,
+    Item.publisher,
+    Item.title,
+    Item.summary,
+    Item.text,
+    Item.lang,
+    Item.canonical_url,
+    Item.published_at,
+    Item.content_hash,
+    Source.name.label("source_name"),
+    Source.type.label("source_type"),
+)
+_MARK_DONE = (
+    update(Item.__table__).where(Item.id == bindparam("item_id")).values(dedup_state="done")
+)
+
+
 def _json_unless_packed(sig: Any) -> Any:
     """A signature row's JSON features where it has no packed form (those are not read)."""
     return type_coerce(case((sig.packed.is_(None), sig.features), else_=null()), JSON).label(
@@ -526,8 +546,10 @@ class DedupService:
                 # Until this batch commits the engine may be ahead of the database: should it
                 # fail, the next call reloads.
                 self.epoch = None
-                rows = s.execute(
-                    select(Item, Source)
+                # plain rows of what placing reads, not ORM objects of every column
+                conn = s.connection()
+                rows = conn.execute(
+                    select(*_PENDING_COLUMNS)
                     .join(Source, Source.id == Item.source_id)
                     .where(Item.dedup_state == "pending")
                     .order_by(Item.published_at, Item.id)
@@ -536,21 +558,24 @@ class DedupService:
                 if not rows:
                     self.epoch = epoch
                     break
-                updated = self._hold_updated([item.id for item, _ in rows])
+                updated = self._hold_updated([row.id for row in rows])
                 placed = False
-                for item, source in rows:
-                    if item.kind == "article":
-                        place = self.engine.update if item.id in updated else self.engine.add
-                        self._persist(place(_dedup_item(item, source), text=item.text))
+                for row in rows:
+                    if row.kind == "article":
+                        place = self.engine.update if row.id in updated else self.engine.add
+                        item = _dedup_item(row, _SourceRow(row.source_name, row.source_type))
+                        self._persist(place(item, text=row.text))
                         placed = True
-                    item.dedup_state = "done"
                     done += 1
+                conn.execute(_MARK_DONE, [{"item_id": row.id} for row in rows])
                 self._flush(s, now)
                 self._persist_boilerplate(s)
                 if placed:  # other services reload before their next batch; this one is current
                     epoch = bump_epoch(s, now)
             self.epoch = epoch
             self.engine.drop_texts()
+            if len(rows) < BATCH:
+                break  # that was every pending item: no second transaction to find none
         return done
 
     def _hold_updated(self, ids: Sequence[int]) -> set[int]:
@@ -624,13 +649,16 @@ class DedupService:
             for cid, lv in sorted(levels.items())
             if cid >= self._first_unsaved
         ]
+        # Core statements on the tables, each executed once for all its rows: the ORM's bulk
+        # insert groups rows by the keys they set (it leaves out None values), so memberships
+        # and signatures went one statement per row, half of a poll's writing time
+        conn = s.connection()
         if fresh:
-            s.execute(insert(Cluster), fresh)
+            conn.execute(insert(Cluster.__table__), fresh)
         if p.merges:  # each statement once for all merges, in their order (they chain)
-            conn = s.connection()
             params = [dict(lv=m.level, frm=m.from_id, into=m.into_id) for m in p.merges]
             conn.execute(
-                update(ClusterMember)
+                update(ClusterMember.__table__)
                 .where(
                     ClusterMember.level == bindparam("lv"),
                     ClusterMember.cluster_id == bindparam("frm"),
@@ -639,14 +667,14 @@ class DedupService:
                 params,
             )
             conn.execute(
-                update(Cluster)
+                update(Cluster.__table__)
                 .where(Cluster.id == bindparam("frm"))
                 .values(merged_into_id=bindparam("into"), size=0, updated_at=now),
                 params,
             )
         if members:
-            stmt = dialect_insert(s, ClusterMember)
-            s.execute(
+            stmt = dialect_insert(s, ClusterMember.__table__)
+            conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["item_id", "level"],
                     set_={k: stmt.excluded[k] for k in members[0] if k not in ("item_id", "level")},
@@ -658,16 +686,15 @@ class DedupService:
                 select(func.count()).where(ClusterMember.cluster_id == Cluster.id).scalar_subquery()
             )
             for chunk in _chunks(sorted(levels), 500):
-                s.execute(
-                    update(Cluster)
+                conn.execute(
+                    update(Cluster.__table__)
                     .where(Cluster.id.in_(chunk), Cluster.merged_into_id.is_(None))
                     .values(size=counted, updated_at=now)
-                    .execution_options(synchronize_session=False)
                 )
         signatures = [p.signatures[key] for key in sorted(p.signatures)]
         if signatures:
-            stmt = dialect_insert(s, Signature)
-            s.execute(
+            stmt = dialect_insert(s, Signature.__table__)
+            conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["item_id", "level"],
                     set_={
@@ -685,13 +712,14 @@ class DedupService:
         dirty, dropped = model.dirty, model.dropped
         if not dirty and not dropped:
             return
-        ids = dict(s.execute(select(Source.name, Source.id)).all())
+        conn = s.connection()  # Core, as in _flush: the ORM's bulk path handled each row
+        ids = dict(conn.execute(select(Source.name, Source.id)).all())
         gone = [
             dict(sid=ids[source], key=k) for source, keys in dropped.items() for k in sorted(keys)
         ]
         if gone:
-            s.connection().execute(
-                delete(BoilerplateLine).where(
+            conn.execute(
+                delete(BoilerplateLine.__table__).where(
                     BoilerplateLine.source_id == bindparam("sid"),
                     BoilerplateLine.line_hash == bindparam("key"),
                 ),
@@ -703,15 +731,17 @@ class DedupService:
         for source, keys in dirty.items():
             model = self.engine.boilerplate.sources[source]
             sid = ids[source]
-            s.execute(update(Source).where(Source.id == sid).values(boilerplate_docs=model.docs))
+            conn.execute(
+                update(Source.__table__).where(Source.id == sid).values(boilerplate_docs=model.docs)
+            )
             rows += [
                 dict(source_id=sid, line_hash=k, count=model.counts[k], last_seen_at=now)
                 for k in sorted(keys)
             ]
         if rows:  # one statement, executed for many rows (a VALUES list per chunk was
             # compiled afresh every time: most of a batch's database time)
-            stmt = dialect_insert(s, BoilerplateLine)
-            s.execute(
+            stmt = dialect_insert(s, BoilerplateLine.__table__)
+            conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["source_id", "line_hash"],
                     set_={

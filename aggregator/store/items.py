@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, or_, select, update
+from sqlalchemy import Connection, Insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -43,22 +43,32 @@ def known_keys(
     guids: set[str] = set()
     urls: set[str] = set()
     hashes: set[tuple[str, str]] = set()
+    cols = (Item.guid, Item.canonical_url, Item.content_hash, Item.publisher, Item.source_id)
+    conn = session.connection()
     for i in range(0, len(items), _BATCH):
         chunk = items[i : i + _BATCH]
-        g = [it.guid for it in chunk]
         u = [it.canonical_url for it in chunk if it.canonical_url]
-        h = [it.content_hash for it in chunk]
-        rows = session.execute(
-            select(Item.guid, Item.canonical_url, Item.content_hash, Item.publisher).where(
-                Item.source_id == source_id,
-                or_(Item.guid.in_(g), Item.canonical_url.in_(u), Item.content_hash.in_(h)),
-            )
-        )
-        for guid, url, chash, publisher in rows:
-            guids.add(guid)
-            if url:
-                urls.add(url)
-            hashes.add((outlet_key(publisher), chash))
+        # One indexed lookup per key. In one statement (source and (guid or url or hash))
+        # SQLite walked every item of the source; the URL and hash indexes do not start
+        # with the source, so those rows are matched to it here.
+        for rows in (
+            conn.execute(
+                select(*cols).where(
+                    Item.source_id == source_id, Item.guid.in_([it.guid for it in chunk])
+                )
+            ),
+            conn.execute(select(*cols).where(Item.canonical_url.in_(u))) if u else (),
+            conn.execute(
+                select(*cols).where(Item.content_hash.in_([it.content_hash for it in chunk]))
+            ),
+        ):
+            for guid, url, chash, publisher, source in rows:
+                if source != source_id:
+                    continue
+                guids.add(guid)
+                if url:
+                    urls.add(url)
+                hashes.add((outlet_key(publisher), chash))
     return guids, urls, hashes
 
 
@@ -252,7 +262,9 @@ def record_poll(
     )
 
 
-def recent_item_times(session: Session, feed_id: int, limit: int = 10) -> list[datetime]:
+def recent_item_times(
+    session: Session | Connection, feed_id: int, limit: int = 10
+) -> list[datetime]:
     return list(
         session.scalars(
             select(Item.published_at)
