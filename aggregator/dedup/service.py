@@ -145,6 +145,27 @@ def _dedup_item(item: Item, source: Source | _SourceRow) -> DedupItem:
     )
 
 
+def _held_items(rows: Sequence[Any]) -> list[DedupItem]:
+    """:func:`_dedup_item` of each loaded row (``_ITEM_COLUMNS`` with its source's name and
+    type), without a source object per row: a start-up makes tens of thousands."""
+    return [
+        DedupItem(
+            id=row.id,
+            source=row.name,
+            feed_kind=kind,
+            publisher=row.publisher,
+            title=row.title,
+            # as in _dedup_item (the query already blanks the others' summaries)
+            summary=row.summary if kind == "bing_news" or not row.text else "",
+            lang=row.lang,
+            canonical_url=row.canonical_url,
+            published_at=row.published_at,
+            content_hash=row.content_hash if row.text else None,
+        )
+        for row, kind in zip(rows, map(feed_kind, [row.type for row in rows]), strict=True)
+    ]
+
+
 class DedupService:
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.store = store
@@ -263,7 +284,7 @@ class DedupService:
                 eng.take_in(
                     self._load_records(
                         s,
-                        [_dedup_item(row, _SourceRow(row.name, row.type)) for row in chunk],
+                        _held_items(chunk),
                         [row.dup_sig for row in chunk],
                         [row.story_sig for row in chunk],
                         [(row.packed, row.features) for row in chunk],
