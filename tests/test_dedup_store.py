@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,7 +136,12 @@ def engine_state(eng: Engine) -> dict[str, object]:
             vocab.n_docs,
             vocab._free,
         ),
-        "slots": (eng._slot_of, eng._slot_id.tolist(), eng._slot_lang.tolist()),
+        "slots": (
+            eng._slot_of,
+            eng._slot_id.tolist(),
+            eng._slot_lang.tolist(),
+            eng._slot_ts.tolist(),
+        ),
         "index": [
             (lv, [(k.tolist(), e.tolist()) for k, e in ix._levels], len(ix))
             for lv, ix in (("duplicate", eng.dup_index), ("story", eng.story_index))
@@ -179,6 +184,27 @@ def test_the_packed_features_load_the_state_the_json_ones_do(store: Store) -> No
         from_json = DedupService(store)
         from_json.load()
         assert engine_state(from_json.engine) == engine_state(packed.engine)
+
+
+def test_a_load_makes_its_items_findable_as_remembering_each_one_does(store: Store) -> None:
+    """A start-up takes each chunk of stored items in at once (``Engine.take_in``): the same
+    exact keys, anchors and slot languages as placing them one by one remembered."""
+    load_corpus(store)
+    DedupService(store).process_pending()
+    loaded = DedupService(store)
+    loaded.load()
+    eng = loaded.engine
+    assert len(eng.records) > 50
+    want = engine_state(eng)
+    eng.by_url, eng.by_hash = {}, {}
+    eng.by_title, eng.by_publisher = defaultdict(list), defaultdict(list)
+    eng.by_anchor = defaultdict(set)
+    eng._slot_lang[:] = 0
+    eng._lang_codes = {"": 0}
+    for rec in eng.records.values():
+        eng._remember_keys(rec)
+    got = engine_state(eng)
+    assert got["keys"] == want["keys"] and got["slots"] == want["slots"]
 
 
 def test_a_packed_form_this_version_cannot_read_is_passed_over_for_the_json(

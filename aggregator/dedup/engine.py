@@ -326,14 +326,32 @@ def title_key(title: str, publisher: str | None, feed_kind: str) -> str:
     return " ".join(tokens(bare_title(title, publisher, feed_kind)))
 
 
-def _stored_rec(item: DedupItem, dup_sig: np.ndarray | None, story_sig: np.ndarray | None) -> Rec:
-    """The record of a stored item before its story features are read into it."""
+def _stored_rec(
+    item: DedupItem,
+    dup_sig: np.ndarray | None,
+    story_sig: np.ndarray | None,
+    lead: Mapping[str, int] = NO_TERMS,
+    vec: TermVector = EMPTY,
+    short: bool = True,
+    body_len: int = 0,
+    lang: str = "",
+    anchors: frozenset[str] = frozenset(),
+) -> Rec:
+    """The record of a stored item, with its story features where it has them (one
+    constructor call: a start-up makes tens of thousands)."""
     return Rec(
-        item=item,
-        title_key=title_key(item.title, item.publisher, item.feed_kind),
-        publisher_key=publisher_key(item.publisher),
-        dup_sig=dup_sig,
-        story_sig=story_sig,
+        item,
+        title_key(item.title, item.publisher, item.feed_kind),
+        publisher_key(item.publisher),
+        dup_sig,
+        story_sig,
+        NO_TERMS,
+        lead,
+        vec,
+        short,
+        body_len,
+        lang,
+        anchors,
     )
 
 
@@ -741,17 +759,23 @@ class Engine:
     ) -> Rec:
         """Hold a stored item with its stored signatures and story features (what
         ``service._signature_rows`` wrote); its terms are counted in by :meth:`take_in`."""
-        rec = _stored_rec(item, dup_sig, story_sig)
-        if features is not None:
+        if features is None:
+            rec = _stored_rec(item, dup_sig, story_sig)
+        else:
             # the terms go straight into the vocabulary (one string per term there); the
             # lead terms, summed into centroids, are interned: one string per term too
-            rec.vec = self.vocab.vector(features.get("terms", {}))
             lead: Mapping[str, int] = features.get("lead", {})
-            rec.lead = dict(zip(map(intern, lead), lead.values(), strict=True))
-            rec.short = bool(features.get("short", True))
-            rec.body_len = int(features.get("body_len", 0))
-            rec.lang = str(features.get("lang") or item.lang or "")
-            rec.anchors = frozenset(map(intern, features.get("anchors", ())))
+            rec = _stored_rec(
+                item,
+                dup_sig,
+                story_sig,
+                lead=dict(zip(map(intern, lead), lead.values(), strict=True)),
+                vec=self.vocab.vector(features.get("terms", {})),
+                short=bool(features.get("short", True)),
+                body_len=int(features.get("body_len", 0)),
+                lang=str(features.get("lang") or item.lang or ""),
+                anchors=frozenset(map(intern, features.get("anchors", ()))),
+            )
         self._held(rec)
         return rec
 
@@ -760,6 +784,38 @@ class Engine:
         self.records[item.id] = rec
         self.hold(item)
         self.by_source[item.source].append(item.id)
+
+    def _held_many(self, recs: Sequence[Rec]) -> None:
+        """:meth:`_held` for each in order; new slots of a start-up's items given at once
+        (the same slots and grown arrays as one by one)."""
+        ids = [rec.item.id for rec in recs]
+        fresh = set(ids)
+        if self._free_slots or len(fresh) < len(ids) or not self._slot_of.keys().isdisjoint(fresh):
+            for rec in recs:
+                self._held(rec)
+            return
+        self.records.update(zip(ids, recs, strict=True))
+        by_time, by_source = self._by_time, self.by_source
+        for rec in recs:
+            heapq.heappush(by_time, (rec.item.published_at, rec.item.id))
+            by_source[rec.item.source].append(rec.item.id)
+        start = len(self._slot_of)
+        end = start + len(ids)
+        size = len(self._slot_id)
+        while size < end:  # doubled as often as one by one doubles them
+            size *= 2
+        if size > len(self._slot_id):
+            grown = np.full(size, -1, dtype=np.int64)
+            grown[:start] = self._slot_id[:start]
+            self._slot_id = grown
+            for name in ("_slot_ts", "_slot_lang"):
+                old = getattr(self, name)
+                more = np.zeros(size, dtype=old.dtype)
+                more[: len(old)] = old
+                setattr(self, name, more)
+        self._slot_of.update(zip(ids, range(start, end), strict=True))
+        self._slot_id[start:end] = ids
+        self._slot_ts[start:end] = [rec.ts for rec in recs]
 
     def hold_stored_many(
         self,
@@ -807,18 +863,33 @@ class Engine:
         # the lead terms as the vocabulary's strings: one string per term, as interning made it
         lead_names = self.vocab.names(ids[got.lead_at])
         lead_counts, lead_bounds = got.lead_counts, got.lead_bounds
-        recs = []
-        for k, item in enumerate(items):
-            rec = _stored_rec(item, dup_sigs[k], story_sigs[k])
-            lo, hi = lead_bounds[k], lead_bounds[k + 1]
-            rec.vec = vecs[k]
-            rec.lead = dict(zip(lead_names[lo:hi], lead_counts[lo:hi], strict=True))
-            rec.short = got.short[k]
-            rec.body_len = got.body_len[k]
-            rec.lang = got.lang[k] or item.lang or ""
-            rec.anchors = frozenset(map(intern, got.anchors[k]))
-            self._held(rec)
-            recs.append(rec)
+        recs = [
+            _stored_rec(
+                item,
+                dup_sig,
+                story_sig,
+                dict(zip(lead_names[lo:hi], lead_counts[lo:hi], strict=True)),
+                vec,
+                short,
+                body_len,
+                lang or item.lang or "",
+                frozenset(map(intern, item_anchors)),
+            )
+            for item, dup_sig, story_sig, vec, lo, hi, short, body_len, lang, item_anchors in zip(
+                items,
+                dup_sigs,
+                story_sigs,
+                vecs,
+                lead_bounds[:-1],
+                lead_bounds[1:],
+                got.short,
+                got.body_len,
+                got.lang,
+                got.anchors,
+                strict=True,
+            )
+        ]
+        self._held_many(recs)
         return recs
 
     def finish_restore(self, *, next_cluster_id: int, apart: list[tuple[str, int, int]]) -> None:
@@ -1192,15 +1263,17 @@ class Engine:
         """Hold stored items (held by :meth:`hold`, in their order): count their terms in and
         make them findable, as placing them did, with one array operation per LSH index."""
         self.vocab.count_in_many([rec.vec for rec in recs])
-        for level, held in (
-            ("duplicate", [(rec.item.id, rec.dup_sig) for rec in recs]),
-            ("story", [(rec.item.id, rec.story_sig) for rec in recs]),
+        slots = list(map(self._slot_of.__getitem__, [rec.item.id for rec in recs]))
+        for level, sigs in (
+            ("duplicate", [rec.dup_sig for rec in recs]),
+            ("story", [rec.story_sig for rec in recs]),
         ):
-            held = [(item_id, sig) for item_id, sig in held if sig is not None]
-            if held:
-                slots = np.array([self._slot_of[item_id] for item_id, _ in held], dtype=np.int64)
-                sigs = np.stack([sig for _, sig in held])
-                self._index_of(level).add_many(slots, self._band_values(sigs, level))
+            some = [k for k, sig in enumerate(sigs) if sig is not None]
+            if some:
+                self._index_of(level).add_many(
+                    np.array([slots[k] for k in some], dtype=np.int64),
+                    self._band_values(np.stack([sigs[k] for k in some]), level),
+                )
         # every (anchor, item) of the chunk in one C-level pass, in the order one by one
         # adds them (a start-up's items hold dozens of anchors each)
         deque(
@@ -1211,8 +1284,20 @@ class Engine:
             ),
             maxlen=0,
         )
+        # the rest of _remember_keys, a chunk at a time
+        lang_code = self._lang_code
+        self._slot_lang[slots] = [lang_code(rec.lang) for rec in recs]
+        by_url, by_hash, by_title = self.by_url, self.by_hash, self.by_title
         for rec in recs:
-            self._remember_keys(rec, anchors=False)
+            item = rec.item
+            if item.canonical_url:
+                by_url.setdefault(item.canonical_url, item.id)
+            if item.content_hash:
+                by_hash.setdefault(item.content_hash, item.id)
+            if rec.title_key and item.id not in (same := by_title[rec.title_key]):
+                same.append(item.id)
+                if rec.publisher_key:
+                    self.by_publisher[_opening(rec)].append(item.id)  # type: ignore[index]
 
     def _lang_code(self, lang: str) -> int:
         return self._lang_codes.setdefault(lang, len(self._lang_codes))
