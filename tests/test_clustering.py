@@ -398,6 +398,35 @@ def test_a_common_band_value_proposes_only_its_newest_holders() -> None:
     assert cands.shared.tolist() == [1, 1, 1]
 
 
+def test_a_duplicate_band_value_proposes_only_its_newest_holders() -> None:
+    """The duplicate candidates are bounded too: a band's value proposes only its
+    ``dup_postings`` newest holders, and the bands each shares are its own."""
+    from aggregator.dedup.engine import Rec, Settings
+
+    engine = Engine(Settings(dup_postings=2))
+    bands, rows = engine.dup_bands
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    base = np.arange(1, 129, dtype=np.uint32)
+    for n in range(1, 6):  # all share band 0's rows; item 1 alone shares band 1's too
+        sig = base + np.uint32(1000 * n)
+        sig[:rows] = base[:rows]
+        if n == 1:
+            sig[rows : 2 * rows] = base[rows : 2 * rows]
+        rec = Rec(item=site_item(n, f"Meldung {n}", at), title_key="", publisher_key=None)
+        rec.dup_sig = sig
+        engine.records[n] = rec
+        engine.hold(rec.item)
+        engine._index(n, sig, "duplicate")
+    query = Rec(item=site_item(9, "Anfrage", at), title_key="", publisher_key=None)
+    query.dup_sig = base.copy()
+    slots, same = engine._dup_candidates(query)
+    assert engine._slot_id[slots].tolist() == [4, 5, 1]  # band 0's two newest, band 1's
+    assert [np.flatnonzero(b).tolist() for b in same] == [[0], [0], [0, 1]]
+    engine.settings = Settings(dup_postings=5)
+    slots, _ = engine._dup_candidates(query)
+    assert engine._slot_id[slots].tolist() == [1, 2, 3, 4, 5]
+
+
 def test_a_collision_of_duplicate_band_mixes_proposes_nothing() -> None:
     """The duplicate index keys a band of three rows by a 32-bit mix of them; two different
     bands with the same mix must not make a candidate (its bands are compared exactly)."""

@@ -76,6 +76,7 @@ class Settings:
     lead_tokens: int = 60  # threads compare stories by their titles and leads
     max_candidates: int = 50  # story/thread candidates verified per item (most bands shared)
     story_postings: int = 32  # a story band's value proposes at most its newest holders
+    dup_postings: int = 32  # ... and a duplicate band's value (copies of one text)
     wire_title_terms: int = 5  # an identical headline this long from another outlet: a copy
     wire_window_s: float = 86400.0  # ... printed within this time of the other
     story_bridges: int = 2  # headlines matching two stories that merge them against centroids
@@ -97,8 +98,8 @@ class Settings:
         if self.num_perm < 16:
             raise ValueError(f"num_perm must be >= 16, got {self.num_perm}")
         for name in ("short_terms", "story_top_terms", "lead_tokens", "max_candidates",
-                     "story_postings", "wire_title_terms", "story_bridges", "cross_anchors",
-                     "cross_postings"):  # fmt: skip
+                     "story_postings", "dup_postings", "wire_title_terms", "story_bridges",
+                     "cross_anchors", "cross_postings"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
@@ -565,11 +566,15 @@ class Engine:
     def _dup_candidates(self, rec: Rec) -> tuple[np.ndarray, np.ndarray]:
         """The slots of the items sharing a duplicate band with ``rec``, in first order, and
         which bands each shares (a row of flags each; compared on the signatures: the index
-        only knows the bands' mixes). One gather of the slots' signature rows."""
+        only knows the bands' mixes). One gather of the slots' signature rows. Most share a
+        band by chance, more the more is held; a band's value proposes at most its
+        ``dup_postings`` newest holders (copies of one text, whose cluster the newest
+        stand for), so there are never more than ``bands * dup_postings`` candidates."""
         bands, rows = self.dup_bands
         if rec.dup_sig is None:
             return np.zeros(0, dtype=np.int64), np.zeros((0, bands), dtype=bool)
-        slots, _ = self.dup_index.query(self._band_values(rec.dup_sig, "duplicate"))
+        values = self._band_values(rec.dup_sig, "duplicate")
+        slots, _ = self.dup_index.query(values, self.settings.dup_postings)
         slots = slots[self._slot_id[slots] != rec.item.id]
         n = bands * rows
         same = (self._slot_dup[slots] == rec.dup_sig[:n]).reshape(len(slots), bands, rows)
