@@ -185,6 +185,7 @@ class DedupConfig(_Strict):
     lead_tokens: int = Field(default=60, ge=1, le=10000)
     max_candidates: int = Field(default=50, ge=1, le=100_000)
     story_postings: int = Field(default=32, ge=1, le=1_000_000)
+    dup_postings: int = Field(default=32, ge=1, le=1_000_000)
     wire_title_terms: int = Field(default=5, ge=1, le=100)
     wire_window: Duration = 86400.0
     story_bridges: int = Field(default=2, ge=1, le=100)

@@ -251,6 +251,67 @@ def test_engine_forgets_items_outside_every_window() -> None:
     assert len(model.counts) < n
 
 
+def test_the_slot_rows_that_verify_duplicates_follow_their_items() -> None:
+    """Duplicate candidates are checked on per-slot rows (the banded signature, the shingle
+    bitmap, the counts), not on the records: as slots are reused, items re-placed as their
+    source's chrome is learned and edited, every row made must be what the item's own
+    signature and shingles give, and the placing must decide as the records would."""
+    from aggregator.dedup.engine import Settings
+
+    settings = Settings(story_window_s=86400, thread_window_s=86400, duplicate_window_s=86400)
+    engine = Engine(settings)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    texts = {}
+
+    def check() -> int:
+        """Every row made is the item's own; how many bitmaps are made."""
+        bands, rows = engine.dup_bands
+        made = 0
+        for item_id, rec in engine.records.items():
+            slot = engine._slot_of[item_id]
+            assert int(engine._slot_id[slot]) == item_id
+            if rec.dup_sig is None:
+                continue
+            assert (engine._slot_dup[slot] == rec.dup_sig[: bands * rows]).all()
+            if engine._slot_shingles[slot] >= 0:
+                made += 1
+                engine._shingle_bits_cache.pop(item_id, None)
+                bits, excess = engine._shingle_bits(item_id, engine.dup_shingles(item_id))
+                assert (engine._slot_bits[slot] == bits).all()
+                assert engine._slot_excess[slot] == excess
+                assert engine._slot_shingles[slot] == len(engine.dup_shingles(item_id))
+                engine._shingle_bits_cache.pop(item_id)
+        return made
+
+    for i in range(300):
+        at = start + timedelta(hours=3 * i)  # ~37 days: slots are freed and reused
+        words = " ".join(
+            SYLLABLES[(i // 3 * 7 + k) % 20] + SYLLABLES[(i // 3 + k * 3) % 20] for k in range(60)
+        )  # three items each: copies that are duplicates
+        texts[i] = f"{words[:40]}\n{words}\nImpressum und Datenschutz der Testseite"
+        out = engine.add(
+            site_item(1000 + i, f"Meldung Nummer {i} aus der Stadt", at), text=texts[i]
+        )
+        if i % 3:
+            ev = out.evidence[(1000 + i, "duplicate")]
+            first = 1000 + i - i % 3  # the copies before it in its group
+            assert ev.method == "minhash" and first <= ev.matched_item_id < 1000 + i
+            other = engine.records[ev.matched_item_id].dup_sig
+            assert ev.bands == tuple(
+                engine.matched_bands(engine.records[1000 + i].dup_sig, other, "duplicate")
+            )
+        if i == 250:  # an edit: its features, and its rows, are made anew (a new text
+            # that shares nothing, so no candidate's check makes its bitmap on the way)
+            edited = site_item(1000 + i - 1, "Meldung Nummer 249 neu", at)
+            new = " ".join(f"{a}{b}" for a in SYLLABLES for b in SYLLABLES[:4])
+            engine.update(edited, text=f"{new}\nImpressum und Datenschutz der Testseite")
+            assert engine.records[1000 + i - 1].dup_sig is not None
+            check()
+    assert check() >= len(engine.records) // 2
+    free = [s for s in range(len(engine._slot_id)) if engine._slot_id[s] < 0]
+    assert (engine._slot_shingles[free] == -1).all()  # a freed slot's bitmap is no one's
+
+
 def test_replacing_an_item_whose_own_cluster_is_merged_on_the_way() -> None:
     """A re-placed item (its source's chrome was just learned) can match an older cluster
     best and a co-member of its own cluster too: the merge of its own cluster into the older
@@ -337,6 +398,35 @@ def test_a_common_band_value_proposes_only_its_newest_holders() -> None:
     assert cands.shared.tolist() == [1, 1, 1]
 
 
+def test_a_duplicate_band_value_proposes_only_its_newest_holders() -> None:
+    """The duplicate candidates are bounded too: a band's value proposes only its
+    ``dup_postings`` newest holders, and the bands each shares are its own."""
+    from aggregator.dedup.engine import Rec, Settings
+
+    engine = Engine(Settings(dup_postings=2))
+    bands, rows = engine.dup_bands
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    base = np.arange(1, 129, dtype=np.uint32)
+    for n in range(1, 6):  # all share band 0's rows; item 1 alone shares band 1's too
+        sig = base + np.uint32(1000 * n)
+        sig[:rows] = base[:rows]
+        if n == 1:
+            sig[rows : 2 * rows] = base[rows : 2 * rows]
+        rec = Rec(item=site_item(n, f"Meldung {n}", at), title_key="", publisher_key=None)
+        rec.dup_sig = sig
+        engine.records[n] = rec
+        engine.hold(rec.item)
+        engine._index(n, sig, "duplicate")
+    query = Rec(item=site_item(9, "Anfrage", at), title_key="", publisher_key=None)
+    query.dup_sig = base.copy()
+    slots, same = engine._dup_candidates(query)
+    assert engine._slot_id[slots].tolist() == [4, 5, 1]  # band 0's two newest, band 1's
+    assert [np.flatnonzero(b).tolist() for b in same] == [[0], [0], [0, 1]]
+    engine.settings = Settings(dup_postings=5)
+    slots, _ = engine._dup_candidates(query)
+    assert engine._slot_id[slots].tolist() == [1, 2, 3, 4, 5]
+
+
 def test_a_collision_of_duplicate_band_mixes_proposes_nothing() -> None:
     """The duplicate index keys a band of three rows by a 32-bit mix of them; two different
     bands with the same mix must not make a candidate (its bands are compared exactly)."""
@@ -371,7 +461,12 @@ def test_a_collision_of_duplicate_band_mixes_proposes_nothing() -> None:
     query = Rec(item=site_item(9, "Anfrage", at), title_key="", publisher_key=None)
     query.dup_sig = sig_b.astype(np.uint32)
     assert (band_values(query.dup_sig, bands, rows)[0]) == band_values(sig_a, bands, rows)[0]
-    assert engine._dup_candidates(query) == {2: [2]}  # c shares band 2 with b; a nothing
+    slots, same = engine._dup_candidates(query)
+    found = {
+        int(engine._slot_id[s]): np.flatnonzero(b).tolist()
+        for s, b in zip(slots, same, strict=True)
+    }
+    assert found == {2: [2]}  # c shares band 2 with b; a nothing
 
 
 def test_a_google_title_shortened_with_an_ellipsis_joins_the_full_article() -> None:

@@ -76,6 +76,7 @@ class Settings:
     lead_tokens: int = 60  # threads compare stories by their titles and leads
     max_candidates: int = 50  # story/thread candidates verified per item (most bands shared)
     story_postings: int = 32  # a story band's value proposes at most its newest holders
+    dup_postings: int = 32  # ... and a duplicate band's value (copies of one text)
     wire_title_terms: int = 5  # an identical headline this long from another outlet: a copy
     wire_window_s: float = 86400.0  # ... printed within this time of the other
     story_bridges: int = 2  # headlines matching two stories that merge them against centroids
@@ -97,8 +98,8 @@ class Settings:
         if self.num_perm < 16:
             raise ValueError(f"num_perm must be >= 16, got {self.num_perm}")
         for name in ("short_terms", "story_top_terms", "lead_tokens", "max_candidates",
-                     "story_postings", "wire_title_terms", "story_bridges", "cross_anchors",
-                     "cross_postings"):  # fmt: skip
+                     "story_postings", "dup_postings", "wire_title_terms", "story_bridges",
+                     "cross_anchors", "cross_postings"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
@@ -422,6 +423,15 @@ class Engine:
         self._slot_id = np.full(1024, -1, dtype=np.int64)
         self._slot_ts = np.zeros(1024, dtype=np.float64)
         self._slot_lang = np.zeros(1024, dtype=np.int16)  # a code of Rec.lang (0: unknown)
+        # What verifies a duplicate candidate, by slot (see _dup_candidates and dup_alike):
+        # the banded part of its duplicate signature, its shingles' bitmap, how many
+        # shingles it has (-1: bitmap not made yet, made when first a candidate) and how
+        # many share a bucket; ~1 KB per slot, so a candidate set is checked by a few
+        # gathers instead of a few Python steps each.
+        self._slot_dup = np.zeros((1024, self.dup_bands[0] * self.dup_bands[1]), dtype=np.uint32)
+        self._slot_bits = np.zeros((1024, SHINGLE_BUCKETS // 64), dtype=np.uint64)
+        self._slot_shingles = np.full(1024, -1, dtype=np.int64)
+        self._slot_excess = np.zeros(1024, dtype=np.int64)
         self._lang_codes: dict[str, int] = {"": 0}
         self._free_slots: list[int] = []
         self.newest_at: datetime | None = None
@@ -549,35 +559,46 @@ class Engine:
     def _index(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
         """Both LSH indexes hold the item's slot under each band's value."""
         if sig is not None:
-            self._index_of(level).add(self._slot_of[item_id], self._band_values(sig, level))
+            slot = self._slot_of[item_id]
+            self._index_of(level).add(slot, self._band_values(sig, level))
+            if level == "duplicate":
+                self._dup_rows(np.array([slot]), sig[None, :])
+                made = self._shingle_bits_cache.pop(item_id, None)  # by dup_alike, as a query
+                if made is not None and made[0] is self._shingle_cache.get(item_id):
+                    self._slot_bits[slot], self._slot_excess[slot] = made[1], made[2]
+                    self._slot_shingles[slot] = len(made[0])
+
+    def _dup_rows(self, slots: np.ndarray, sigs: np.ndarray) -> None:
+        """The slots' duplicate signatures (what their bands are compared on); their
+        bitmaps are made anew when next a candidate (the features may have changed)."""
+        self._slot_dup[slots] = sigs[:, : self._slot_dup.shape[1]]
+        self._slot_shingles[slots] = -1
 
     def _unindex(self, item_id: int, sig: np.ndarray | None, level: str) -> None:
         if sig is not None:
-            self._index_of(level).remove(self._slot_of[item_id])
+            slot = self._slot_of[item_id]
+            self._index_of(level).remove(slot)
+            if level == "duplicate":
+                self._slot_shingles[slot] = -1
 
-    def _dup_candidates(self, rec: Rec) -> dict[int, list[int]]:
-        """Items sharing a duplicate band with ``rec``, in first order, with the bands they
-        share (compared on the signatures: the index only knows the bands' mixes)."""
-        if rec.dup_sig is None:
-            return {}
-        slots, _ = self.dup_index.query(self._band_values(rec.dup_sig, "duplicate"))
-        others = [o for o in self._slot_id[slots].tolist() if o != rec.item.id]
-        if not others:
-            return {}
+    def _dup_candidates(self, rec: Rec) -> tuple[np.ndarray, np.ndarray]:
+        """The slots of the items sharing a duplicate band with ``rec``, in first order, and
+        which bands each shares (a row of flags each; compared on the signatures: the index
+        only knows the bands' mixes). One gather of the slots' signature rows. Most share a
+        band by chance, more the more is held; a band's value proposes at most its
+        ``dup_postings`` newest holders (copies of one text, whose cluster the newest
+        stand for), so there are never more than ``bands * dup_postings`` candidates."""
         bands, rows = self.dup_bands
+        if rec.dup_sig is None:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, bands), dtype=bool)
+        values = self._band_values(rec.dup_sig, "duplicate")
+        slots, _ = self.dup_index.query(values, self.settings.dup_postings)
+        slots = slots[self._slot_id[slots] != rec.item.id]
         n = bands * rows
-        records = self.records  # one concatenation: np.stack costs ~1.5 us an array
-        sigs = np.concatenate([records[o].dup_sig[:n] for o in others])  # type: ignore[index]
-        sigs = sigs.reshape(len(others), n)
-        same = (sigs == rec.dup_sig[:n]).reshape(len(others), bands, rows).all(axis=2)
-        found: dict[int, list[int]] = {}
-        for k, band in zip(*(x.tolist() for x in np.nonzero(same)), strict=True):  # row by row
-            bands_of = found.get(others[k])
-            if bands_of is None:
-                found[others[k]] = [band]
-            else:
-                bands_of.append(band)
-        return found
+        same = (self._slot_dup[slots] == rec.dup_sig[:n]).reshape(len(slots), bands, rows)
+        same = same.all(axis=2)
+        real = same.any(axis=1)
+        return slots[real], same[real]
 
     def matched_bands(self, a: np.ndarray | None, b: np.ndarray | None, level: str) -> list[int]:
         if a is None or b is None:
@@ -618,41 +639,76 @@ class Engine:
 
     def dup_alike(self, item_id: int, others: Sequence[int]) -> list[float | None]:
         """:meth:`dup_similarity` of one item with each of ``others`` where it reaches
-        ``duplicate_threshold`` (None where it does not). The duplicate candidates grow with
-        what is held (most share a band by chance), so each is first bounded from the two
-        bitmaps: the shared buckets plus the fewer shingles either puts in a bucket already
-        taken can only exceed the shared shingles. Only those whose bound reaches the
-        threshold are compared, all at once."""
-        threshold = self.settings.duplicate_threshold
-        out: list[float | None] = [None] * len(others)
+        ``duplicate_threshold`` (None where it does not); see :meth:`_alike`."""
         sa = self.dup_shingles(item_id)
         if not others or len(sa) < 15:
-            return out  # a similarity of 0.0 reaches no threshold
+            return [None] * len(others)  # a similarity of 0.0 reaches no threshold
         arrays = [self.dup_shingles(o) for o in others]
-        bits_a, excess_a = self._shingle_bits(item_id, sa)
-        bits, excess = [], []
-        for o, arr in zip(others, arrays, strict=True):
-            bits_o, excess_o = self._shingle_bits(o, arr)
-            bits.append(bits_o)
-            excess.append(excess_o)
+        made = [self._shingle_bits(o, arr) for o, arr in zip(others, arrays, strict=True)]
         lens = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+        bits = np.concatenate([b for b, _ in made]).reshape(len(made), -1)
+        excess = np.array([e for _, e in made], dtype=np.int64)
+        return self._alike(item_id, sa, bits, lens, excess, arrays.__getitem__)
+
+    def _dup_alike_slots(self, item_id: int, slots: np.ndarray) -> list[float | None]:
+        """:meth:`dup_alike` of held items by their slots, from the slots' bitmaps (made
+        here for those that have none yet: once per item while it is indexed)."""
+        sa = self.dup_shingles(item_id)
+        if not len(slots) or len(sa) < 15:
+            return [None] * len(slots)
+        cold = slots[self._slot_shingles[slots] < 0].tolist()
+        if cold:
+            self._read_texts(self._slot_id[cold].tolist())
+            for slot in cold:
+                other = int(self._slot_id[slot])
+                shingled = self.dup_shingles(other)
+                self._slot_bits[slot], self._slot_excess[slot] = self._shingle_bits(other, shingled)
+                self._slot_shingles[slot] = len(shingled)
+                self._shingle_bits_cache.pop(other, None)  # held by slot now
+        ids = self._slot_id[slots]
+        return self._alike(
+            item_id,
+            sa,
+            self._slot_bits[slots],
+            self._slot_shingles[slots],
+            self._slot_excess[slots],
+            lambda k: self.dup_shingles(int(ids[k])),
+        )
+
+    def _alike(
+        self,
+        item_id: int,
+        sa: np.ndarray,
+        bits: np.ndarray,
+        lens: np.ndarray,
+        excess: np.ndarray,
+        shingles_of: Callable[[int], np.ndarray],
+    ) -> list[float | None]:
+        """Containment of ``sa`` (the item's shingles) in each other where it reaches the
+        threshold, the others given by their bitmaps, shingle counts and crowded shingles.
+        The duplicate candidates grow with what is held (most share a band by chance), so
+        each is first bounded from the two bitmaps: the shared buckets plus the fewer
+        shingles either puts in a bucket already taken can only exceed the shared shingles.
+        Only those whose bound reaches the threshold are compared, all at once."""
+        threshold = self.settings.duplicate_threshold
+        out: list[float | None] = [None] * len(lens)
+        bits_a, excess_a = self._shingle_bits(item_id, sa)
         small = np.minimum(lens, len(sa))
-        shared_buckets = np.concatenate(bits).reshape(len(bits), -1) & bits_a
-        bound = np.bitwise_count(shared_buckets).sum(axis=1, dtype=np.int64)
+        bound = np.bitwise_count(bits & bits_a).sum(axis=1, dtype=np.int64)
         bound += np.minimum(excess, excess_a)
         with np.errstate(divide="ignore", invalid="ignore"):
             maybe = np.flatnonzero((small >= 15) & (bound / small >= threshold)).tolist()
         if not maybe:
             return out
-        chosen = [arrays[k] for k in maybe]
+        chosen = [shingles_of(k) for k in maybe]
         sizes = [len(a) for a in chosen]
         every = np.concatenate(chosen)
         hit = sa[np.minimum(np.searchsorted(sa, every), len(sa) - 1)] == every
         ends = np.cumsum(sizes)
         found = np.concatenate(([0], np.cumsum(hit)))  # hits before each position
         shared = (found[ends] - found[ends - sizes]).tolist()  # both sorted, unique: |A & B|
-        for k, n_shared in zip(maybe, shared, strict=True):
-            score = n_shared / min(len(sa), len(arrays[k]))
+        for k, n_shared, size in zip(maybe, shared, sizes, strict=True):
+            score = n_shared / min(len(sa), size)
             if score >= threshold:
                 out[k] = score
         return out
@@ -1084,21 +1140,30 @@ class Engine:
             else:
                 slot = len(self._slot_of)
                 if slot >= len(self._slot_id):
-                    grown = np.full(2 * len(self._slot_id), -1, dtype=np.int64)
-                    grown[:slot] = self._slot_id[:slot]
-                    self._slot_id = grown
-                    self._slot_ts = np.concatenate([self._slot_ts, np.zeros_like(self._slot_ts)])
-                    self._slot_lang = np.concatenate(
-                        [self._slot_lang, np.zeros_like(self._slot_lang)]
-                    )
+                    self._grow_slots()
             self._slot_of[item.id] = slot
         self._slot_id[slot] = item.id
         self._slot_ts[slot] = item.published_at.timestamp()
+
+    def _grow_slots(self) -> None:
+        """Double the per-slot arrays (the new slots unused, their bitmaps not made)."""
+
+        def doubled(a: np.ndarray, fill: int) -> np.ndarray:
+            return np.concatenate([a, np.full_like(a, fill)])
+
+        self._slot_id = doubled(self._slot_id, -1)
+        self._slot_ts = doubled(self._slot_ts, 0)
+        self._slot_lang = doubled(self._slot_lang, 0)
+        self._slot_dup = doubled(self._slot_dup, 0)
+        self._slot_bits = doubled(self._slot_bits, 0)
+        self._slot_shingles = doubled(self._slot_shingles, -1)
+        self._slot_excess = doubled(self._slot_excess, 0)
 
     def _release(self, item_id: int) -> None:
         slot = self._slot_of.pop(item_id, None)
         if slot is not None:
             self._slot_id[slot] = -1
+            self._slot_shingles[slot] = -1
             self._free_slots.append(slot)
 
     def reach(self) -> timedelta:
@@ -1270,10 +1335,11 @@ class Engine:
         ):
             some = [k for k, sig in enumerate(sigs) if sig is not None]
             if some:
-                self._index_of(level).add_many(
-                    np.array([slots[k] for k in some], dtype=np.int64),
-                    self._band_values(np.stack([sigs[k] for k in some]), level),
-                )
+                some_slots = np.array([slots[k] for k in some], dtype=np.int64)
+                some_sigs = np.stack([sigs[k] for k in some])
+                self._index_of(level).add_many(some_slots, self._band_values(some_sigs, level))
+                if level == "duplicate":
+                    self._dup_rows(some_slots, some_sigs)
         # every (anchor, item) of the chunk in one C-level pass, in the order one by one
         # adds them (a start-up's items hold dozens of anchors each)
         deque(
@@ -1330,18 +1396,13 @@ class Engine:
         if exact is not None:
             matches.append(exact)
         if rec.dup_sig is not None:
-            window_s = self.settings.duplicate_window_s
-            records, ts = self.records, rec.ts
-            near = [
-                (records[other], bands)
-                for other, bands in self._dup_candidates(rec).items()
-                if abs(records[other].ts - ts) <= window_s
-            ]
-            self._read_texts(orec.item.id for orec, _ in near)
-            scores = self.dup_alike(item.id, [orec.item.id for orec, _ in near])
+            slots, same = self._dup_candidates(rec)
+            near = np.abs(self._slot_ts[slots] - rec.ts) <= self.settings.duplicate_window_s
+            slots, same = slots[near], same[near]
+            scores = self._dup_alike_slots(item.id, slots)
             alike = [
-                (orec, bands, sc)
-                for (orec, bands), sc in zip(near, scores, strict=True)
+                (self.records[int(self._slot_id[slots[k]])], np.flatnonzero(same[k]).tolist(), sc)
+                for k, sc in enumerate(scores)
                 if sc is not None
             ]
             # the template check reads the pages themselves: at once, not one query each

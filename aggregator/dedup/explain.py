@@ -116,7 +116,7 @@ def explain(service: DedupService, a: int, b: int) -> dict[str, Any]:
 # what the rules above do not see: when each was placed, and the candidate cuts of that moment
 NEVER_COMPARED = (
     "similar, but never compared after both were placed (or cut from the candidates of the "
-    "later one: story_postings, max_candidates)"
+    "later one: story_postings, dup_postings, max_candidates)"
 )
 
 
