@@ -494,9 +494,18 @@ class Engine:
         rec.vec = self.vocab.vector(rec.terms)
 
     def _top_terms(self, terms: Counter[str]) -> list[str]:
-        idf = self.vocab.idf_of(terms)
-        scored = sorted(terms, key=lambda t: (-terms[t] * idf[t], t))
-        return scored[: self.settings.story_top_terms]
+        """The ``story_top_terms`` terms of the highest count x IDF (ties: the first in
+        alphabetical order), in no particular order: the story signature's set."""
+        n = self.settings.story_top_terms
+        if len(terms) <= n:
+            return list(terms)
+        words = list(terms)
+        idf = np.fromiter(self.vocab.idf_of(words).values(), dtype=np.float64, count=len(words))
+        scores = np.fromiter(terms.values(), dtype=np.float64, count=len(words)) * idf
+        cut = np.partition(scores, len(words) - n)[len(words) - n]  # the n-th highest
+        above = np.flatnonzero(scores > cut).tolist()
+        tied = sorted(words[k] for k in np.flatnonzero(scores == cut).tolist())
+        return [words[k] for k in above] + tied[: n - len(above)]
 
     def count_in(self, rec: Rec) -> None:
         """Count a held item's terms (its vector, made by :meth:`_features` or at load)
