@@ -59,7 +59,7 @@ def token_hashes(toks: Sequence[str]) -> np.ndarray:
                             del _token_hash[old]
                     h = _token_hash[token] = hash64(token)
                 found[k] = h
-    return np.array(found, dtype=np.uint64)
+    return np.fromiter(found, dtype=np.uint64, count=len(found))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -95,7 +95,15 @@ def shingle_hashes(hashed: np.ndarray, k: int = SHINGLE) -> np.ndarray:
 def text_shingles(toks: Sequence[str], k: int = SHINGLE) -> np.ndarray:
     """A text's distinct ``k``-shingles as sorted int64 hashes (what duplicate verification
     compares and the duplicate signature is made of)."""
-    return np.unique(shingle_hashes(token_hashes(toks), k).view(np.int64))
+    return _distinct(np.sort(shingle_hashes(token_hashes(toks), k).view(np.int64)))
+
+
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """A sorted array without repeats (``np.unique`` hashes first: ten times slower here)."""
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 @lru_cache(maxsize=4)
