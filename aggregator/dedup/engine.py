@@ -47,9 +47,9 @@ from ..normaliser import names_publisher
 from .anchors import anchors, is_lexical
 from .bandindex import BandIndex
 from .boilerplate import BoilerplateModel, line_keys, split_lines
-from .minhash import signatures
+from .minhash import signatures, text_shingles, token_hashes
 from .storedform import unpack
-from .text import content_terms, fold, shingles, term_counts, tokens
+from .text import content_terms, fold, term_counts, tokens
 from .vectors import EMPTY, TermVector, Vocabulary, similarities
 
 SEED = 1
@@ -210,12 +210,6 @@ def band_values(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
         h ^= h >> np.uint64(29)
         h *= _FMIX
     return h >> np.uint64(32)
-
-
-def _hashed(shingled: set[str]) -> np.ndarray:
-    """Shingles as sorted unique 64-bit hashes. Python's own string hash, the cheapest: these
-    arrays are compared within the process that made them and never stored."""
-    return np.unique(np.fromiter(map(hash, shingled), dtype=np.int64, count=len(shingled)))
 
 
 _DIGIT_RE = re.compile(r"\d")
@@ -487,7 +481,7 @@ class Engine:
         if cached is None:
             rec = self.records[item_id]
             body = self._clean_body(rec.item)
-            cached = _hashed(shingles(tokens(f"{rec.title_key}\n{body}")))
+            cached = text_shingles(tokens(f"{rec.title_key}\n{body}"))
             self._shingle_cache[item_id] = cached
         return cached
 
@@ -499,10 +493,11 @@ class Engine:
         rec.body_len = len(body_toks)
         self._shingle_cache.pop(item.id, None)
         self._shingle_bits_cache.pop(item.id, None)
-        shingled: set[str] = set()
+        shingled = (
+            None  # sorted unique hashes: verification compares them, the signature reads them
+        )
         if item.feed_kind not in AGGREGATOR_SOURCE_TYPES and rec.body_len >= 20:
-            shingled = shingles(title_toks + body_toks)
-            self._shingle_cache[item.id] = _hashed(shingled)  # verification compares them
+            shingled = self._shingle_cache[item.id] = text_shingles(title_toks + body_toks)
         title = rec.title_key
         rec.terms, rec.lead = term_counts(
             title,
@@ -520,15 +515,25 @@ class Engine:
         top = self._top_terms(rec.terms)
         # both signatures at once; held as uint32 (half the memory), stored as uint64 bytes,
         # and loaded ones are converted back, so band keys agree after a restart
-        sigs = iter(signatures([g for g in (shingled, top) if g], self.settings.num_perm, SEED))
-        rec.dup_sig = next(sigs) if shingled else None
+        groups = [g for g in (shingled, token_hashes(top)) if g is not None and len(g)]
+        sigs = iter(signatures(groups, self.settings.num_perm, SEED))
+        rec.dup_sig = next(sigs) if shingled is not None and len(shingled) else None
         rec.story_sig = next(sigs) if top else None
         rec.vec = self.vocab.vector(rec.terms)
 
     def _top_terms(self, terms: Counter[str]) -> list[str]:
-        idf = self.vocab.idf_of(terms)
-        scored = sorted(terms, key=lambda t: (-terms[t] * idf[t], t))
-        return scored[: self.settings.story_top_terms]
+        """The ``story_top_terms`` terms of the highest count x IDF (ties: the first in
+        alphabetical order), in no particular order: the story signature's set."""
+        n = self.settings.story_top_terms
+        if len(terms) <= n:
+            return list(terms)
+        words = list(terms)
+        idf = np.fromiter(self.vocab.idf_of(words).values(), dtype=np.float64, count=len(words))
+        scores = np.fromiter(terms.values(), dtype=np.float64, count=len(words)) * idf
+        cut = np.partition(scores, len(words) - n)[len(words) - n]  # the n-th highest
+        above = np.flatnonzero(scores > cut).tolist()
+        tied = sorted(words[k] for k in np.flatnonzero(scores == cut).tolist())
+        return [words[k] for k in above] + tied[: n - len(above)]
 
     def count_in(self, rec: Rec) -> None:
         """Count a held item's terms (its vector, made by :meth:`_features` or at load)

@@ -1,21 +1,24 @@
-"""MinHash signatures made with a few array operations, equal bit for bit to datasketch's.
+"""MinHash signatures from 64-bit token hashes, in datasketch's form.
 
-datasketch's ``MinHash`` (its default scheme, ``affine32``) hashes each value to the first
-four bytes of its SHA-1, read little-endian; pre-mixes that with MurmurHash3's 32-bit
-finaliser; and keeps, per permutation ``(a, b)`` drawn from the seed, the least
-``a * h + b`` mod 2**32 (uint32 arithmetic wraps, which is the modulo). The same steps over
-arrays, without a ``MinHash`` object and a list per call, give the same values: signatures
-stored or indexed before stay valid, and ``datasketch.MinHash(hashvalues=...,
-scheme="affine32")`` takes these as its own. One SHA-1 per value is most of what is left.
+Hashing every shingle's string with SHA-1 (what datasketch does by default) was most of the
+cost of an item's features. Here each *token* is hashed once (BLAKE2b, 64 bits, stable across
+processes; a bounded cache, as news vocabulary repeats), a word shingle's hash is a mix of
+its tokens' hashes computed over arrays, and a term's hash is its token hash. The MinHash is
+datasketch's ``affine32`` scheme over the high 32 bits of each value's hash: its MurmurHash3
+fmix32 pre-mix, its permutations ``(a, b)`` drawn from the seed, per permutation the least
+``a * h + b`` mod 2**32 (uint32 arithmetic wraps, which is the modulo). So a signature is
+what ``datasketch.MinHash(num_perm, seed, hashfunc=high32).update_batch(value_hashes)`` holds
+(``tests/test_minhash.py``), and ``MinHash(hashvalues=..., scheme="affine32")`` takes it as
+its own: stored (uint64 bytes) and indexed as before. Signatures stored before migration 0013
+hashed each value's string with SHA-1; that migration re-signs them.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
-from itertools import chain
-from operator import methodcaller
+from itertools import islice
 
 import numpy as np
 from datasketch import MinHash
@@ -23,9 +26,84 @@ from datasketch import MinHash
 SCHEME = "affine32"
 EMPTY = np.uint32(0xFFFFFFFF)  # a permutation's value before any value is seen
 CHUNK = 4096  # values permuted at once: bounds the (num_perm, CHUNK) intermediate
+# Tokens whose hash is kept (~130 bytes each, so ~13 MiB full): the oldest half goes when it
+# is full, so a daemon's memory stays flat while it meets new names all year.
+TOKEN_CACHE = 100_000
+SHINGLE = 3  # words per shingle
 
-_digest = methodcaller("digest")
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX = (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9), np.uint64(27))
+_MIX2 = (np.uint64(0x94D049BB133111EB), np.uint64(31))
+_HIGH = np.uint64(32)
+
+_token_hash: dict[str, int] = {}
+
+
+def hash64(token: str) -> int:
+    """A token's 64-bit hash: the first 8 bytes of its UTF-8 BLAKE2b, little-endian."""
+    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+
+
+def token_hashes(toks: Sequence[str]) -> np.ndarray:
+    """Each token's :func:`hash64` as uint64, through the bounded cache."""
+    found = list(map(_token_hash.get, toks))
+    if None in found:
+        for k, h in enumerate(found):
+            if h is None:
+                token = toks[k]
+                h = _token_hash.get(token)
+                if h is None:
+                    if len(_token_hash) >= TOKEN_CACHE:
+                        for old in list(islice(_token_hash, TOKEN_CACHE // 2)):
+                            del _token_hash[old]
+                    h = _token_hash[token] = hash64(token)
+                found[k] = h
+    return np.fromiter(found, dtype=np.uint64, count=len(found))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place: every output bit depends on every input bit."""
+    s1, m1, s2 = _MIX
+    m2, s3 = _MIX2
+    x ^= x >> s1
+    x *= m1
+    x ^= x >> s2
+    x *= m2
+    x ^= x >> s3
+    return x
+
+
+def shingle_hashes(hashed: np.ndarray, k: int = SHINGLE) -> np.ndarray:
+    """The hashes of the word ``k``-shingles of a text, from its tokens' hashes in order (one
+    per window, repeats kept); a text of fewer than ``k`` tokens is one shingle of them all.
+    Order-sensitive: each step mixes the hash so far, times an odd constant, plus the next
+    token's."""
+    n = len(hashed)
+    if not n:
+        return np.zeros(0, dtype=np.uint64)
+    width = min(k, n)
+    m = n - width + 1
+    x = hashed[:m].copy()
+    for j in range(1, width):
+        x *= _GOLDEN
+        x += hashed[j : j + m]
+        _mix(x)
+    return x
+
+
+def text_shingles(toks: Sequence[str], k: int = SHINGLE) -> np.ndarray:
+    """A text's distinct ``k``-shingles as sorted int64 hashes (what duplicate verification
+    compares and the duplicate signature is made of)."""
+    return _distinct(np.sort(shingle_hashes(token_hashes(toks), k).view(np.int64)))
+
+
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """A sorted array without repeats (``np.unique`` hashes first: ten times slower here)."""
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 @lru_cache(maxsize=4)
@@ -38,10 +116,15 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return cols  # type: ignore[return-value]
 
 
-def value_hashes(values: Collection[str]) -> np.ndarray:
-    """Each value's ``datasketch.hashfunc.sha1_hash32`` (of its UTF-8 bytes), pre-mixed."""
-    digests = b"".join(map(_digest, map(hashlib.sha1, map(str.encode, values))))
-    h = np.frombuffer(digests, dtype="<u4")[::5].astype(np.uint32)  # 20-byte digests
+def high32(value: int | np.ndarray) -> int | np.ndarray:
+    """The 32 bits of a 64-bit value hash that the MinHash reads (datasketch's ``hashfunc``)."""
+    return value >> 32 if isinstance(value, int) else (value.view(np.uint64) >> _HIGH)
+
+
+def premixed(hashes: np.ndarray) -> np.ndarray:
+    """64-bit value hashes (uint64) as the permutations take them: the high half, fmix32 pre-mixed
+    (datasketch's affine32 step before the permutations)."""
+    h = (hashes >> _HIGH).astype(np.uint32)
     s1, m1, s2, m2 = _FMIX
     h ^= h >> s1
     h *= m1
@@ -51,24 +134,32 @@ def value_hashes(values: Collection[str]) -> np.ndarray:
     return h
 
 
-def signatures(groups: Sequence[Collection[str]], num_perm: int, seed: int) -> np.ndarray:
-    """One signature per group of values, as the rows of a uint32 matrix: what
-    ``MinHash(num_perm, seed).update_batch`` of the group's UTF-8 values holds (an empty
-    group's is all ``EMPTY``). The values of all groups are hashed in one pass."""
+def permuted_min(premixed_groups: Sequence[np.ndarray], num_perm: int, seed: int) -> np.ndarray:
+    """One signature per group of pre-mixed 32-bit values (rows of a uint32 matrix): per
+    permutation the least ``a * h + b`` mod 2**32; an empty group's is all ``EMPTY``."""
     a, b = permutations(num_perm, seed)
-    hashed = value_hashes(list(chain.from_iterable(groups)))
-    out = np.full((len(groups), num_perm), EMPTY, dtype=np.uint32)
-    start = 0
-    for row, group in zip(out, groups, strict=True):
-        end = start + len(group)
-        for at in range(start, end, CHUNK):
-            permuted = a * hashed[at : min(at + CHUNK, end)]
+    out = np.full((len(premixed_groups), num_perm), EMPTY, dtype=np.uint32)
+    for row, group in zip(out, premixed_groups, strict=True):
+        for at in range(0, len(group), CHUNK):
+            permuted = a * group[at : at + CHUNK]
             permuted += b
             np.minimum(row, permuted.min(axis=1), out=row)
-        start = end
     return out
 
 
-def signature(values: Collection[str], num_perm: int, seed: int) -> np.ndarray:
+def signatures(groups: Sequence[np.ndarray], num_perm: int, seed: int) -> np.ndarray:
+    """One signature per group of 64-bit value hashes (any integer dtype of 8 bytes; repeats
+    and order do not matter), as the rows of a uint32 matrix."""
+    if not groups:
+        return np.full((0, num_perm), EMPTY, dtype=np.uint32)
+    mixed = premixed(np.concatenate([np.asarray(g).view(np.uint64) for g in groups]))
+    parts, start = [], 0
+    for g in groups:
+        parts.append(mixed[start : start + len(g)])
+        start += len(g)
+    return permuted_min(parts, num_perm, seed)
+
+
+def signature(values: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """One group's signature (see :func:`signatures`)."""
     return signatures([values], num_perm, seed)[0]

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections import Counter
 from functools import lru_cache
+from itertools import islice
 
 import snowballstemmer
 
@@ -74,6 +75,38 @@ def _fold_umlauts(token: str) -> str:
     return token.replace("ß", "ss")
 
 
+# token -> its term (False: not a content word), per stemming language: a term count is
+# then one C-level lookup per token. Bounded like ``stem``'s cache (the oldest half goes when
+# full), so memory stays flat over a year of new names.
+TERM_CACHE = 50_000
+_terms_of: dict[str, dict[str, str | bool]] = {}
+
+
+def _term_list(toks: list[str], lang: str) -> list[str | bool]:
+    """Each token's term, or False for a stop word or a one- or two-letter non-number."""
+    cache = _terms_of.get(lang)
+    if cache is None:
+        cache = _terms_of[lang] = {}
+    found: list[str | bool | None] = list(map(cache.get, toks))
+    if None in found:
+        stemmer = _stemmer(lang)
+        for k, term in enumerate(found):
+            if term is None:
+                tok = toks[k]
+                term = cache.get(tok)
+                if term is None:
+                    if len(cache) >= TERM_CACHE:
+                        for old in list(islice(cache, TERM_CACHE // 2)):
+                            del cache[old]
+                    term = cache[tok] = (
+                        tok not in STOP
+                        and (len(tok) > 2 or tok.isdigit())
+                        and (tok if tok.isdigit() else stemmer.stemWord(_fold_umlauts(tok)))
+                    )
+                found[k] = term
+    return found  # type: ignore[return-value]
+
+
 def term_counts(
     title: str,
     body: str,
@@ -87,20 +120,17 @@ def term_counts(
     """Term frequencies for story matching (title counted ``title_weight`` times, body up to
     ``body_tokens``: the lead carries the event, the tail drifts) and, from the same pass,
     for the title and first ``lead_tokens`` only (what threads compare). ``toks``: the
-    title's and body's tokens, when the caller has them already."""
+    title's and body's tokens, when the caller has them already. Terms in the order first
+    seen (title first): the order of new term ids and of the stored features."""
     title_toks, body_toks = toks if toks is not None else (tokens(title), tokens(body))
     body_toks = body_toks[:body_tokens]
     lang = stem_language(lang, title_toks + body_toks)
     full: Counter[str] = Counter()
-    for term in content_terms(title_toks, lang):
-        full[term] += title_weight
+    for term in filter(None, _term_list(title_toks, lang)):
+        full[term] += title_weight  # type: ignore[index]
     lead = full.copy()
+    body_terms = _term_list(body_toks, lang)
     cut = body_tokens if lead_tokens is None else lead_tokens
-    for n, tok in enumerate(body_toks):
-        if tok in STOP or (len(tok) <= 2 and not tok.isdigit()):
-            continue
-        term = stem(tok, lang)
-        full[term] += 1
-        if n < cut:
-            lead[term] += 1
+    full.update(filter(None, body_terms))  # type: ignore[arg-type]
+    lead.update(filter(None, body_terms[:cut]))  # type: ignore[arg-type]
     return full, lead

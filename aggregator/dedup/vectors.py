@@ -153,7 +153,7 @@ class Vocabulary:
     def idf_of(self, terms: Iterable[str]) -> dict[str, float]:
         """IDF of named terms (for sorting and explaining; the same formula)."""
         terms = list(terms)
-        ids = np.fromiter((self._ids.get(t, -1) for t in terms), dtype=np.int64, count=len(terms))
+        ids = np.fromiter(map(self._ids.get, terms, repeat(-1)), dtype=np.int64, count=len(terms))
         log_df = np.where(ids >= 0, self._log_df[np.maximum(ids, 0)], 0.0)
         values = (math.log(self.n_docs + 1) + 1.0) - log_df
         return dict(zip(terms, values.tolist(), strict=True))
