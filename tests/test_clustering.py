@@ -549,3 +549,37 @@ def test_the_shingle_bitmap_bound_turns_down_no_duplicate() -> None:
         checked += len(others)
         reached += sum(s is not None for s in got)
     assert 0 < reached < checked  # both sides of the threshold were met
+
+
+def test_a_start_up_past_the_first_block_of_slots_grows_every_slot_array() -> None:
+    """A start-up holds a chunk of stored items at once (``_held_many``, ``take_in``): past
+    the first block of slots every per-slot array (the duplicate rows included) must grow
+    with them, into what holding them one by one gives."""
+    from aggregator.dedup import storedform
+
+    rng = np.random.default_rng(7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    chunked, one_by_one = Engine(), Engine()
+    n = len(chunked._slot_id) + 300
+    items = [site_item(k + 1, f"Meldung {k}", start + timedelta(minutes=k)) for k in range(n)]
+    dup_sigs = [rng.integers(0, 2**32, size=128, dtype=np.uint64) for _ in items]
+    story_sigs = [rng.integers(0, 2**32, size=128, dtype=np.uint64) for _ in items]
+    features = [
+        {"terms": {f"wort{k % 50}": 2, f"name{k}": 1}, "lead": {f"name{k}": 1}, "short": False,
+         "body_len": 400, "lang": "de", "anchors": []}
+        for k in range(n)
+    ]  # fmt: skip
+    chunked.take_in(
+        chunked.hold_stored_many(items, dup_sigs, story_sigs, list(map(storedform.pack, features)))
+    )
+    one_by_one.take_in(
+        [
+            one_by_one.hold_stored(item, dup_sig=d, story_sig=s, features=f)
+            for item, d, s, f in zip(items, dup_sigs, story_sigs, features, strict=True)
+        ]
+    )
+    bands, rows = chunked.dup_bands
+    for name in ("_slot_id", "_slot_ts", "_slot_lang", "_slot_dup", "_slot_shingles"):
+        assert (getattr(chunked, name) == getattr(one_by_one, name)).all(), name
+    for item, sig in zip(items, dup_sigs, strict=True):
+        assert (chunked._slot_dup[chunked._slot_of[item.id]] == sig[: bands * rows]).all()

@@ -862,18 +862,8 @@ class Engine:
             by_source[rec.item.source].append(rec.item.id)
         start = len(self._slot_of)
         end = start + len(ids)
-        size = len(self._slot_id)
-        while size < end:  # doubled as often as one by one doubles them
-            size *= 2
-        if size > len(self._slot_id):
-            grown = np.full(size, -1, dtype=np.int64)
-            grown[:start] = self._slot_id[:start]
-            self._slot_id = grown
-            for name in ("_slot_ts", "_slot_lang"):
-                old = getattr(self, name)
-                more = np.zeros(size, dtype=old.dtype)
-                more[: len(old)] = old
-                setattr(self, name, more)
+        while len(self._slot_id) < end:  # every per-slot array, as one by one grows them
+            self._grow_slots()
         self._slot_of.update(zip(ids, range(start, end), strict=True))
         self._slot_id[start:end] = ids
         self._slot_ts[start:end] = [rec.ts for rec in recs]
