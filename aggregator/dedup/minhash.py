@@ -18,10 +18,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
-from itertools import islice
 
 import numpy as np
 from datasketch import MinHash
+
+from .text import through_cache
 
 SCHEME = "affine32"
 EMPTY = np.uint32(0xFFFFFFFF)  # a permutation's value before any value is seen
@@ -47,18 +48,7 @@ def hash64(token: str) -> int:
 
 def token_hashes(toks: Sequence[str]) -> np.ndarray:
     """Each token's :func:`hash64` as uint64, through the bounded cache."""
-    found = list(map(_token_hash.get, toks))
-    if None in found:
-        for k, h in enumerate(found):
-            if h is None:
-                token = toks[k]
-                h = _token_hash.get(token)
-                if h is None:
-                    if len(_token_hash) >= TOKEN_CACHE:
-                        for old in list(islice(_token_hash, TOKEN_CACHE // 2)):
-                            del _token_hash[old]
-                    h = _token_hash[token] = hash64(token)
-                found[k] = h
+    found = through_cache(_token_hash, toks, hash64, TOKEN_CACHE)
     return np.fromiter(found, dtype=np.uint64, count=len(found))
 
 

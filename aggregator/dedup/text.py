@@ -10,13 +10,18 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import islice
+from typing import TypeVar
 
 import snowballstemmer
 
 from ..data import word_list
 from ..language import guess_language
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _TOKEN_RE = re.compile(r"[^\W_]+(?:[’'][^\W_]+)?", re.UNICODE)
 
@@ -82,29 +87,41 @@ TERM_CACHE = 50_000
 _terms_of: dict[str, dict[str, str | bool]] = {}
 
 
+def through_cache(
+    cache: dict[K, V], keys: Sequence[K], make: Callable[[K], V], limit: int
+) -> list[V]:
+    """Each key's value from ``cache``, made where missing. A full cache first drops its
+    older half: a daemon meets new words for as long as it runs, so it must stay bounded."""
+    found: list[V | None] = list(map(cache.get, keys))
+    if None in found:
+        for k, value in enumerate(found):
+            if value is None:
+                key = keys[k]
+                value = cache.get(key)
+                if value is None:
+                    if len(cache) >= limit:
+                        for old in list(islice(cache, limit // 2)):
+                            del cache[old]
+                    value = cache[key] = make(key)
+                found[k] = value
+    return found  # type: ignore[return-value]
+
+
 def _term_list(toks: list[str], lang: str) -> list[str | bool]:
     """Each token's term, or False for a stop word or a one- or two-letter non-number."""
     cache = _terms_of.get(lang)
     if cache is None:
         cache = _terms_of[lang] = {}
-    found: list[str | bool | None] = list(map(cache.get, toks))
-    if None in found:
-        stemmer = _stemmer(lang)
-        for k, term in enumerate(found):
-            if term is None:
-                tok = toks[k]
-                term = cache.get(tok)
-                if term is None:
-                    if len(cache) >= TERM_CACHE:
-                        for old in list(islice(cache, TERM_CACHE // 2)):
-                            del cache[old]
-                    term = cache[tok] = (
-                        tok not in STOP
-                        and (len(tok) > 2 or tok.isdigit())
-                        and (tok if tok.isdigit() else stemmer.stemWord(_fold_umlauts(tok)))
-                    )
-                found[k] = term
-    return found  # type: ignore[return-value]
+    stemmer = _stemmer(lang)
+
+    def term(tok: str) -> str | bool:
+        return (
+            tok not in STOP
+            and (len(tok) > 2 or tok.isdigit())
+            and (tok if tok.isdigit() else stemmer.stemWord(_fold_umlauts(tok)))
+        )
+
+    return through_cache(cache, toks, term, TERM_CACHE)
 
 
 def term_counts(
