@@ -78,14 +78,17 @@ def snapshot(engine) -> Snapshot:  # type: ignore[no-untyped-def]
     return {name: (bool(state.get(name)), g) for name, g in guids.items()}
 
 
-def serve_feeds(httpserver: HTTPServer) -> threading.Event:
-    """Serve the POLLED fixtures; while the returned event is set every response is slow."""
+def serve_feeds(httpserver: HTTPServer, gate: threading.Event | None = None) -> threading.Event:
+    """Serve the POLLED fixtures; while the returned event is set every response is slow.
+    With ``gate``, no response is sent before it is set."""
     slow = threading.Event()
 
     def handler(name: str) -> Callable[[Request], Response]:
         body = (FEEDS / name).read_bytes()
 
         def respond(_request: Request) -> Response:
+            if gate is not None:
+                gate.wait(timeout=120)
             if slow.is_set():
                 time.sleep(FEED_DELAY_S)
             return Response(body, content_type="application/xml")

@@ -87,11 +87,20 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
     tmp_path: Path, httpserver: HTTPServer, reference, pg_url: str, workers: int
 ) -> None:
     expected, expected_parts = reference
-    slow = serve_feeds(httpserver)
+    # No feed is answered before two workers hold leases: the first to start cannot take
+    # every feed while the others are still importing (a loaded machine made that happen).
+    gate = threading.Event()
+    slow = serve_feeds(httpserver, gate)
     slow.set()  # each response takes FEED_DELAY_S: the workers' rounds overlap
-    # each feed is due once during the test (a long min_interval): exactly one poll per feed
+    # each feed is due once during the test (a long min_interval): exactly one poll per feed;
+    # fetch timeouts longer than the gate can take
     cfg_path = write_config(tmp_path / "config.yaml", httpserver)
-    cfg_path.write_text(cfg_path.read_text().replace("_interval: 1s", "_interval: 1h"))
+    cfg_path.write_text(
+        cfg_path.read_text()
+        .replace("_interval: 1s", "_interval: 1h")
+        .replace("read_timeout: 5s", "read_timeout: 150s")
+        .replace("total_timeout: 10s", "total_timeout: 300s")
+    )
     upgrade_if_postgres(pg_url)
     env = {"AGGREGATOR_DATABASE_URL": pg_url}
     engine = reader(pg_url)
@@ -107,6 +116,18 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
                     stderr=log.open("w"),
                 )
             )
+        wait_for(
+            lambda: (
+                scalar(
+                    engine,
+                    "SELECT count(DISTINCT lease_owner) FROM feeds WHERE lease_owner IS NOT NULL",
+                )
+                >= 2
+            ),
+            120,
+            "two workers holding feed leases",
+        )
+        gate.set()
         total = sum(len(g) for g in expected.values())
         wait_for(
             lambda: (
@@ -121,6 +142,7 @@ def test_workers_share_feeds_store_once_and_cluster_like_one_process(
             proc.wait(timeout=60)
             assert proc.returncode == 0
     finally:
+        gate.set()  # the server thread is not left waiting
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
