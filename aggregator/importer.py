@@ -101,7 +101,7 @@ def import_file(
         feed_row.items_total += new
         record_poll(
             s,
-            feed_row,
+            feed_row.id,
             started_at=now,
             duration_ms=0,
             result="imported",

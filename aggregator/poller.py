@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ from .schedule import MAX_RETRY_AFTER_S, backoff_s, next_check_at
 from .store import Store
 from .store.items import recent_item_times, record_poll
 from .store.models import Feed, Item
-from .store.tables import feeds, poll_log
+from .store.tables import feeds
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _refresh(
         row.items_total += new
         record_poll(
             s,
-            row,
+            row.id,
             started_at=started_at,
             duration_ms=_ms(t0),
             result="ok",
@@ -273,18 +273,13 @@ def _record_quiet(
                 .where(feeds.c.id == job.feed_id)
                 .values(**state, error_count=0, last_error=None)
             )
-            conn.execute(
-                insert(poll_log).values(
-                    feed_id=job.feed_id,
-                    started_at=started_at,
-                    duration_ms=_ms(t0),
-                    result=label,
-                    http_status=result.status,
-                    items_seen=0,
-                    items_new=0,
-                    error=None,
-                    warning=None,
-                )
+            record_poll(
+                conn,
+                job.feed_id,
+                started_at=started_at,
+                duration_ms=_ms(t0),
+                result=label,
+                http_status=result.status,
             )
         return PollOutcome(job.feed_id, job.source_name, job.url, label, next_check_at=nxt)
     with store.session() as s:
@@ -296,7 +291,7 @@ def _record_quiet(
         _retire_old_comment_feed(s, cfg, job, row, started_at)
         record_poll(
             s,
-            row,
+            row.id,
             started_at=started_at,
             duration_ms=_ms(t0),
             result=label,
@@ -379,7 +374,7 @@ def _record_failure(
             row.enabled, row.disabled_reason = False, "410 Gone"
         record_poll(
             s,
-            row,
+            row.id,
             started_at=started_at,
             duration_ms=_ms(t0),
             result=exc.kind,

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, select, update
+from sqlalchemy import Connection, Insert, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..domain import NewItem
-from .models import Feed, Item, PollLog
+from .models import Item, PollLog
 
 _BATCH = 500
 
@@ -235,8 +235,8 @@ def update_items(
 
 
 def record_poll(
-    session: Session,
-    feed: Feed,
+    db: Session | Connection,
+    feed_id: int,
     *,
     started_at: datetime,
     duration_ms: int,
@@ -247,19 +247,23 @@ def record_poll(
     error: str | None = None,
     warning: str | None = None,
 ) -> None:
-    session.add(
-        PollLog(
-            feed_id=feed.id,
-            started_at=started_at,
-            duration_ms=duration_ms,
-            result=result,
-            http_status=http_status,
-            items_seen=items_seen,
-            items_new=items_new,
-            error=error,
-            warning=warning,
-        )
+    """One poll_log row: through the ORM session (flushed with the feed's changes) or, on
+    the Core path of a quiet poll, as one INSERT on the connection."""
+    row = dict(
+        feed_id=feed_id,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        result=result,
+        http_status=http_status,
+        items_seen=items_seen,
+        items_new=items_new,
+        error=error,
+        warning=warning,
     )
+    if isinstance(db, Session):
+        db.add(PollLog(**row))
+    else:
+        db.execute(insert(PollLog.__table__).values(row))
 
 
 def recent_item_times(
