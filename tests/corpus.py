@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from aggregator.dedup.clusterfile import read_items, to_items
+from aggregator.dedup.engine import Engine
 from aggregator.normaliser import content_hash
 from aggregator.store import Store
 from aggregator.store.models import ClusterMember, Item, Source
@@ -72,3 +73,59 @@ def partition(store: Store, level: str) -> set[frozenset[int]]:
         ):
             groups.setdefault(cid, set()).add(item_id)
     return {frozenset(g) for g in groups.values()}
+
+
+def engine_state(eng: Engine) -> dict[str, object]:
+    """Everything a loaded engine holds that placing reads, in comparable form (term ids
+    and the order of dicts included: they decide the order of sums and of new ids)."""
+    vocab = eng.vocab
+    n_terms = len(vocab._terms)
+    return {
+        "records": [
+            (
+                item_id,
+                rec.item,
+                rec.title_key,
+                rec.publisher_key,
+                None if rec.dup_sig is None else (rec.dup_sig.dtype.str, rec.dup_sig.tolist()),
+                None if rec.story_sig is None else rec.story_sig.tolist(),
+                rec.vec.pairs.tolist(),
+                list(rec.lead.items()),
+                rec.short,
+                rec.body_len,
+                rec.lang,
+                sorted(rec.anchors),
+            )
+            for item_id, rec in eng.records.items()
+        ],
+        "vocab": (
+            list(vocab._ids.items()),
+            vocab._terms,
+            vocab._df[:n_terms].tolist(),
+            vocab._log_df[:n_terms].tolist(),
+            vocab.n_docs,
+            vocab._free,
+        ),
+        "slots": (
+            eng._slot_of,
+            eng._slot_id.tolist(),
+            eng._slot_lang.tolist(),
+            eng._slot_ts.tolist(),
+        ),
+        "index": [
+            (lv, [(k.tolist(), e.tolist()) for k, e in ix._levels], len(ix))
+            for lv, ix in (("duplicate", eng.dup_index), ("story", eng.story_index))
+            if ix._settle() is None
+        ],
+        "keys": (
+            eng.by_url,
+            eng.by_hash,
+            dict(eng.by_title),
+            dict(eng.by_publisher),
+            {a: sorted(ids) for a, ids in eng.by_anchor.items()},
+            dict(eng.by_source),
+        ),
+        "clusters": (eng.cluster_of, eng.members, eng.thread_of_story, eng.next_cluster_id),
+        "time": (sorted(eng._by_time), eng.held_from, eng.newest_at),
+        "boilerplate": eng.boilerplate.sources,
+    }

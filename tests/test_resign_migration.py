@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 from alembic import command
-from corpus import load_corpus
+from corpus import engine_state, load_corpus
 from datasketch import MinHash
 from sqlalchemy import bindparam, select
-from test_dedup_store import engine_state
 
 from aggregator.dedup import engine as engine_mod
 from aggregator.dedup.engine import SEED, Engine, Settings
