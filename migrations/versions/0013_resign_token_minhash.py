@@ -38,7 +38,7 @@ from alembic import op
 
 from aggregator.dedup import minhash
 from aggregator.dedup.engine import DedupItem, Engine, Settings, title_key
-from aggregator.dedup.text import shingles, tokens
+from aggregator.dedup.text import tokens
 from aggregator.domain import AGGREGATOR_SOURCE_TYPES
 
 revision: str = "0013"
@@ -88,6 +88,13 @@ _digest = methodcaller("digest")
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
 
 
+def _word_shingles(toks: list[str], k: int = 3) -> set[str]:
+    """The word k-shingles as strings, as 0001-0012 hashed them (frozen here)."""
+    if len(toks) < k:
+        return {" ".join(toks)} if toks else set()
+    return {" ".join(toks[i : i + k]) for i in range(len(toks) - k + 1)}
+
+
 def _sha1_premixed(values: Sequence[str]) -> np.ndarray:
     """Each value's ``datasketch.hashfunc.sha1_hash32``, fmix32 pre-mixed (affine32)."""
     digests = b"".join(map(_digest, map(hashlib.sha1, map(str.encode, values))))
@@ -106,7 +113,7 @@ def _token_premixed(values: Sequence[str]) -> np.ndarray:
 
 
 def _dup_values_sha1(toks: list[str]) -> np.ndarray:
-    return _sha1_premixed(sorted(shingles(toks)))
+    return _sha1_premixed(sorted(_word_shingles(toks)))
 
 
 def _dup_values_token(toks: list[str]) -> np.ndarray:
