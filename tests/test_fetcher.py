@@ -445,13 +445,15 @@ def concurrency_probe(delay_s: float = 0.3) -> Iterator[tuple[str, dict]]:
             state["max_active"] = max(state["max_active"], state["active"])
         try:
             time.sleep(delay_s)
-            handler.send_response(200)
-            handler.send_header("Content-Length", str(len(FEED)))
-            handler.end_headers()
-            handler.wfile.write(FEED)
         finally:
+            # counted out before the response leaves: once the client has it, it may send
+            # the next request, which must not find this one still counted in
             with lock:
                 state["active"] -= 1
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(FEED)))
+        handler.end_headers()
+        handler.wfile.write(FEED)
 
     with serve(slow) as base:
         yield base, state
