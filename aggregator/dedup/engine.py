@@ -387,7 +387,8 @@ class Engine:
         self.by_title: dict[str, list[int]] = defaultdict(list)
         # (publisher, first three title words) -> items: where a shortened title looks
         self.by_publisher: dict[tuple[str, str], list[int]] = defaultdict(list)
-        # anchor -> held items (what proposes reports in another language)
+        # anchor -> the slots of the held items naming it (what proposes reports in another
+        # language: slots, so their languages and times are one gather)
         self.by_anchor: dict[str, set[int]] = defaultdict(set)
         self.dup_bands = lsh_bands(s.dup_lsh_threshold, s.num_perm)
         # Story candidates: one band per permutation, so one shared salient term proposes
@@ -1258,11 +1259,12 @@ class Engine:
         self._shingle_bits_cache.pop(item_id, None)
 
     def _forget_anchors(self, rec: Rec) -> None:
+        slot = self._slot_of[rec.item.id]  # released only after this
         for anchor in rec.anchors:
-            ids = self.by_anchor.get(anchor)
-            if ids is not None:
-                ids.discard(rec.item.id)
-                if not ids:
+            slots = self.by_anchor.get(anchor)
+            if slots is not None:
+                slots.discard(slot)
+                if not slots:
                     del self.by_anchor[anchor]
 
     def _restate_apart(self, leaving: set[int]) -> None:
@@ -1341,7 +1343,9 @@ class Engine:
             map(
                 set.add,
                 map(self.by_anchor.__getitem__, chain.from_iterable(r.anchors for r in recs)),
-                chain.from_iterable(repeat(r.item.id, len(r.anchors)) for r in recs),
+                chain.from_iterable(
+                    repeat(slot, len(r.anchors)) for r, slot in zip(recs, slots, strict=True)
+                ),
             ),
             maxlen=0,
         )
@@ -1365,10 +1369,11 @@ class Engine:
 
     def _remember_keys(self, rec: Rec, *, anchors: bool = True) -> None:
         item = rec.item
-        self._slot_lang[self._slot_of[item.id]] = self._lang_code(rec.lang)
+        slot = self._slot_of[item.id]
+        self._slot_lang[slot] = self._lang_code(rec.lang)
         if anchors:
             for anchor in rec.anchors:
-                self.by_anchor[anchor].add(item.id)
+                self.by_anchor[anchor].add(slot)
         if item.canonical_url:
             self.by_url.setdefault(item.canonical_url, item.id)
         if item.content_hash:
@@ -1580,27 +1585,26 @@ class Engine:
             return []
         postings, common = [], 0  # anchors too common to propose can still be shared
         for anchor in rec.anchors:
-            ids = self.by_anchor.get(anchor)
-            if ids and len(ids) <= s.cross_postings:
-                postings.append(ids)
-            elif ids:
+            slots = self.by_anchor.get(anchor)
+            if slots and len(slots) <= s.cross_postings:
+                postings.append(slots)
+            elif slots:
                 common += 1
         if not postings:
             return []
         every = np.fromiter(chain.from_iterable(postings), dtype=np.int64)
-        ids, rare = np.unique(every, return_counts=True)  # in id order
-        keep = (rare + common >= s.cross_anchors) & (ids != rec.item.id)
-        ids, rare = ids[keep], rare[keep]
-        slots = np.fromiter(
-            map(self._slot_of.__getitem__, ids.tolist()), dtype=np.int64, count=len(ids)
-        )
+        slots, rare = np.unique(every, return_counts=True)
         lang = self._slot_lang[slots]
         keep = (
-            (lang != 0)
+            (rare + common >= s.cross_anchors)
+            & (slots != self._slot_of.get(rec.item.id, -1))
+            & (lang != 0)
             & (lang != self._lang_code(rec.lang))
             & (np.abs(self._slot_ts[slots] - rec.ts) <= s.story_window_s)
         )
-        ids, rare = ids[keep], rare[keep]
+        ids, rare = self._slot_id[slots[keep]], rare[keep]
+        order = np.argsort(ids)  # in id order: the first found wins among equal counts
+        ids, rare = ids[order], rare[order]
         ids = ids[top_k_first(rare, s.max_candidates)].tolist()
         found = []
         for other in ids:
