@@ -14,7 +14,8 @@ away. New entries go to a pending list, then into the smallest of three sorted l
 level that outgrows its ``LEVEL_MAX`` is merged into the next larger one (the largest, the
 main arrays, has no bound). An insert copies the small level, and the main arrays are copied
 only when the middle level spills: with two levels, every ~500 items copied all of them
-(6M entries at 46k held items), a tenth of a placement at that size.
+(6M entries at 46k held items), a tenth of a placement at that size. A larger level is searched
+through a directory of its distinct keys, made at its first query after it changed.
 
 Queries return what a dict of buckets filled in insertion order would: the slots sharing a
 key, in order of first occurrence (band by band, older entries first), with the number of
@@ -43,6 +44,9 @@ class BandIndex:
         # (keys, entries) per level, each sorted by key: the main arrays, then the middle and
         # the small level (older entries in the larger levels)
         self._levels = [(_EMPTY_KEYS, _EMPTY_ENTRIES) for _ in range(len(LEVEL_MAX) + 1)]
+        # per larger level, made at its first query after it changed: its distinct keys and
+        # where each one's run starts (see _directory)
+        self._dirs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(LEVEL_MAX)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # keys, entries
         self._gen = np.zeros(1024, dtype=np.int64)
         # per slot, scratch for a query (see _first_order): first position, occurrences
@@ -112,12 +116,14 @@ class BandIndex:
         rare one, so what a query gathers does not grow with what is held."""
         self._settle()
         keys = self._keys_of(sig)
-        levels = [(k, e) for k, e in self._levels if len(k)]
+        levels = [k for k, (held, _) in enumerate(self._levels) if len(held)]
         if not levels:
             return _EMPTY_ENTRIES, _EMPTY_ENTRIES
         # one pass over every level at once (a query is a few dozen calls on small arrays,
         # whose fixed cost is most of it): each band's newest entries, band by band
-        entries = self._take_newest([e for _, e in levels], *self._runs(levels, keys), limit)
+        entries = self._take_newest(
+            [self._levels[k][1] for k in levels], *self._runs(levels, keys), limit
+        )
         live = self._gen[entries & _LOW32] == entries >> 32
         if limit is not None and not live.all():  # stale entries may hide live holders
             return self._query_stale(keys, limit)
@@ -142,17 +148,36 @@ class BandIndex:
         self._count[distinct] = 0
         return distinct, counts
 
-    @staticmethod
-    def _runs(
-        levels: list[tuple[np.ndarray, np.ndarray]], keys: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Where each key's run ends in each level and how long it is: (levels, keys)."""
-        bounds = np.empty((len(levels), 2 * len(keys)), dtype=np.int64)
-        both = np.concatenate((keys, keys + np.uint64(1)))  # "right" of k is "left" of k + 1
-        for row, (held, _) in zip(bounds, levels, strict=True):
-            row[:] = np.searchsorted(held, both)
-        lo, hi = bounds[:, : len(keys)], bounds[:, len(keys) :]
+    def _runs(self, levels: list[int], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each key's run ends in each of ``levels`` and how long it is: (levels,
+        keys). A larger level is searched through its directory of distinct keys (a fifth
+        of its entries: fewer cache misses than two searches of every entry); the small
+        one, which changes with every item, directly."""
+        lo = np.empty((len(levels), len(keys)), dtype=np.int64)
+        hi = np.empty_like(lo)
+        for row, k in enumerate(levels):
+            if k < len(self._dirs):
+                distinct, starts = self._directory(k)
+                at = np.searchsorted(distinct, keys)
+                found = distinct[np.minimum(at, len(distinct) - 1)] == keys
+                lo[row] = starts[at]
+                hi[row] = np.where(found, starts[np.minimum(at + 1, len(distinct))], lo[row])
+            else:
+                held = self._levels[k][0]
+                lo[row] = np.searchsorted(held, keys)
+                hi[row] = np.searchsorted(held, keys + np.uint64(1))  # "right" of k
         return hi, hi - lo
+
+    def _directory(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """A larger level's distinct keys, and where each one's run of entries starts
+        (with the level's length last)."""
+        made = self._dirs[level]
+        if made is None:
+            keys = self._levels[level][0]
+            change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+            starts = np.concatenate(([0], change, [len(keys)]))
+            made = self._dirs[level] = (keys[starts[:-1]], starts)
+        return made
 
     @staticmethod
     def _take_newest(
@@ -245,6 +270,9 @@ class BandIndex:
                 break
             levels[k - 1] = _merged(*self._live(*levels[k - 1]), *self._live(*levels[k]))
             levels[k] = (_EMPTY_KEYS, _EMPTY_ENTRIES)
+            self._dirs[k - 1] = None
+            if k < len(self._dirs):
+                self._dirs[k] = None
 
     def _live(self, keys: np.ndarray, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         live = self._gen[entries & _LOW32] == entries >> 32
