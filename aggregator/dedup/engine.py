@@ -1529,7 +1529,7 @@ class Engine:
             matches.append(
                 Evidence("story", None, "anchors", orec.item.id, round(len(shared) / fewer, 4))
             )
-        near = self._near(rec, self.settings.story_window_s)
+        near = list(map(self.records.__getitem__, self._near(rec, self.settings.story_window_s)))
         if self._template_of:  # another page of its template reports another event
             near = [orec for orec in near if orec.item.id not in self._template_of]
         if self.is_stock(rec):  # "Police appeal for witnesses" is no event of its own
@@ -1645,8 +1645,8 @@ class Engine:
         )
         return cands
 
-    def _near(self, rec: Rec, window_s: float) -> list[Rec]:
-        """The story candidates within ``window_s`` of ``rec``, at most ``max_candidates``
+    def _near(self, rec: Rec, window_s: float) -> list[int]:
+        """The ids of the story candidates within ``window_s`` of ``rec``, at most ``max_candidates``
         of them: those sharing the most story bands (the MinHash estimate of how many salient
         terms they share), in their first order. A busy window proposes thousands through one
         common term each, and the reports of one event share many; the cut is made over
@@ -1657,7 +1657,7 @@ class Engine:
         k = self.settings.max_candidates
         if len(ids) > k:
             ids = ids[top_k_first(cands.shared[keep], k)]
-        return list(map(self.records.__getitem__, ids.tolist()))
+        return ids.tolist()
 
     # -- thread
 
@@ -1678,23 +1678,22 @@ class Engine:
         centroid = self.centroid_vec(story_id)
         best: Evidence | None = None
         seen_stories = {story_id}
-        near: list[tuple[Rec, int]] = []
+        near: list[tuple[int, int]] = []  # (item, its story)
         story_of, thread_of = self.cluster_of["story"], self.thread_of_story
-        for orec in self._near(rec, self.settings.thread_window_s):
-            other = orec.item.id
-            other_story = story_of.get(other)
+        ids = self._near(rec, self.settings.thread_window_s)
+        for other, other_story in zip(ids, map(story_of.get, ids), strict=True):
             if other_story is None or other_story in seen_stories:
                 continue
             seen_stories.add(other_story)
             if thread_of.get(other_story) != thread:  # in this thread already: stays so
-                near.append((orec, other_story))
+                near.append((other, other_story))
         cached, vec_of = self._centroid_vecs, self.centroid_vec
         vecs = [cached[o] if o in cached else vec_of(o) for _, o in near]
         scores = similarities(self.vocab, centroid, vecs, overlap=False).cosine
         # only a story close enough can link (the rest would change nothing: skipped at once)
         for k in np.flatnonzero(scores >= self.settings.thread_threshold).tolist():
-            (orec, other_story), other_centroid, score = near[k], vecs[k], float(scores[k])
-            other = orec.item.id
+            (other, other_story), other_centroid, score = near[k], vecs[k], float(scores[k])
+            orec = self.records[other]
             if self.thread_of_story.get(other_story) == self.thread_of_story[story_id]:
                 continue
             # Two headline-only stories share little beyond the words of the search that
