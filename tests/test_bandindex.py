@@ -48,8 +48,9 @@ def _sig(rng: random.Random, alphabet: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("alphabet", [6, 300])  # long runs (searched by directory), or few
 def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
-    seed: int, monkeypatch: pytest.MonkeyPatch
+    seed: int, alphabet: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bandindex, "LEVEL_MAX", (256, 64))  # merges often in a small test
     rng = random.Random(seed)
@@ -58,6 +59,7 @@ def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
     free: list[int] = []
     next_slot = 0
     spread = 0  # queries answered while every level held entries
+    searched: set[bool] = set()
     for _step in range(600):
         op = rng.random()
         if op < 0.45 or not held:
@@ -67,7 +69,7 @@ def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
                     slot = free.pop()  # reused at once, as the engine does
                 else:
                     slot, next_slot = next_slot, next_slot + 1
-                batch.append((slot, _sig(rng, 6)))
+                batch.append((slot, _sig(rng, alphabet)))
             if len(batch) == 1:
                 ours.add(*batch[0])
             else:
@@ -85,18 +87,21 @@ def test_queries_match_a_dict_of_buckets_through_adds_removals_and_reuse(
             slot = rng.choice(sorted(held))
             ours.remove(slot)
             ref.remove(slot)
-            held[slot] = _sig(rng, 6)
+            held[slot] = _sig(rng, alphabet)
             ours.add(slot, held[slot])
             ref.add(slot, held[slot])
         else:
-            query = _sig(rng, 6)
+            query = _sig(rng, alphabet)
             for limit in (None, 1, 3, 8):  # stale entries among a bucket's newest too
                 slots, counts = ours.query(query, limit)
                 got = list(zip(slots.tolist(), counts.tolist(), strict=True))
                 assert got == ref.query(query, limit)
             spread += all(len(keys) for keys, _ in ours._levels)
+            searched.update(bool(made) for made in ours._dirs if made is not None)
     assert ours.slots() == set(held)
     assert spread > 0
+    # long runs are searched through a directory; a level of mostly distinct keys directly
+    assert (True in searched) == (alphabet == 6) and False in searched
 
 
 def test_stale_entries_are_dropped_when_merged(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,9 @@ away. New entries go to a pending list, then into the smallest of three sorted l
 level that outgrows its ``LEVEL_MAX`` is merged into the next larger one (the largest, the
 main arrays, has no bound). An insert copies the small level, and the main arrays are copied
 only when the middle level spills: with two levels, every ~500 items copied all of them
-(6M entries at 46k held items), a tenth of a placement at that size. A larger level is searched
-through a directory of its distinct keys, made at its first query after it changed.
+(6M entries at 46k held items), a tenth of a placement at that size. A larger level whose keys
+repeat (the story bands') is searched through a directory of its distinct keys, made at its
+first query after it changed.
 
 Queries return what a dict of buckets filled in insertion order would: the slots sharing a
 key, in order of first occurrence (band by band, older entries first), with the number of
@@ -45,8 +46,8 @@ class BandIndex:
         # the small level (older entries in the larger levels)
         self._levels = [(_EMPTY_KEYS, _EMPTY_ENTRIES) for _ in range(len(LEVEL_MAX) + 1)]
         # per larger level, made at its first query after it changed: its distinct keys and
-        # where each one's run starts (see _directory)
-        self._dirs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(LEVEL_MAX)
+        # where each one's run starts, or False where most keys are distinct (see _directory)
+        self._dirs: list[tuple[np.ndarray, np.ndarray] | bool | None] = [None] * len(LEVEL_MAX)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # keys, entries
         self._gen = np.zeros(1024, dtype=np.int64)
         # per slot, scratch for a query (see _first_order): first position, occurrences
@@ -150,14 +151,16 @@ class BandIndex:
 
     def _runs(self, levels: list[int], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where each key's run ends in each of ``levels`` and how long it is: (levels,
-        keys). A larger level is searched through its directory of distinct keys (a fifth
-        of its entries: fewer cache misses than two searches of every entry); the small
-        one, which changes with every item, directly."""
+        keys). A larger level of the story index is searched through its directory of
+        distinct keys (a fifth of its entries: one search of those has fewer cache misses
+        than two of every entry); the small level, which changes with every item, and
+        levels whose keys are mostly distinct (the duplicate bands'), directly."""
         lo = np.empty((len(levels), len(keys)), dtype=np.int64)
         hi = np.empty_like(lo)
         for row, k in enumerate(levels):
-            if k < len(self._dirs):
-                distinct, starts = self._directory(k)
+            made = self._directory(k) if k < len(self._dirs) else False
+            if made:
+                distinct, starts = made
                 at = np.searchsorted(distinct, keys)
                 found = distinct[np.minimum(at, len(distinct) - 1)] == keys
                 lo[row] = starts[at]
@@ -168,15 +171,20 @@ class BandIndex:
                 hi[row] = np.searchsorted(held, keys + np.uint64(1))  # "right" of k
         return hi, hi - lo
 
-    def _directory(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+    def _directory(self, level: int) -> tuple[np.ndarray, np.ndarray] | bool:
         """A larger level's distinct keys, and where each one's run of entries starts
-        (with the level's length last)."""
+        (with the level's length last); False where over half its keys are distinct (the
+        directory would cost more memory than it saves searching)."""
         made = self._dirs[level]
         if made is None:
             keys = self._levels[level][0]
             change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-            starts = np.concatenate(([0], change, [len(keys)]))
-            made = self._dirs[level] = (keys[starts[:-1]], starts)
+            if 2 * len(change) >= len(keys):
+                made = False
+            else:
+                starts = np.concatenate(([0], change, [len(keys)]))
+                made = (keys[starts[:-1]], starts)
+            self._dirs[level] = made
         return made
 
     @staticmethod
