@@ -594,17 +594,25 @@ class Engine:
         band by chance, more the more is held; a band's value proposes at most its
         ``dup_postings`` newest holders (copies of one text, whose cluster the newest
         stand for), so there are never more than ``bands * dup_postings`` candidates."""
-        bands, rows = self.dup_bands
         if rec.dup_sig is None:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, bands), dtype=bool)
-        values = self._band_values(rec.dup_sig, "duplicate")
-        slots, _ = self.dup_index.query(values, self.settings.dup_postings)
-        slots = slots[self._slot_id[slots] != rec.item.id]
-        n = bands * rows
-        same = (self._slot_dup[slots] == rec.dup_sig[:n]).reshape(len(slots), bands, rows)
-        same = same.all(axis=2)
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dup_bands[0]), dtype=bool)
+        slots = self._dup_proposed(rec)
+        same = self._dup_same(rec, slots)
         real = same.any(axis=1)
         return slots[real], same[real]
+
+    def _dup_proposed(self, rec: Rec) -> np.ndarray:
+        """The slots sharing a duplicate band's value (a mix of its rows) with ``rec``."""
+        values = self._band_values(rec.dup_sig, "duplicate")
+        slots, _ = self.dup_index.query(values, self.settings.dup_postings)
+        return slots[self._slot_id[slots] != rec.item.id]
+
+    def _dup_same(self, rec: Rec, slots: np.ndarray) -> np.ndarray:
+        """Which duplicate bands' rows each of ``slots`` shares with ``rec`` (a row of
+        flags each)."""
+        bands, rows = self.dup_bands
+        same = (self._slot_dup[slots] == rec.dup_sig[: bands * rows]).reshape(-1, bands, rows)
+        return same.all(axis=2)
 
     def matched_bands(self, a: np.ndarray | None, b: np.ndarray | None, level: str) -> list[int]:
         if a is None or b is None:
@@ -1396,15 +1404,18 @@ class Engine:
         if exact is not None:
             matches.append(exact)
         if rec.dup_sig is not None:
-            slots, same = self._dup_candidates(rec)
-            near = np.abs(self._slot_ts[slots] - rec.ts) <= self.settings.duplicate_window_s
-            slots, same = slots[near], same[near]
+            # the texts' bitmaps first: they rule out nearly every candidate, whose signature
+            # rows then need not be read (at 100k held, a megabyte of scattered reads)
+            slots = self._dup_proposed(rec)
+            slots = slots[np.abs(self._slot_ts[slots] - rec.ts) <= self.settings.duplicate_window_s]
             scores = self._dup_alike_slots(item.id, slots)
-            alike = [
-                (self.records[int(self._slot_id[slots[k]])], np.flatnonzero(same[k]).tolist(), sc)
-                for k, sc in enumerate(scores)
-                if sc is not None
-            ]
+            keep = [k for k, sc in enumerate(scores) if sc is not None]
+            same = self._dup_same(rec, slots[keep])  # a band's mix may collide: none shared
+            alike = []
+            for k, shared in zip(keep, same, strict=True):
+                if shared.any():
+                    orec = self.records[int(self._slot_id[slots[k]])]
+                    alike.append((orec, np.flatnonzero(shared).tolist(), scores[k]))
             # the template check reads the pages themselves: at once, not one query each
             self._read_texts((orec.item.id for orec, _, _ in alike), pages=True)
             for orec, bands, score in alike:
