@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from .text import fold, stable_hash64
 
 _SPACE_RE = re.compile(r"\s+")
+_LINE_SPACE_RE = re.compile(r"[^\S\n]+")  # spacing within lines joined by "\n"
 _DIGITS_RE = re.compile(r"\d+")
 TITLE_MARK = "\x00title\x00"
 
@@ -29,15 +30,21 @@ def split_lines(text: str) -> list[str]:
 
 def line_keys(lines: Sequence[str], title: str) -> list[int]:
     """Hash of each line with the item's title and digits masked and spacing folded (stored:
-    the hash is stable across processes)."""
+    the hash is stable across processes). ``lines`` as :func:`split_lines` gives them, so none
+    holds a line break: they are folded and masked as one text, then split at ``"\n"`` (no
+    character folds to one, and folding never joins across it: ``tests/test_boilerplate.py``),
+    as a call per line was most of the cost."""
+    if not lines:
+        return []
     t = _SPACE_RE.sub(" ", fold(title)).strip()
-    keys = []
-    for line in lines:
-        norm = _SPACE_RE.sub(" ", fold(line))
-        if len(t) >= 8:
-            norm = norm.replace(t, TITLE_MARK)
-        keys.append(stable_hash64(_DIGITS_RE.sub("0", norm)))
-    return keys
+    norm = fold("\n".join(lines))
+    # the spacing is nearly always single spaces already, and a scan is cheaper than a regex
+    # (every whitespace character but " " is unprintable)
+    if "  " in norm or not norm.replace("\n", " ").isprintable():
+        norm = _LINE_SPACE_RE.sub(" ", norm)
+    if len(t) >= 8:
+        norm = norm.replace(t, TITLE_MARK)
+    return list(map(stable_hash64, _DIGITS_RE.sub("0", norm).split("\n")))
 
 
 @dataclass
