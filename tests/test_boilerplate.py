@@ -1,5 +1,5 @@
-"""The boilerplate model's line keys (stored: they must not change), against the plain per-line
-form they replaced for speed."""
+"""The boilerplate model's line keys (stored: they must not change) and its counting, against
+the plain per-line forms they replaced for speed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator.dedup import boilerplate
 from aggregator.dedup.boilerplate import (
     TITLE_MARK,
+    BoilerplateModel,
     line_keys,
     split_lines,
 )
@@ -30,6 +32,29 @@ def line_keys_per_line(lines: list[str], title: str) -> list[int]:
             norm = norm.replace(t, TITLE_MARK)
         keys.append(stable_hash64(_DIGITS_RE.sub("0", norm)))
     return keys
+
+
+def observe_per_key(model: BoilerplateModel, source: str, title: str, text: str) -> list[int]:
+    """The oracle of :meth:`BoilerplateModel.observe`: each key's count looked up as needed."""
+    keys = set(line_keys_per_line(split_lines(text), title))
+    if not keys:
+        return []
+    m = model.sources.setdefault(source, boilerplate.SourceModel())
+    fresh = [k for k in keys if m.counts.get(k, 0) < model.min_docs]
+    known = sum(1 for k in fresh if m.counts.get(k, 0) > 0)
+    if m.docs and (not fresh or known / len(fresh) >= model.copy_ratio):
+        return []
+    m.docs += 1
+    model.dirty.setdefault(source, set()).update(keys)
+    crossed = []
+    for k in keys:
+        m.last_doc[k] = m.docs
+        m.counts[k] += 1
+        if m.counts[k] == model.min_docs:
+            crossed.append(k)
+    if m.docs % 100 == 0:
+        model._forget_rare(source, m)
+    return crossed
 
 
 def test_folding_never_makes_or_crosses_a_line_feed() -> None:
@@ -75,3 +100,32 @@ def test_line_keys_mask_the_title_digits_and_spacing() -> None:
     assert a == b
     assert a[0] != a[1]
     assert line_keys([], title) == []
+
+
+_ITEM = st.tuples(
+    st.sampled_from(["a", "b"]),
+    st.sampled_from(["Titel eins der Woche", "Title two", "Dritter Titel hier"]),
+    st.lists(
+        st.sampled_from(["Footer 2024", "Impressum", "Ein Satz.", "Noch ein Satz 3.", "x", ""]),
+        max_size=6,
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_ITEM, max_size=40), st.integers(1, 3), st.sampled_from([0.5, 0.9, 1.0]))
+def test_observe_counts_as_the_per_key_form(items, min_docs: int, copy_ratio: float) -> None:
+    new = BoilerplateModel(min_docs=min_docs, copy_ratio=copy_ratio, window_docs=3)
+    old = BoilerplateModel(min_docs=min_docs, copy_ratio=copy_ratio, window_docs=3)
+    for model in (new, old):  # near a hundred items, where the rare lines are forgotten
+        model.load("a", [], 90)
+        model.load("b", [], 95)
+    for n, (source, title, lines) in enumerate(items):
+        text = "\n".join(lines + [f"Artikel {n % 7}"])
+        assert new.observe(source, title, text) == observe_per_key(old, source, title, text)
+        for name, model in new.sources.items():
+            other = old.sources[name]
+            assert list(model.counts.items()) == list(other.counts.items())
+            assert list(model.last_doc.items()) == list(other.last_doc.items())
+            assert model.docs == other.docs
+        assert new.dirty == old.dirty and new.dropped == old.dropped

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from .text import fold, stable_hash64
 
@@ -68,7 +69,10 @@ class BoilerplateModel:
     _last: tuple[str, str, list[str], list[int]] | None = field(default=None, repr=False)
 
     def source(self, name: str) -> SourceModel:
-        return self.sources.setdefault(name, SourceModel())
+        model = self.sources.get(name)  # not setdefault: it would build a model every call
+        if model is None:
+            model = self.sources[name] = SourceModel()
+        return model
 
     def _lines(self, title: str, text: str) -> tuple[list[str], list[int]]:
         last = self._last
@@ -86,18 +90,17 @@ class BoilerplateModel:
         if not keys:
             return []
         model = self.source(source)
-        fresh = [k for k in keys if model.counts.get(k, 0) < self.min_docs]
-        known = sum(1 for k in fresh if model.counts.get(k, 0) > 0)
+        counts, least = model.counts, self.min_docs
+        had = list(map(counts.get, keys, repeat(0)))  # each count read once, in keys' order
+        fresh = [n for n in had if n < least]
+        known = len(fresh) - fresh.count(0)
         if model.docs and (not fresh or known / len(fresh) >= self.copy_ratio):
             return []
         model.docs += 1
         self.dirty.setdefault(source, set()).update(keys)
-        crossed = []
-        for k in keys:
-            model.last_doc[k] = model.docs
-            model.counts[k] += 1
-            if model.counts[k] == self.min_docs:
-                crossed.append(k)
+        model.last_doc.update(dict.fromkeys(keys, model.docs))
+        counts.update(keys)  # each key once: a set
+        crossed = [k for k, n in zip(keys, had, strict=True) if n == least - 1]
         if model.docs % 100 == 0:
             self._forget_rare(source, model)
         return crossed
