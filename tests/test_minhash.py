@@ -23,6 +23,8 @@ from aggregator.dedup.minhash import (
     EMPTY,
     hash64,
     high32,
+    permuted_min,
+    premixed,
     shingle_hashes,
     signature,
     signatures,
@@ -222,3 +224,18 @@ def test_permutations_are_datasketchs_and_read_only() -> None:
     assert np.array_equal(a[:, 0], want[0]) and np.array_equal(b[:, 0], want[1])
     with pytest.raises(ValueError):
         a[0, 0] = 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 2**64 - 1), max_size=40), min_size=1, max_size=4),
+    st.sampled_from([(16, 1), (128, 1), (100, 42)]),
+)
+def test_a_few_groups_at_once_equal_each_alone(groups: list[list[int]], perm: tuple) -> None:
+    """An item's groups are permuted as one product when they fit in a chunk (and none is
+    empty): each row equals the group's own signature, chunk by chunk."""
+    arrays = [np.array(g, dtype=np.uint64) for g in groups]
+    together = signatures(arrays, *perm)
+    assert together.flags.c_contiguous and together.dtype == np.uint32
+    for row, group in zip(together, arrays, strict=True):
+        assert np.array_equal(row, permuted_min([premixed(group)], *perm)[0])

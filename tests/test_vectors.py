@@ -132,3 +132,24 @@ def test_a_vector_names_its_terms_known_and_new_alike() -> None:
     got = dict(zip(vocab.terms_of(vec), vec.tfw.tolist(), strict=True))
     assert got == {t: 1 + math.log(n) for t, n in doc.items()}
     assert vocab.vector(doc).pairs.tolist() == vec.pairs.tolist()  # and keep them
+
+
+def test_a_terms_idf_is_the_same_before_and_after_it_gets_an_id() -> None:
+    """The engine gives an item's new terms their ids before it scores its top terms by IDF
+    (one lookup for that and its vector): an id, fresh or recycled, must not change it."""
+    rng = random.Random(11)
+    vocab = Vocabulary()
+    held: list[object] = []
+    for step in range(600):
+        doc = Counter(f"t{step}-{k}" for k in range(3)) + random_doc(rng, 8)
+        query = [*doc, f"t{step + 1}-0", f"u{step}"]  # known, new, and a term never counted
+        before = list(vocab.idf_of(query).values())
+        ids = vocab.term_ids(query)
+        assert vocab.idf(ids).tolist() == before
+        vec = vocab.vector(doc, ids[: len(doc)])
+        assert vec.pairs.tolist() == vocab.vector(doc).pairs.tolist()
+        vocab.count_in(vec)
+        held.append(vec)
+        if len(held) > 40:  # a sliding window: ids are recycled
+            vocab.count_out(held.pop(0))  # type: ignore[arg-type]
+    assert len(vocab._df) <= 2048

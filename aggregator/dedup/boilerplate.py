@@ -15,10 +15,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from .text import fold, stable_hash64
 
 _SPACE_RE = re.compile(r"\s+")
+_LINE_SPACE_RE = re.compile(r"[^\S\n]+")  # spacing within lines joined by "\n"
 _DIGITS_RE = re.compile(r"\d+")
 TITLE_MARK = "\x00title\x00"
 
@@ -29,15 +31,21 @@ def split_lines(text: str) -> list[str]:
 
 def line_keys(lines: Sequence[str], title: str) -> list[int]:
     """Hash of each line with the item's title and digits masked and spacing folded (stored:
-    the hash is stable across processes)."""
+    the hash is stable across processes). ``lines`` as :func:`split_lines` gives them, so none
+    holds a line break: they are folded and masked as one text, then split at ``"\n"`` (no
+    character folds to one, and folding never joins across it: ``tests/test_boilerplate.py``),
+    as a call per line was most of the cost."""
+    if not lines:
+        return []
     t = _SPACE_RE.sub(" ", fold(title)).strip()
-    keys = []
-    for line in lines:
-        norm = _SPACE_RE.sub(" ", fold(line))
-        if len(t) >= 8:
-            norm = norm.replace(t, TITLE_MARK)
-        keys.append(stable_hash64(_DIGITS_RE.sub("0", norm)))
-    return keys
+    norm = fold("\n".join(lines))
+    # the spacing is nearly always single spaces already, and a scan is cheaper than a regex
+    # (every whitespace character but " " is unprintable)
+    if "  " in norm or not norm.replace("\n", " ").isprintable():
+        norm = _LINE_SPACE_RE.sub(" ", norm)
+    if len(t) >= 8:
+        norm = norm.replace(t, TITLE_MARK)
+    return list(map(stable_hash64, _DIGITS_RE.sub("0", norm).split("\n")))
 
 
 @dataclass
@@ -61,7 +69,10 @@ class BoilerplateModel:
     _last: tuple[str, str, list[str], list[int]] | None = field(default=None, repr=False)
 
     def source(self, name: str) -> SourceModel:
-        return self.sources.setdefault(name, SourceModel())
+        model = self.sources.get(name)  # not setdefault: it would build a model every call
+        if model is None:
+            model = self.sources[name] = SourceModel()
+        return model
 
     def _lines(self, title: str, text: str) -> tuple[list[str], list[int]]:
         last = self._last
@@ -79,18 +90,17 @@ class BoilerplateModel:
         if not keys:
             return []
         model = self.source(source)
-        fresh = [k for k in keys if model.counts.get(k, 0) < self.min_docs]
-        known = sum(1 for k in fresh if model.counts.get(k, 0) > 0)
+        counts, least = model.counts, self.min_docs
+        had = list(map(counts.get, keys, repeat(0)))  # each count read once, in keys' order
+        fresh = [n for n in had if n < least]
+        known = len(fresh) - fresh.count(0)
         if model.docs and (not fresh or known / len(fresh) >= self.copy_ratio):
             return []
         model.docs += 1
         self.dirty.setdefault(source, set()).update(keys)
-        crossed = []
-        for k in keys:
-            model.last_doc[k] = model.docs
-            model.counts[k] += 1
-            if model.counts[k] == self.min_docs:
-                crossed.append(k)
+        model.last_doc.update(dict.fromkeys(keys, model.docs))
+        counts.update(keys)  # each key once: a set
+        crossed = [k for k, n in zip(keys, had, strict=True) if n == least - 1]
         if model.docs % 100 == 0:
             self._forget_rare(source, model)
         return crossed

@@ -513,23 +513,25 @@ class Engine:
         # when both are sure (a guess between German and English splits Portuguese in two)
         rec.lang = item.lang or detect_language(f"{bare}\n{body}") or ""
         rec.anchors = anchors(bare, body, rec.lang)
-        top = self._top_terms(rec.terms)
+        ids = self.vocab.term_ids(rec.terms)  # the scores' IDF and the vector read them
+        top = self._top_terms(rec.terms, ids)
         # both signatures at once; held as uint32 (half the memory), stored as uint64 bytes,
         # and loaded ones are converted back, so band keys agree after a restart
         groups = [g for g in (shingled, token_hashes(top)) if g is not None and len(g)]
         sigs = iter(signatures(groups, self.settings.num_perm, SEED))
         rec.dup_sig = next(sigs) if shingled is not None and len(shingled) else None
         rec.story_sig = next(sigs) if top else None
-        rec.vec = self.vocab.vector(rec.terms)
+        rec.vec = self.vocab.vector(rec.terms, ids)
 
-    def _top_terms(self, terms: Counter[str]) -> list[str]:
+    def _top_terms(self, terms: Counter[str], ids: np.ndarray) -> list[str]:
         """The ``story_top_terms`` terms of the highest count x IDF (ties: the first in
-        alphabetical order), in no particular order: the story signature's set."""
+        alphabetical order), in no particular order: the story signature's set. ``ids``: the
+        terms' ids, in their order."""
         n = self.settings.story_top_terms
         if len(terms) <= n:
             return list(terms)
         words = list(terms)
-        idf = np.fromiter(self.vocab.idf_of(words).values(), dtype=np.float64, count=len(words))
+        idf = self.vocab.idf(ids)
         scores = np.fromiter(terms.values(), dtype=np.float64, count=len(words)) * idf
         cut = np.partition(scores, len(words) - n)[len(words) - n]  # the n-th highest
         above = np.flatnonzero(scores > cut).tolist()

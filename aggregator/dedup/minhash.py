@@ -143,6 +143,15 @@ def signatures(groups: Sequence[np.ndarray], num_perm: int, seed: int) -> np.nda
     if not groups:
         return np.full((0, num_perm), EMPTY, dtype=np.uint32)
     mixed = premixed(np.concatenate([np.asarray(g).view(np.uint64) for g in groups]))
+    sizes = [len(g) for g in groups]
+    if min(sizes) and len(mixed) <= CHUNK:
+        # the usual call (an item's shingles and top terms): one product for all the groups,
+        # then each group's minima (reduceat would give an empty group a neighbour's value)
+        a, b = permutations(num_perm, seed)
+        permuted = a * mixed
+        permuted += b
+        starts = np.cumsum([0, *sizes[:-1]])
+        return np.ascontiguousarray(np.minimum.reduceat(permuted, starts, axis=1).T)
     parts, start = [], 0
     for g in groups:
         parts.append(mixed[start : start + len(g)])

@@ -13,7 +13,7 @@ holds the vocabulary of its windows, not of its whole history.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -91,20 +91,27 @@ class Vocabulary:
                 setattr(self, name, grown)
             self._scratch = np.zeros_like(self._log_df)
 
-    def vector(self, counts: Mapping[str, int]) -> TermVector:
-        """The vector of a term count (ids are assigned to new terms; they stay reserved
-        until a document holding them is counted in and out again)."""
-        if not counts:
-            return EMPTY
-        # one C-level lookup of every term; the few new ones then get ids in the count's
-        # order (most items bring one or two, and retrying all of them in Python on the
-        # first unknown one made this a fifth slower)
-        ids = np.fromiter(map(self._ids.get, counts, repeat(-1)), dtype=np.int64, count=len(counts))
+    def term_ids(self, terms: Collection[str]) -> np.ndarray:
+        """The ids of terms, in their order (new terms are assigned ids, in that order; they
+        stay reserved until a document holding them is counted in and out again)."""
+        # one C-level lookup of every term; the few new ones then get ids (most items bring
+        # one or two, and retrying all of them in Python on the first unknown one made this a
+        # fifth slower)
+        ids = np.fromiter(map(self._ids.get, terms, repeat(-1)), dtype=np.int64, count=len(terms))
         new = np.flatnonzero(ids < 0)
         if len(new):
-            terms = list(counts)
+            listed = list(terms)
             for k in new.tolist():
-                ids[k] = self._id(terms[k])
+                ids[k] = self._id(listed[k])
+        return ids
+
+    def vector(self, counts: Mapping[str, int], ids: np.ndarray | None = None) -> TermVector:
+        """The vector of a term count (``ids``: its terms' :meth:`term_ids`, when the caller
+        has them already)."""
+        if not counts:
+            return EMPTY
+        if ids is None:
+            ids = self.term_ids(counts)
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         order = np.argsort(ids)
         return TermVector.of(ids[order], 1.0 + np.log(tf[order]))
