@@ -104,15 +104,25 @@ def _source_breaks(text: str) -> str:
     return "\n".join(p.replace("\n", " ") for p in paragraphs)
 
 
-def _tidy_lines(text: str) -> str:
-    text = unicodedata.normalize("NFC", _INVISIBLE_RE.sub("", strip_controls(text)))
-    lines = (squash(line) for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
-
-
 # Lone surrogates cannot be encoded (not by lxml, not into a database) and lxml refuses
 # the noncharacters U+FFFE/U+FFFF in text: all become U+FFFD.
 _UNENCODABLE_RE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# Any character that one of _UNENCODABLE_RE, _CONTROL_RE and _INVISIBLE_RE finds: a search
+# of a text costs about the same for one class as for another, and most texts hold none.
+_ODD_RE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u200b\ufeff\ud800-\udfff\ufffe\uffff]"
+)
+
+
+def _tidy_lines(text: str) -> str:
+    """``text`` encodable, without control and invisible characters, NFC, with each line
+    squashed and no empty line."""
+    if _ODD_RE.search(text):
+        text = _INVISIBLE_RE.sub("", strip_controls(_UNENCODABLE_RE.sub("\ufffd", text)))
+    lines = (squash(line) for line in unicodedata.normalize("NFC", text).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
 # An explicit <head> is skipped; without one, libxml2 still files a leading <title> or
 # <meta> under an implied head, and that text is kept.
 _HEAD_TAG_RE = re.compile(r"<head[\s/>]", re.IGNORECASE)
@@ -127,19 +137,23 @@ def html_to_text(html: str | None) -> str:
     """
     if not html:
         return ""
-    if _UNENCODABLE_RE.search(html):
+    odd = _ODD_RE.search(html) is not None
+    if odd:
         html = _UNENCODABLE_RE.sub("\ufffd", html)
     if not has_markup(html):
         return _tidy_lines(_source_breaks(html))
+    html = _CUT_TAG_RE.sub("", html)
+    if odd:
+        html = strip_controls(html)
     # as html.parser read it: CRLF a newline, a lone CR a space (HTML5 makes it a newline)
-    html = strip_controls(_CUT_TAG_RE.sub("", html)).replace("\r\n", "\n").replace("\r", " ")
+    html = html.replace("\r\n", "\n").replace("\r", " ")
     try:
         text = _tree_text(html)
     except ValueError:  # lxml refusing a string: guarded against above, never seen
         text = None
     if text is None:
         text = _stripped_text(html)
-    return _tidy_lines(_UNENCODABLE_RE.sub("\ufffd", text))  # "&#xFFFE;" decoded
+    return _tidy_lines(text)  # _tidy_lines makes a decoded "&#xFFFE;" encodable
 
 
 def _tree_text(html: str) -> str | None:

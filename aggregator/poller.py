@@ -173,16 +173,34 @@ def _refresh(
     with store.session() as s:
         seen, new = ingest(s, cfg, job, feed, fetched_at=result.fetched_at)
         seen += skipped
-        row = s.get_one(Feed, job.feed_id)
         nxt = _schedule(s, cfg, job, result, feed.ttl_s, started_at, error_count=0)
-        _set_state(row, result=result, label="ok", now=started_at, next_at=nxt)
-        row.body_hash = body_hash
-        row.error_count, row.last_error = 0, None
-        _follow_move(s, job, row, result, started_at)
-        row.items_total += new
+        db: Session | Connection = s
+        if result.moved_to is None:
+            # No move to follow: the poll state as one Core UPDATE and INSERT in the same
+            # transaction, not the ORM's load of the row and its unit of work
+            db = s.connection()
+            state = _state(result=result, label="ok", now=started_at, next_at=nxt)
+            db.execute(
+                update(feeds)
+                .where(feeds.c.id == job.feed_id)
+                .values(
+                    **state,
+                    body_hash=body_hash,
+                    error_count=0,
+                    last_error=None,
+                    items_total=feeds.c.items_total + new,
+                )
+            )
+        else:
+            row = s.get_one(Feed, job.feed_id)
+            _set_state(row, result=result, label="ok", now=started_at, next_at=nxt)
+            row.body_hash = body_hash
+            row.error_count, row.last_error = 0, None
+            _follow_move(s, job, row, result, started_at)
+            row.items_total += new
         record_poll(
-            s,
-            row.id,
+            db,
+            job.feed_id,
             started_at=started_at,
             duration_ms=_ms(t0),
             result="ok",

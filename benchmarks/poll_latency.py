@@ -2,6 +2,7 @@
 
     python benchmarks/poll_latency.py [--polls 200] [--new 50] [--window 100] [--per-day 2000]
         [--warmup 5] [--big 500] [--big-polls 20] [--format rss|atom|wordpress] [--keep DIR] [--cpu]
+        [--profile PREFIX]
 
 A threaded HTTP server on 127.0.0.1 serves one feed (text from ``workload.py``: one site's
 chrome, German or English articles, every third item another report of the same event).
@@ -24,6 +25,11 @@ the run goes: items are spaced ``--per-day`` apart, ending now).
 parsing, storing, SQLite and clustering, not the server thread) instead of wall-clock time,
 for comparisons on a machine shared with other work.
 
+``--profile PREFIX`` profiles the counted polls (after ``--warmup``, not the bigger bodies)
+with cProfile in the polling thread's CPU time, the refresh and the dedup part apart: writes
+``PREFIX.refresh.pstats`` and ``PREFIX.dedup.pstats`` and prints each sorted by cumulative
+time. The profiler's own cost inflates the figures printed beside it.
+
 Then, with a bigger document of the newest ``--big`` items: ``--big-polls`` polls where each
 time 10% of its entries are new and the rest known ("changed, mostly known"), then as many
 polls of the very same body ("unchanged": the body-hash short-circuit). Both as items in the
@@ -33,6 +39,8 @@ body per second, with and without the fetch.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import tempfile
@@ -146,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="keep the database in this directory")
     ap.add_argument("--cpu", action="store_true", help="time in the polling thread's CPU time")
+    ap.add_argument("--profile", metavar="PREFIX", help="cProfile the counted polls' two parts")
     args = ap.parse_args(argv)
     clock = time.thread_time if args.cpu else time.perf_counter
 
@@ -184,14 +193,25 @@ def main(argv: list[str] | None = None) -> int:
     service = DedupService(store, settings_from(cfg.dedup))
     fetcher = Fetcher(fetch_settings(cfg))
 
-    def poll(expect_new: int | None) -> tuple[float, float, float, str, int, int]:
+    profiles: dict[str, cProfile.Profile] = {}
+    if args.profile:
+        profiles = {part: cProfile.Profile(time.thread_time) for part in ("refresh", "dedup")}
+
+    def poll(
+        expect_new: int | None, profiled: bool = False
+    ) -> tuple[float, float, float, str, int, int]:
         (job,) = claim_due_feeds(store, now=datetime.now(UTC), owner="bench", all_feeds=True)
         t0 = clock()
         fetcher.fetch(feed_url, private_addresses="always")
         t1 = clock()
-        outcome = refresh_feed(store, fetcher, cfg, job)
-        t2 = clock()
-        placed = service.process_pending()
+        if profiled and profiles:
+            outcome = profiles["refresh"].runcall(refresh_feed, store, fetcher, cfg, job)
+            t2 = clock()
+            placed = profiles["dedup"].runcall(service.process_pending)
+        else:
+            outcome = refresh_feed(store, fetcher, cfg, job)
+            t2 = clock()
+            placed = service.process_pending()
         t3 = clock()
         if outcome.failed:
             raise SystemExit(f"poll failed: {outcome.error}")
@@ -214,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         newest = (r + 1) * args.new
         keys = list(range(max(0, newest - args.window), newest))
         feed.body = items.document(keys)
-        fetch, refresh, dedup, result, _seen, _placed = poll(args.new)
+        fetch, refresh, dedup, result, _seen, _placed = poll(args.new, r >= args.warmup)
         sizes.append(len(feed.body))
         if r >= args.warmup:
             rows.append((fetch, refresh, dedup))
@@ -252,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         report("first quarter", rows[: n // 4])
         report("last quarter", rows[-(n // 4) :])
     print("\ntarget: one poll with 50 new items, p50 <= 10 ms excluding network")
+    for part, profile in profiles.items():
+        out = f"{args.profile}.{part}.pstats"
+        profile.dump_stats(out)
+        print(f"\n{part} of the counted polls, cProfile ({out}):")
+        pstats.Stats(out).sort_stats("cumulative").print_stats(40)
 
     # ------------------------------------------------------------ bigger bodies
     if args.big_polls > 0 and args.big > 0:

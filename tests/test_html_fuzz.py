@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 from datetime import UTC
 from xml.sax.saxutils import escape
 
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from legacy_html import legacy_html_to_text
 
+from aggregator import htmltext
 from aggregator.errors import ParseError
 from aggregator.htmltext import html_to_text
 from aggregator.parser import parse_feed
@@ -177,6 +179,53 @@ def test_html_to_text_never_raises(html):
     assert isinstance(text, str)
     assert text == text.strip() and "\n\n" not in text
     assert not re.search("[\ud800-\udfff\x00\ufffe\uffff]", text)
+
+
+def _html_to_text_before(html: str) -> str:
+    """html_to_text as it was before one search for odd characters replaced three (the
+    oracle of the test below)."""
+    if not html:
+        return ""
+    if htmltext._UNENCODABLE_RE.search(html):
+        html = htmltext._UNENCODABLE_RE.sub("\ufffd", html)
+    if not htmltext.has_markup(html):
+        return _tidy_lines_before(htmltext._source_breaks(html))
+    html = htmltext.strip_controls(htmltext._CUT_TAG_RE.sub("", html))
+    html = html.replace("\r\n", "\n").replace("\r", " ")
+    try:
+        text = htmltext._tree_text(html)
+    except ValueError:
+        text = None
+    if text is None:
+        text = htmltext._stripped_text(html)
+    return _tidy_lines_before(htmltext._UNENCODABLE_RE.sub("\ufffd", text))
+
+
+def _tidy_lines_before(text: str) -> str:
+    text = htmltext.strip_controls(text)
+    text = unicodedata.normalize("NFC", htmltext._INVISIBLE_RE.sub("", text))
+    lines = (htmltext.squash(line) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+# whitespace of every kind str.split() knows, the characters the tidying drops or replaces,
+# and what NFC composes
+ODD_TEXT = st.lists(
+    st.sampled_from(
+        ["a", "Wort", " ", "  ", "\n", "\n\n", " \n ", "\t", "\r", "\r\n", "\x0b", "\x0c"]
+        + ["\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000", "\x00", "\x07", "\x9f"]
+        + ["\u00ad", "\u200b", "\ufeff", "\ud800", "\udfff", "\ufffe", "\uffff", "e\u0301"]
+        + ["<p>", "</p>", "<br>", "<b>", "<td>", "&amp;", "&#0;", "&#11;", "&#133;", "&#xAD;"]
+        + ["&#xFFFE;", "&#x200B;", "&#8232;", "<script>", "<!--", "-->", "<di"]
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(ODD_TEXT, MARKUP, st.text(max_size=200)))
+def test_html_to_text_as_before_the_single_scans(html):
+    assert html_to_text(html) == _html_to_text_before(html)
 
 
 @settings(max_examples=25, deadline=None)
