@@ -102,7 +102,7 @@ def poll_totals(rows: Iterable[tuple[str, int]]) -> Counter[tuple[str, str]]:
 def add_totals(s: Session, totals: Mapping[tuple[str, str], int]) -> None:
     if not totals:
         return
-    stmt = dialect_insert(s, PrunedTotal)
+    stmt = dialect_insert(s.get_bind().dialect.name, PrunedTotal)
     stmt = stmt.on_conflict_do_update(
         index_elements=["metric", "label"], set_={"value": PrunedTotal.value + stmt.excluded.value}
     )

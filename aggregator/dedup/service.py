@@ -43,7 +43,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
@@ -59,6 +58,7 @@ from ..coordination import (
 from ..domain import AGGREGATOR_SOURCE_TYPES, LEVELS
 from ..store import Store
 from ..store.clusters import merged_into, survivor
+from ..store.items import dialect_insert
 from ..store.models import (
     BoilerplateLine,
     Cluster,
@@ -170,10 +170,9 @@ _MEMBER_UPDATES = (
 
 @cache
 def _writes(dialect: str) -> _Writes:
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    members = make(ClusterMember.__table__)
-    signatures = make(Signature.__table__)
-    lines = make(BoilerplateLine.__table__)
+    members = dialect_insert(dialect, ClusterMember.__table__)
+    signatures = dialect_insert(dialect, Signature.__table__)
+    lines = dialect_insert(dialect, BoilerplateLine.__table__)
     return _Writes(
         members=members.on_conflict_do_update(
             index_elements=["item_id", "level"],

@@ -18,10 +18,10 @@ from .models import Item, PollLog
 _BATCH = 500
 
 
-def dialect_insert(session: Session, table: Any) -> Insert:
-    """``INSERT`` with ``on_conflict_do_nothing`` for whichever dialect the session uses."""
-    name = session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+def dialect_insert(dialect: str, table: Any) -> Insert:
+    """``INSERT`` with ``on_conflict_do_*`` for the dialect of that name (a bind's
+    ``dialect.name``)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 @cache
@@ -31,7 +31,7 @@ def _insert_new(dialect: str) -> Insert:
     path around it, with that, was a fifth of the insert's time."""
     items = Item.__table__
     return (
-        (postgresql.insert if dialect == "postgresql" else sqlite.insert)(items)
+        dialect_insert(dialect, items)
         .on_conflict_do_nothing(index_elements=["source_id", "guid"])
         .returning(items.c.id, items.c.guid)
     )
