@@ -179,17 +179,15 @@ def _refresh(
             # No move to follow: the poll state as one Core UPDATE and INSERT in the same
             # transaction, not the ORM's load of the row and its unit of work
             db = s.connection()
-            state = _state(result=result, label="ok", now=started_at, next_at=nxt)
-            db.execute(
-                update(feeds)
-                .where(feeds.c.id == job.feed_id)
-                .values(
-                    **state,
-                    body_hash=body_hash,
-                    error_count=0,
-                    last_error=None,
-                    items_total=feeds.c.items_total + new,
-                )
+            _write_ok(
+                db,
+                job.feed_id,
+                result=result,
+                label="ok",
+                now=started_at,
+                next_at=nxt,
+                body_hash=body_hash,
+                items_total=feeds.c.items_total + new,
             )
         else:
             row = s.get_one(Feed, job.feed_id)
@@ -253,6 +251,26 @@ def _set_state(
         setattr(row, key, value)
 
 
+def _write_ok(
+    conn: Connection,
+    feed_id: int,
+    *,
+    result: FetchResult,
+    label: str,
+    now: datetime,
+    next_at: datetime,
+    **columns: object,
+) -> None:
+    """A successful poll's feed columns (and ``columns``) as one Core UPDATE: no ORM load
+    of the row and unit of work on the polls that need none."""
+    state = _state(result=result, label=label, now=now, next_at=next_at)
+    conn.execute(
+        update(feeds)
+        .where(feeds.c.id == feed_id)
+        .values(**state, error_count=0, last_error=None, **columns)
+    )
+
+
 def _state(
     *, result: FetchResult, label: str, now: datetime, next_at: datetime
 ) -> dict[str, object]:
@@ -285,12 +303,7 @@ def _record_quiet(
         # hashing a 1.5 MB body)
         with store.connect() as conn:
             nxt = _schedule(conn, cfg, job, result, None, started_at, error_count=0)
-            state = _state(result=result, label=label, now=started_at, next_at=nxt)
-            conn.execute(
-                update(feeds)
-                .where(feeds.c.id == job.feed_id)
-                .values(**state, error_count=0, last_error=None)
-            )
+            _write_ok(conn, job.feed_id, result=result, label=label, now=started_at, next_at=nxt)
             record_poll(
                 conn,
                 job.feed_id,
