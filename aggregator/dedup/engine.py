@@ -418,7 +418,7 @@ class Engine:
         self._slot_id = np.full(1024, -1, dtype=np.int64)
         self._slot_ts = np.zeros(1024, dtype=np.float64)
         self._slot_lang = np.zeros(1024, dtype=np.int16)  # a code of Rec.lang (0: unknown)
-        # What verifies a duplicate candidate, by slot (see _dup_candidates and dup_alike):
+        # What verifies a duplicate candidate, by slot (see _dup_same and dup_alike):
         # the banded part of its duplicate signature, its shingles' bitmap, how many
         # shingles it has (-1: bitmap not made yet, made when first a candidate) and how
         # many share a bucket; ~1 KB per slot, so a candidate set is checked by a few
@@ -589,29 +589,20 @@ class Engine:
             if level == "duplicate":
                 self._slot_shingles[slot] = -1
 
-    def _dup_candidates(self, rec: Rec) -> tuple[np.ndarray, np.ndarray]:
-        """The slots of the items sharing a duplicate band with ``rec``, in first order, and
-        which bands each shares (a row of flags each; compared on the signatures: the index
-        only knows the bands' mixes). One gather of the slots' signature rows. Most share a
-        band by chance, more the more is held; a band's value proposes at most its
-        ``dup_postings`` newest holders (copies of one text, whose cluster the newest
-        stand for), so there are never more than ``bands * dup_postings`` candidates."""
-        if rec.dup_sig is None:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dup_bands[0]), dtype=bool)
-        slots = self._dup_proposed(rec)
-        same = self._dup_same(rec, slots)
-        real = same.any(axis=1)
-        return slots[real], same[real]
-
     def _dup_proposed(self, rec: Rec) -> np.ndarray:
-        """The slots sharing a duplicate band's value (a mix of its rows) with ``rec``."""
+        """The slots of the items sharing a duplicate band's value (a 32-bit mix of its rows)
+        with ``rec``, in first order. Most share a band by chance, more the more is held; a
+        band's value proposes at most its ``dup_postings`` newest holders (copies of one text,
+        whose cluster the newest stand for), so there are never more than
+        ``bands * dup_postings`` candidates."""
         values = self._band_values(rec.dup_sig, "duplicate")
         slots, _ = self.dup_index.query(values, self.settings.dup_postings)
         return slots[self._slot_id[slots] != rec.item.id]
 
     def _dup_same(self, rec: Rec, slots: np.ndarray) -> np.ndarray:
-        """Which duplicate bands' rows each of ``slots`` shares with ``rec`` (a row of
-        flags each)."""
+        """Which duplicate bands each of ``slots`` shares with ``rec`` (a row of flags each),
+        compared on the signatures: the index only knows the bands' mixes, which may collide.
+        One gather of the slots' signature rows."""
         bands, rows = self.dup_bands
         same = (self._slot_dup[slots] == rec.dup_sig[: bands * rows]).reshape(-1, bands, rows)
         return same.all(axis=2)
