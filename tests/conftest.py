@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 f"shared test data not found at {path}: clone next to ../shared "
                 "or set NEWSDEDUP_SHARED"
             )
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_after() -> Iterator[None]:
+    """A dedup load freezes what it made out of the cyclic collector (a daemon holds it for
+    good); a test's services are dropped at its end, their cycles collectable again."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")
