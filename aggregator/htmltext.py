@@ -9,7 +9,6 @@ on hostile markup.
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
 from html import unescape
 
@@ -171,15 +170,9 @@ def _tree_text(html: str) -> str | None:
         if node.text and ("<" in node.text or "&" in node.text):
             text = _markup_text(node.text)
             node.text = _xml_safe(unescape(text) if node.tag in _RAW_TEXT_TAGS else text)
-    # Source newlines first, one text node at a time as html.parser's data chunks were
-    # (a newline on each side of a tag is no blank line); every newline left after that,
-    # and every one added for a block, is a line break.
-    for node in _newline_texts()(root):
-        owner = node.getparent()
-        if node.is_tail:
-            owner.tail = _source_breaks(owner.tail)
-        else:
-            owner.text = _source_breaks(owner.text)
+    # source newlines first; every newline left after that, and every one added for a
+    # block, is a line break
+    _source_newlines(root)
     for node in root.iter(*_BLOCK_TAGS):
         node.text = "\n" + (node.text or "")
         node.tail = "\n" + (node.tail or "")
@@ -193,16 +186,18 @@ def _tree_text(html: str) -> str | None:
 
 
 _FATAL = etree.ErrorLevels.FATAL
-_per_thread = threading.local()
 
 
-def _newline_texts() -> etree.XPath:
-    """The compiled query for text nodes holding a newline, one per thread (lxml's XPath
-    objects are not to be shared between threads)."""
-    query = getattr(_per_thread, "newline_texts", None)
-    if query is None:
-        query = _per_thread.newline_texts = etree.XPath("//text()[contains(., '\n')]")
-    return query
+def _source_newlines(root: etree._Element) -> None:
+    """:func:`_source_breaks` on each text node holding a newline, one at a time as
+    html.parser's data chunks were (a newline on each side of a tag is no blank line).
+    Walked, not queried: lxml turns an XPath's result of many text nodes into Python objects
+    in quadratic time (8 minutes for a megabyte of ``">\n<!--"``)."""
+    for node in root.iter():
+        if node.text and isinstance(node.tag, str) and "\n" in node.text:  # a comment's
+            node.text = _source_breaks(node.text)  # text is no text node: left as it is
+        if node.tail and "\n" in node.tail:
+            node.tail = _source_breaks(node.tail)
 
 
 _RAW_ELEMENT_RE = re.compile(

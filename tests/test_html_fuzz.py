@@ -4,6 +4,7 @@ and feed dates: never an exception, always UTC or nothing."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -16,6 +17,7 @@ from conftest import FEEDS, REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from legacy_html import legacy_html_to_text
+from lxml import etree
 
 from aggregator import htmltext
 from aggregator.errors import ParseError
@@ -132,6 +134,10 @@ PATHOLOGICAL = {
     "bad_references": _repeat("&#xD800;&#99999999999;&bogus;"),
     "nul_and_surrogates": _repeat("a\x00<p>\ud800b\udfff</p>"),
     "whitespace_run": "a\n" + _repeat(" ") + "b",
+    # many text nodes holding a newline (an XPath over them took 27 s for this much)
+    "comment_lines": _repeat(">\n<!--"),
+    "element_lines": _repeat("<b>\n</b>"),
+    "text_lines": _repeat("a\n<br>"),
 }
 
 
@@ -179,6 +185,60 @@ def test_html_to_text_never_raises(html):
     assert isinstance(text, str)
     assert text == text.strip() and "\n\n" not in text
     assert not re.search("[\ud800-\udfff\x00\ufffe\uffff]", text)
+
+
+def _source_newlines_by_xpath(root) -> None:  # type: ignore[no-untyped-def]
+    """The newline step as it was, by an XPath query of the text nodes (the oracle of the
+    test below; quadratic in lxml on many text nodes)."""
+    for node in etree.XPath("//text()[contains(., '\n')]")(root):
+        owner = node.getparent()
+        if node.is_tail:
+            owner.tail = htmltext._source_breaks(owner.tail)
+        else:
+            owner.text = htmltext._source_breaks(owner.text)
+
+
+NEWLINE_MARKUP = st.lists(
+    st.sampled_from(
+        ["\n", "\n\n", " \n ", "x", "<p>", "</p>", "<b>", "</b>", "<br>", "<!--", "-->", "<!-->"]
+        + ["<?x?>", "<script>", "</script>", "<textarea>", "<title>", "<td>", "&amp;", "<", ">"]
+        + ["<![CDATA[", "]]>", "<head>", "<table>", "</div>", "&#10;", "\r\n"]
+    ),
+    max_size=80,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(NEWLINE_MARKUP, MARKUP))
+def test_source_newlines_walk_the_text_nodes_the_xpath_found(html):
+    parser = etree.HTMLParser(huge_tree=True, no_network=True)
+    root = etree.fromstring(html, parser) if html else None
+    if root is None:
+        return
+    assert _after(htmltext._source_newlines, root) == _after(_source_newlines_by_xpath, root)
+
+
+def _after(step, root) -> str:  # type: ignore[no-untyped-def]
+    """The tree after ``step`` on a copy, or the error it raised (a decoded control
+    character lxml refuses to set: html_to_text then strips the markup instead)."""
+    tree = copy.deepcopy(root)
+    try:
+        step(tree)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+    return etree.tostring(tree, encoding=str)
+
+
+def test_source_newlines_on_every_fixture_fragment_as_by_xpath():
+    parser = etree.HTMLParser(huge_tree=True, no_network=True)
+    seen = 0
+    for _, html in _fixture_fragments():
+        root = etree.fromstring(html, parser) if html.strip() else None
+        if root is None:
+            continue
+        assert _after(htmltext._source_newlines, root) == _after(_source_newlines_by_xpath, root)
+        seen += "\n" in etree.tostring(root, method="text", encoding=str)
+    assert seen > 100
 
 
 def _html_to_text_before(html: str) -> str:
