@@ -1,9 +1,10 @@
 """Commands start with only the modules they use (benchmarks/command_start.py times them).
 
-The clustering stack (datasketch pulls in scipy and numpy) costs about half a second of
-imports, alembic with mako and every dialect another quarter: a command that only reads the
-store loads neither, nor the fetching, parsing, rendering and metrics libraries, nor the ORM
-(it queries the Core tables). ``--help`` loads no config or database code at all.
+The clustering stack (datasketch pulls in scipy and numpy; numba its LLVM binding) costs most
+of a second of imports, alembic with mako and every dialect another quarter: a command that
+only reads the store loads neither, nor the fetching, parsing, rendering and metrics
+libraries, nor the ORM (it queries the Core tables). ``--help`` loads no config or database
+code at all.
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ except SystemExit as exc:
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
-CLUSTERING = {"datasketch", "scipy", "numpy", "aggregator.dedup.engine", "aggregator.dedup.service"}
+CLUSTERING = {
+    "datasketch",
+    "scipy",
+    "numpy",
+    "numba",
+    "llvmlite",
+    "aggregator.dedup.bandindex",
+    "aggregator.dedup.engine",
+    "aggregator.dedup.service",
+}
 SCHEMA_MIGRATION = {"alembic", "mako"}
 FETCHING = {"httpx", "feedparser", "lxml", "aggregator.fetcher", "aggregator.parser"}
 RENDERING = {"jinja2", "aggregator.render"}

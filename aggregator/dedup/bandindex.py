@@ -5,7 +5,7 @@ has as many index entries as permutations (128); the duplicate index has fewer, 
 (each keyed by a 32-bit mix of its rows, see ``engine.band_values``). As Python dict entries
 that was ~10 KB per held item and a dict operation per entry on every start-up; here an entry
 is 16 bytes in two arrays, a start-up adds its items in one ``add_many`` and sorts once, and a
-query is a few ``searchsorted`` calls.
+query is a few binary searches.
 
 A key is ``band << 32 | value`` (a value is below 2**32, as datasketch's are). An entry is
 ``generation << 32 | slot``: removing an item bumps its slot's generation, which makes its
@@ -20,17 +20,19 @@ first query after it changed.
 
 Queries return what a dict of buckets filled in insertion order would: the slots sharing a
 key, in order of first occurrence (band by band, older entries first), with the number of
-bands each shares.
+bands each shares. A query is one loop compiled by numba (:func:`_query`): as a dozen numpy
+calls over a few thousand entries, their fixed cost was most of it, and a fifth of a
+placement. The compiled code is cached beside this file (see the README's dependencies).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 _LOW32 = np.int64(0xFFFFFFFF)
 _EMPTY_KEYS = np.zeros(0, dtype=np.uint64)
 _EMPTY_ENTRIES = np.zeros(0, dtype=np.int64)
-_NONE = np.iinfo(np.int64).max
 # Entries the middle and the small level hold before they are merged into the next larger
 # level (the small one every ~64 items of 128 bands, the middle one every ~4,000).
 LEVEL_MAX = (1 << 19, 1 << 13)
@@ -50,9 +52,7 @@ class BandIndex:
         self._dirs: list[tuple[np.ndarray, np.ndarray] | bool | None] = [None] * len(LEVEL_MAX)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # keys, entries
         self._gen = np.zeros(1024, dtype=np.int64)
-        # per slot, scratch for a query (see _first_order): first position, occurrences
-        self._first = np.zeros(0, dtype=np.int64)
-        self._count = np.zeros(0, dtype=np.int64)
+        self._count = np.zeros(0, dtype=np.int64)  # per slot, a query's scratch (zero between)
 
     def __len__(self) -> int:
         """Entries held, stale ones included (until the next merge)."""
@@ -115,66 +115,25 @@ class BandIndex:
         each shares. With ``limit``, a band's value proposes only its ``limit`` newest live
         holders: a value that thousands of items hold (a common term) costs no more than a
         rare one, so what a query gathers does not grow with what is held."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be at least 0, got {limit!r}")
         self._settle()
         keys = self._keys_of(sig)
-        levels = [k for k, (held, _) in enumerate(self._levels) if len(held)]
-        if not levels:
-            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
-        # one pass over every level at once (a query is a few dozen calls on small arrays,
-        # whose fixed cost is most of it): each band's newest entries, band by band
-        entries = self._take_newest(
-            [self._levels[k][1] for k in levels], *self._runs(levels, keys), limit
-        )
-        live = self._gen[entries & _LOW32] == entries >> 32
-        if limit is not None and not live.all():  # stale entries may hide live holders
-            return self._query_stale(keys, limit)
-        return self._first_order((entries & _LOW32)[live])
-
-    def _first_order(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct slots in order of first occurrence, and how often each occurs (what
-        ``np.unique`` with ``return_index`` and ``return_counts`` gives, in a quarter of the
-        time: scattered into per-slot scratch arrays instead of sorted)."""
-        n = len(slots)
-        if not n:
-            return _EMPTY_ENTRIES, _EMPTY_ENTRIES
-        if len(self._first) < len(self._gen):
-            self._first = np.full(len(self._gen), _NONE, dtype=np.int64)
+        dirs = [self._directory(k) if k < len(self._dirs) else False for k in range(3)]
+        if len(self._count) < len(self._gen):
             self._count = np.zeros(len(self._gen), dtype=np.int64)
-        at = np.arange(n)
-        np.minimum.at(self._first, slots, at)
-        np.add.at(self._count, slots, 1)
-        distinct = slots[self._first[slots] == at]  # in order: each where it first occurs
-        counts = self._count[distinct]
-        self._first[distinct] = _NONE
-        self._count[distinct] = 0
-        return distinct, counts
-
-    def _runs(self, levels: list[int], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where each key's run ends in each of ``levels`` and how long it is: (levels,
-        keys). A larger level of the story index is searched through its directory of
-        distinct keys (a fifth of its entries: one search of those has fewer cache misses
-        than two of every entry); the small level, which changes with every item, and
-        levels whose keys are mostly distinct (the duplicate bands'), directly."""
-        lo = np.empty((len(levels), len(keys)), dtype=np.int64)
-        hi = np.empty_like(lo)
-        for row, k in enumerate(levels):
-            made = self._directory(k) if k < len(self._dirs) else False
-            if made:
-                distinct, starts = made
-                at = np.searchsorted(distinct, keys)
-                found = distinct[np.minimum(at, len(distinct) - 1)] == keys
-                lo[row] = starts[at]
-                hi[row] = np.where(found, starts[np.minimum(at + 1, len(distinct))], lo[row])
-            else:
-                held = self._levels[k][0]
-                lo[row] = np.searchsorted(held, keys)
-                hi[row] = np.searchsorted(held, keys + np.uint64(1))  # "right" of k
-        return hi, hi - lo
+        (k0, e0), (k1, e1), (k2, e2) = self._levels
+        (d0, s0), (d1, s1), (d2, s2) = (made or (_EMPTY_KEYS, _EMPTY_ENTRIES) for made in dirs)
+        return _query(
+            keys, k0, e0, d0, s0, k1, e1, d1, s1, k2, e2, d2, s2,
+            -1 if limit is None else limit, self._gen, self._count,
+        )  # fmt: skip
 
     def _directory(self, level: int) -> tuple[np.ndarray, np.ndarray] | bool:
         """A larger level's distinct keys, and where each one's run of entries starts
         (with the level's length last); False where over half its keys are distinct (the
-        directory would cost more memory than it saves searching)."""
+        directory would cost more memory than it saves searching: one search of a fifth of
+        the entries has fewer cache misses than two of every one)."""
         made = self._dirs[level]
         if made is None:
             keys = self._levels[level][0]
@@ -186,76 +145,6 @@ class BandIndex:
                 made = (keys[starts[:-1]], starts)
             self._dirs[level] = made
         return made
-
-    @staticmethod
-    def _take_newest(
-        held: list[np.ndarray], hi: np.ndarray, lens: np.ndarray, limit: int | None
-    ) -> np.ndarray:
-        """The entries of each key's runs (``limit``: its newest ``limit``, counted from the
-        smallest level back), band by band, the larger (older) levels' before the smaller
-        ones', each run in index order: what :meth:`_gather` lists, in a dozen calls."""
-        if limit is not None:  # what the levels newer than each hold, then what is left
-            newer = np.cumsum(lens[::-1], axis=0)[::-1] - lens
-            lens = np.minimum(lens, np.maximum(limit - newer, 0))
-        per_band = lens.sum(axis=0)
-        # where each (level, band) run goes: after the band's earlier bands and levels
-        dest = (np.cumsum(per_band) - per_band) + (np.cumsum(lens, axis=0) - lens)
-        flat = lens.ravel()  # level by level, band by band
-        total = int(flat.sum())
-        within = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
-        src = np.repeat((hi - lens).ravel(), flat) + within
-        dest = np.repeat(dest.ravel(), flat) + within
-        out = np.empty(total, dtype=np.int64)
-        cut = np.cumsum(lens.sum(axis=1)).tolist()
-        for entries, a, b in zip(held, [0, *cut], cut, strict=False):
-            out[dest[a:b]] = entries[src[a:b]]
-        return out
-
-    def _query_stale(self, keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """``query`` with ``limit`` when stale entries were among a band's newest."""
-        found = [
-            (np.searchsorted(k, keys, side="left"), np.searchsorted(k, keys, side="right"), e)
-            for k, e in self._levels
-            if len(k)
-        ]
-        entries, band = self._gather(found, limit)  # each band's newest, stale included
-        live = self._gen[entries & _LOW32] == entries >> 32
-        short = np.bincount(band[live], minlength=len(keys)) < limit
-        held = sum(hi - lo for lo, hi, _ in found)
-        if np.any(short & (held > np.bincount(band, minlength=len(keys)))):
-            entries, band = self._gather(found, None)  # stale ones hid live holders
-        entries, band = _newest_live(self._gen, entries, band, limit)
-        slots = entries & _LOW32
-        return self._first_order(slots[self._gen[slots] == entries >> 32])
-
-    @staticmethod
-    def _gather(
-        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], limit: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The entries under each key (``limit``: its newest ``limit``, counted from the
-        smallest level back), as a dict of buckets filled in order would list them: band by
-        band, the larger (older) levels' entries before the smaller ones', with each one's
-        band."""
-        lens_of = [hi - lo for lo, hi, _ in found]
-        if limit is not None:  # take from the newest level back until each band has enough
-            left = np.full(len(lens_of[0]), limit, dtype=np.int64)
-            for k in range(len(found) - 1, -1, -1):
-                lens_of[k] = np.minimum(lens_of[k], left)
-                left = left - lens_of[k]
-        runs = []  # per level: the entries found (band by band) and how many per band
-        for (_, hi, held_entries), lens in zip(found, lens_of, strict=True):
-            lo = hi - lens  # the newest of each run
-            offsets = np.cumsum(lens) - lens
-            index = np.repeat(lo - offsets, lens) + np.arange(int(offsets[-1] + lens[-1]))
-            runs.append((held_entries[index], lens, offsets))
-        lens = sum(lens_of)
-        n = int(lens.sum())
-        starts = np.cumsum(lens) - lens  # where each band's entries begin
-        entries = np.empty(n, dtype=np.int64)
-        for got, band_lens, offsets in runs:
-            entries[np.repeat(starts - offsets, band_lens) + np.arange(len(got))] = got
-            starts = starts + band_lens  # the next level's entries follow in each band
-        return entries, np.repeat(np.arange(len(lens)), lens)
 
     def _settle(self) -> None:
         """Sort pending entries into the small level; merge each level that outgrows its
@@ -311,16 +200,106 @@ def _merged(
     return merged_keys, merged_entries
 
 
-def _newest_live(
-    gen: np.ndarray, entries: np.ndarray, band: np.ndarray, limit: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Of entries listed band by band (oldest first in each), the live ones, at most the
-    newest ``limit`` of each band."""
-    live = gen[entries & _LOW32] == entries >> 32
-    entries, band = entries[live], band[live]
-    if not len(band):
-        return entries, band
-    per_band = np.bincount(band)
-    after = np.cumsum(per_band)[band] - np.arange(len(band))  # this one and the later ones
-    keep = after <= limit
-    return entries[keep], band[keep]
+@njit(cache=True, inline="always")
+def _run(keys: np.ndarray, distinct: np.ndarray, starts: np.ndarray, key: int) -> tuple[int, int]:
+    """Where ``key``'s run of entries lies in a level: through its directory (``distinct``,
+    ``starts``) where it has one, else by two binary searches of its keys."""
+    if len(distinct):
+        lo, hi = 0, len(distinct)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if distinct[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(distinct) and distinct[lo] == key:
+            return starts[lo], starts[lo + 1]
+        return 0, 0
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    first, hi = lo, len(keys)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] <= key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return first, lo
+
+
+@njit(cache=True, inline="always")
+def _newest(entries: np.ndarray, gen: np.ndarray, lo: int, hi: int, need: int) -> tuple[int, int]:
+    """Walk a run back from its newest entry until ``need`` live ones are taken (-1: all):
+    where the taken part starts, and how many are still needed."""
+    at = hi
+    while at > lo and need != 0:  # -1 never reaches 0: every live entry
+        at -= 1
+        entry = entries[at]
+        if gen[entry & 0xFFFFFFFF] == entry >> 32:
+            need -= 1
+    return at, need
+
+
+@njit(cache=True, inline="always")
+def _live_slots(
+    entries: np.ndarray, gen: np.ndarray, lo: int, hi: int, out: np.ndarray, n: int
+) -> int:
+    """Append the slots of the live entries of ``entries[lo:hi]`` to ``out`` from ``n``."""
+    for at in range(lo, hi):
+        entry = entries[at]
+        slot = entry & 0xFFFFFFFF
+        if gen[slot] == entry >> 32:
+            out[n] = slot
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _query(
+    keys, k0, e0, d0, s0, k1, e1, d1, s1, k2, e2, d2, s2, limit, gen, count
+):  # type: ignore[no-untyped-def]  # fmt: skip
+    """:meth:`BandIndex.query` over the three levels (main, middle, small): per band, the
+    newest ``limit`` live entries of its key (all live ones if ``limit`` is -1), counted
+    from the smallest level back, listed older levels first and each run in index order;
+    then the distinct slots in order of first occurrence, with how often each occurs.
+    ``count`` is per-slot scratch, all zero, left so. (The levels are named one by one, not
+    held in a tuple: indexing one copied and reference-counted its arrays at every step.)"""
+    bands = len(keys)
+    runs = np.empty((bands, 6), dtype=np.int64)  # per band and level: taken from, run end
+    total = 0
+    for b in range(bands):
+        key = keys[b]
+        lo, hi = _run(k2, d2, s2, key)
+        at2, need = _newest(e2, gen, lo, hi, limit)
+        runs[b, 4], runs[b, 5] = at2, hi
+        lo, hi = _run(k1, d1, s1, key)
+        at1, need = _newest(e1, gen, lo, hi, need)
+        runs[b, 2], runs[b, 3] = at1, hi
+        lo, hi = _run(k0, d0, s0, key)
+        at0, need = _newest(e0, gen, lo, hi, need)
+        runs[b, 0], runs[b, 1] = at0, hi
+        total += (runs[b, 1] - at0) + (runs[b, 3] - at1) + (runs[b, 5] - at2)
+    slots = np.empty(total, dtype=np.int64)
+    n = 0
+    for b in range(bands):
+        n = _live_slots(e0, gen, runs[b, 0], runs[b, 1], slots, n)
+        n = _live_slots(e1, gen, runs[b, 2], runs[b, 3], slots, n)
+        n = _live_slots(e2, gen, runs[b, 4], runs[b, 5], slots, n)
+    distinct = np.empty(n, dtype=np.int64)
+    m = 0
+    for j in range(n):
+        slot = slots[j]
+        if count[slot] == 0:
+            distinct[m] = slot
+            m += 1
+        count[slot] += 1
+    counts = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        counts[j] = count[distinct[j]]
+        count[distinct[j]] = 0
+    return distinct[:m], counts
