@@ -200,63 +200,83 @@ def _merged(
     return merged_keys, merged_entries
 
 
-@njit(cache=True, inline="always")
-def _run(keys: np.ndarray, distinct: np.ndarray, starts: np.ndarray, key: int) -> tuple[int, int]:
-    """Where ``key``'s run of entries lies in a level: through its directory (``distinct``,
+# The compiled query works a level at a time over every band: numba counts references to an
+# array each time one is bound or passed, and doing that per band and level (a helper call, a
+# variable naming the level) made a query of empty levels 30 us instead of 2.
+
+
+@njit(cache=True)
+def _level_runs(
+    held: np.ndarray, distinct: np.ndarray, starts: np.ndarray, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each key's run of entries lies in a level: through its directory (``distinct``,
     ``starts``) where it has one, else by two binary searches of its keys."""
-    if len(distinct):
-        lo, hi = 0, len(distinct)
+    bands = len(keys)
+    first, end = np.zeros(bands, dtype=np.int64), np.zeros(bands, dtype=np.int64)
+    for b in range(bands):
+        key = keys[b]
+        if len(distinct):
+            lo, hi = 0, len(distinct)
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if distinct[mid] < key:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < len(distinct) and distinct[lo] == key:
+                first[b], end[b] = starts[lo], starts[lo + 1]
+            continue
+        lo, hi = 0, len(held)
         while lo < hi:
             mid = (lo + hi) >> 1
-            if distinct[mid] < key:
+            if held[mid] < key:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < len(distinct) and distinct[lo] == key:
-            return starts[lo], starts[lo + 1]
-        return 0, 0
-    lo, hi = 0, len(keys)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if keys[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    first, hi = lo, len(keys)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if keys[mid] <= key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return first, lo
+        first[b], hi = lo, len(held)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if held[mid] <= key:
+                lo = mid + 1
+            else:
+                hi = mid
+        end[b] = lo
+    return first, end
 
 
-@njit(cache=True, inline="always")
-def _newest(entries: np.ndarray, gen: np.ndarray, lo: int, hi: int, need: int) -> tuple[int, int]:
-    """Walk a run back from its newest entry until ``need`` live ones are taken (-1: all):
-    where the taken part starts, and how many are still needed."""
-    at = hi
-    while at > lo and need != 0:  # -1 never reaches 0: every live entry
-        at -= 1
-        entry = entries[at]
-        if gen[entry & 0xFFFFFFFF] == entry >> 32:
-            need -= 1
-    return at, need
+@njit(cache=True)
+def _newest(
+    entries: np.ndarray, gen: np.ndarray, first: np.ndarray, end: np.ndarray, need: np.ndarray
+) -> np.ndarray:
+    """Per band, walk its run in a level back from the newest entry until ``need`` live ones
+    are taken (-1: all of them), counting ``need`` down: where the taken part starts."""
+    at = end.copy()
+    for b in range(len(end)):
+        left, lo, k = need[b], first[b], end[b]
+        while k > lo and left != 0:  # -1 never reaches 0: every live entry
+            k -= 1
+            entry = entries[k]
+            if gen[entry & 0xFFFFFFFF] == entry >> 32:
+                left -= 1
+        at[b], need[b] = k, left
+    return at
 
 
-@njit(cache=True, inline="always")
-def _live_slots(
-    entries: np.ndarray, gen: np.ndarray, lo: int, hi: int, out: np.ndarray, n: int
-) -> int:
-    """Append the slots of the live entries of ``entries[lo:hi]`` to ``out`` from ``n``."""
-    for at in range(lo, hi):
-        entry = entries[at]
-        slot = entry & 0xFFFFFFFF
-        if gen[slot] == entry >> 32:
-            out[n] = slot
-            n += 1
-    return n
+@njit(cache=True)
+def _put_live(
+    entries: np.ndarray, gen: np.ndarray, at: np.ndarray, end: np.ndarray, out: np.ndarray,
+    pos: np.ndarray,
+) -> None:  # fmt: skip
+    """Per band, the slots of the live entries of its taken part, in index order, into
+    ``out`` from ``pos[b]`` on."""
+    for b in range(len(end)):
+        n = pos[b]
+        for k in range(at[b], end[b]):
+            entry = entries[k]
+            slot = entry & 0xFFFFFFFF
+            if gen[slot] == entry >> 32:
+                out[n] = slot
+                n += 1
 
 
 @njit(cache=True)
@@ -267,33 +287,26 @@ def _query(
     newest ``limit`` live entries of its key (all live ones if ``limit`` is -1), counted
     from the smallest level back, listed older levels first and each run in index order;
     then the distinct slots in order of first occurrence, with how often each occurs.
-    ``count`` is per-slot scratch, all zero, left so. (The levels are named one by one, not
-    held in a tuple: indexing one copied and reference-counted its arrays at every step.)"""
-    bands = len(keys)
-    runs = np.empty((bands, 6), dtype=np.int64)  # per band and level: taken from, run end
-    total = 0
-    for b in range(bands):
-        key = keys[b]
-        lo, hi = _run(k2, d2, s2, key)
-        at2, need = _newest(e2, gen, lo, hi, limit)
-        runs[b, 4], runs[b, 5] = at2, hi
-        lo, hi = _run(k1, d1, s1, key)
-        at1, need = _newest(e1, gen, lo, hi, need)
-        runs[b, 2], runs[b, 3] = at1, hi
-        lo, hi = _run(k0, d0, s0, key)
-        at0, need = _newest(e0, gen, lo, hi, need)
-        runs[b, 0], runs[b, 1] = at0, hi
-        total += (runs[b, 1] - at0) + (runs[b, 3] - at1) + (runs[b, 5] - at2)
-    slots = np.empty(total, dtype=np.int64)
-    n = 0
-    for b in range(bands):
-        n = _live_slots(e0, gen, runs[b, 0], runs[b, 1], slots, n)
-        n = _live_slots(e1, gen, runs[b, 2], runs[b, 3], slots, n)
-        n = _live_slots(e2, gen, runs[b, 4], runs[b, 5], slots, n)
-    distinct = np.empty(n, dtype=np.int64)
+    ``count`` is per-slot scratch, all zero, left so."""
+    need = np.full(len(keys), limit, dtype=np.int64)
+    first2, end2 = _level_runs(k2, d2, s2, keys)
+    at2 = _newest(e2, gen, first2, end2, need)
+    live2 = limit - need
+    first1, end1 = _level_runs(k1, d1, s1, keys)
+    at1 = _newest(e1, gen, first1, end1, need)
+    live1 = limit - need - live2
+    first0, end0 = _level_runs(k0, d0, s0, keys)
+    at0 = _newest(e0, gen, first0, end0, need)
+    live0 = limit - need - live2 - live1
+    per_band = live0 + live1 + live2
+    pos0 = np.cumsum(per_band) - per_band  # band by band; in each, the older levels first
+    slots = np.empty(per_band.sum(), dtype=np.int64)
+    _put_live(e0, gen, at0, end0, slots, pos0)
+    _put_live(e1, gen, at1, end1, slots, pos0 + live0)
+    _put_live(e2, gen, at2, end2, slots, pos0 + live0 + live1)
+    distinct = np.empty(len(slots), dtype=np.int64)
     m = 0
-    for j in range(n):
-        slot = slots[j]
+    for slot in slots:
         if count[slot] == 0:
             distinct[m] = slot
             m += 1
