@@ -45,6 +45,8 @@ CASES = {
     "bad references": lambda n: _repeat("&#xD800;&#99999999999;&bogus;", n),
     "NUL and lone surrogates": lambda n: _repeat("a\x00<p>\ud800b\udfff</p>", n),
     "run of spaces": lambda n: "a\n" + _repeat(" ", n) + "b",
+    "lines of empty comments": lambda n: _repeat(">\n<!--", n),
+    "lines in elements": lambda n: _repeat("<b>\n</b>", n),
 }
 
 

@@ -213,34 +213,27 @@ def _level_runs(
     ``starts``) where it has one, else by two binary searches of its keys."""
     bands = len(keys)
     first, end = np.zeros(bands, dtype=np.int64), np.zeros(bands, dtype=np.int64)
+    searched = distinct if len(distinct) else held
     for b in range(bands):
-        key = keys[b]
-        if len(distinct):
-            lo, hi = 0, len(distinct)
+        key, lo = keys[b], 0
+        # the first key not below ``key``, then (searching the keys) the first above it
+        for above in range(1 if len(distinct) else 2):
+            hi = len(searched)
             while lo < hi:
                 mid = (lo + hi) >> 1
-                if distinct[mid] < key:
+                if searched[mid] < key or (above and searched[mid] == key):
                     lo = mid + 1
                 else:
                     hi = mid
+            if not above:
+                first[b] = lo
+        if len(distinct):
             if lo < len(distinct) and distinct[lo] == key:
                 first[b], end[b] = starts[lo], starts[lo + 1]
-            continue
-        lo, hi = 0, len(held)
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if held[mid] < key:
-                lo = mid + 1
             else:
-                hi = mid
-        first[b], hi = lo, len(held)
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if held[mid] <= key:
-                lo = mid + 1
-            else:
-                hi = mid
-        end[b] = lo
+                first[b] = 0
+        else:
+            end[b] = lo
     return first, end
 
 
