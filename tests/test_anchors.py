@@ -52,6 +52,41 @@ def test_number_anchors_read_values_with_their_scale() -> None:
     assert number_anchors("€1.8bn and 58,000 jobs, 3.5%", "en") == {"#1.8e+09", "#5.8e+04", "#3.5%"}
 
 
+# digit runs of any length, the longest past what a float holds (309 digits and more)
+_LONG_NUMBERS = st.builds(
+    lambda digits, n, tail: digits * n + tail,
+    st.sampled_from(["1", "9", "12", "0"]),
+    st.integers(1, 700),
+    st.sampled_from(["", ",5", ".25", ".000", ",000.5"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(_LONG_NUMBERS, _NUMBERS, _AROUND), max_size=8),
+    st.sampled_from(["de", "en", ""]),
+)
+def test_number_anchors_take_any_number_and_name_only_finite_ones(pieces, lang) -> None:
+    """A feed's text may hold a digit run of any length: reading it must not raise (an item
+    whose placement raised stopped the clustering of every later item)."""
+    found = number_anchors("".join(pieces), lang)
+    assert not any(a in found for a in ("#inf", "#inf%", "#nan"))
+
+
+def test_what_reads_as_no_one_number_is_no_anchor() -> None:
+    """An address or a version string in English, marks that fit neither language's
+    grouping: each raised, and an item holding one stopped all later clustering."""
+    assert number_anchors("Connect to 192.168.0.1, release 1.250.0, up 3.5%", "en") == {"#3.5%"}
+    assert number_anchors("1,000.000 und 1.000,000 und 41,7 Prozent", "de") == {"#41.7%"}
+    assert number_anchors("1,000.000 and 3,500,000.5", "en") == {"#3.5e+06"}
+
+
+def test_a_number_too_long_for_a_float_is_no_anchor() -> None:
+    assert number_anchors("1" * 400 + " Euro, 2" + "0" * 400 + " Mrd, 41,7 Prozent", "de") == {
+        "#41.7%"
+    }
+
+
 def name_anchors_per_word(text: str) -> set[str]:
     """The oracle: the word pattern over the whole text, each distinct word's anchors."""
     return set(chain.from_iterable(map(_word_anchors, set(_WORD_RE.findall(text)))))

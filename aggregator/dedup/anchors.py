@@ -12,6 +12,7 @@ exonyms and demonyms to one key. Pure functions; the engine weighs and compares 
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from functools import lru_cache
@@ -181,14 +182,21 @@ def number_anchors(text: str, lang: str) -> set[str]:
     for m in _NUMBER_RE.finditer(text):
         raw, sep, pct, word = m.group(1), m.group(2), m.group(3), (m.group(4) or "").lower()
         decimal = "," if lang == "de" else "."
-        if sep and sep != decimal:  # grouped thousands: 58.000 (de), 58,000 (en)
-            digits = raw.replace(sep, "")
-            value = float(digits.replace(decimal, ".")) if decimal in digits else float(digits)
-        else:
-            value = (
-                float(raw.replace(decimal, ".")) if decimal in raw else float(raw.replace(",", ""))
-            )
+        try:
+            if sep and sep != decimal:  # grouped thousands: 58.000 (de), 58,000 (en)
+                digits = raw.replace(sep, "")
+                value = float(digits.replace(decimal, ".")) if decimal in digits else float(digits)
+            else:
+                value = (
+                    float(raw.replace(decimal, "."))
+                    if decimal in raw
+                    else float(raw.replace(",", ""))
+                )
+        except ValueError:  # "192.168.0.1" or "1,000.000" in English: no one figure
+            continue
         scale = _SCALES.get(word, 1.0)
+        if not math.isfinite(value * scale):
+            continue  # 309 digits or more: no figure a report gives (and int() would raise)
         if (
             scale == 1.0
             and not pct
