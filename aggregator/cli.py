@@ -206,6 +206,13 @@ def cmd_status(ctx: Context) -> int:
                 f"{redact_url(src['feed_url'])} (permanent redirect, {src['moved_at']})",
                 file=ctx.out,
             )
+    aside = [f"{src['source']} {src['set_aside']}" for src in sources if src["set_aside"]]
+    if aside:
+        print(
+            "items set aside, stored but not clustered (placing them raised an error, the log "
+            f"names each): {', '.join(aside)}",
+            file=ctx.out,
+        )
     if digests:
         print("\nrecent digest runs:", file=ctx.out)
         _table(

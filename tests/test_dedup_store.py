@@ -20,12 +20,12 @@ from helpers import migrate
 from sqlalchemy import bindparam, event, func, inspect, select
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items
-from aggregator.dedup.engine import Settings
+from aggregator.dedup.engine import Engine, Settings
 from aggregator.dedup.explain import explain, render_explanation
 from aggregator.dedup.service import BATCH, DedupService
 from aggregator.dedup.storedform import pack
 from aggregator.normaliser import content_hash
-from aggregator.store import Store
+from aggregator.store import Store, open_store, repo
 from aggregator.store.models import (
     BoilerplateLine,
     Cluster,
@@ -350,6 +350,61 @@ def test_a_reload_lets_the_dropped_engine_be_collected(store: Store) -> None:
     gc.collect()
     assert gone() is None
     assert len(service.engine.records) > 20
+
+
+def test_an_item_whose_placing_raises_is_set_aside_and_every_other_one_clustered(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Placing one item raises part way through (after its duplicate level, as an input no
+    check foresaw would): it is set aside, stated once in the log and in ``status``, and the
+    rest cluster exactly as in a store that never held it. Before, the item stayed pending and
+    every later clustering run failed on it."""
+    ids = load_corpus(store)
+    keys = sorted(ids, key=ids.__getitem__)
+    bad_key = keys[len(keys) // 2]
+    bad = ids[bad_key]
+    place_story = Engine._place_story
+
+    def failing(self, rec, out, dup):  # type: ignore[no-untyped-def]
+        if rec.item.id == bad:
+            raise ValueError("could not convert string to float: '192.168.0'")
+        return place_story(self, rec, out, dup)
+
+    monkeypatch.setattr(Engine, "_place_story", failing)
+    service = DedupService(store)
+    with caplog.at_level(logging.ERROR, logger="aggregator.dedup.service"):
+        assert service.process_pending() == len(ids) - 1
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert f"item {bad} of " in line and "set aside" in line and "192.168.0" in line
+    with store.session() as s:
+        states = dict(s.execute(select(Item.id, Item.dedup_state)).all())
+        (source,) = s.scalars(select(Source.name).join(Item).where(Item.id == bad))
+    assert states.pop(bad) == "failed" and set(states.values()) == {"done"}
+    with store.connect() as conn:
+        aside = {r["source"]: r["set_aside"] for r in repo.source_status(conn)}
+    assert aside[source] == 1 and sum(aside.values()) == 1
+    assert service.process_pending() == 0  # not retried: it would fail every run again
+
+    # the same clusters as a store that never held the item
+    reference = open_store(migrate(f"sqlite:///{tmp_path / 'ref.sqlite'}"))
+    try:
+        ref_ids = load_corpus(reference)
+        with reference.session() as s:
+            s.execute(Item.__table__.delete().where(Item.id == ref_ids[bad_key]))
+        DedupService(reference).process_pending()
+        by_id, ref_by_id = {v: k for k, v in ids.items()}, {v: k for k, v in ref_ids.items()}
+        for level in ("duplicate", "story", "thread"):
+            got = {frozenset(map(by_id.__getitem__, g)) for g in partition(store, level)}
+            want = {frozenset(map(ref_by_id.__getitem__, g)) for g in partition(reference, level)}
+            assert got == want, level
+    finally:
+        reference.close()
+    fresh = DedupService(store)
+    fresh.load()
+    for level in ("duplicate", "story", "thread"):  # the engine left is the database's
+        assert {frozenset(m) for m in fresh.engine.members[level].values()} == {
+            frozenset(m) for m in service.engine.members[level].values()
+        }, level
 
 
 def test_loading_reads_the_window_through_an_index_not_the_whole_history(

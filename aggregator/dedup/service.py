@@ -43,6 +43,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
@@ -56,6 +57,7 @@ from ..coordination import (
     try_lock_epoch,
 )
 from ..domain import AGGREGATOR_SOURCE_TYPES, LEVELS
+from ..errors import StoreError
 from ..store import Store
 from ..store.clusters import merged_into, survivor
 from ..store.items import dialect_insert
@@ -643,58 +645,95 @@ class DedupService:
             self.load()  # outside the epoch lock: on SQLite it would hold up every writer
         done = 0
         while limit is None or done < limit:
-            with self.store.session() as s:
-                now = datetime.now(UTC)
-                # Wait for any other writer of cluster state, then make sure the engine is
-                # not older than the database (a correction, another process's batch). The
-                # reload reads through other connections: PostgreSQL's row lock does not
-                # block readers, nor does SQLite's write lock in WAL mode.
-                epoch = lock_epoch(s, now) if wait else try_lock_epoch(s, now)
-                if epoch is None:
-                    break  # a peer is placing the pending items
-                if worker is not None and not claim_clustering(s, worker, now, lease_s):
-                    break  # another daemon clusters: it places these items too
-                if epoch != self.epoch:
-                    log.info(
-                        "cluster state changed elsewhere (epoch %s -> %d): reloading",
-                        self.epoch,
-                        epoch,
-                    )
-                    self.reload()
-                # Until this batch commits the engine may be ahead of the database: should it
-                # fail, the next call reloads.
-                self.epoch = None
-                # plain rows of what placing reads, not ORM objects of every column
-                conn = s.connection()
-                rows = conn.execute(
-                    select(*_PENDING_COLUMNS)
-                    .join(Source, Source.id == Item.source_id)
-                    .where(Item.dedup_state == "pending")
-                    .order_by(Item.published_at, Item.id)
-                    .limit(BATCH)
-                ).all()
-                if not rows:
-                    self.epoch = epoch
-                    break
-                updated = self._hold_updated(conn, [row.id for row in rows])
-                placed = False
-                for row in rows:
-                    if row.kind == "article":
-                        place = self.engine.update if row.id in updated else self.engine.add
-                        item = _dedup_item(row, _SourceRow(row.source_name, row.source_type))
-                        self._persist(place(item, text=row.text))
-                        placed = True
-                    done += 1
-                conn.execute(_MARK_DONE, [{"item_id": row.id} for row in rows])
-                self._flush(s, now)
-                self._persist_boilerplate(s)
-                if placed:  # other services reload before their next batch; this one is current
-                    epoch = bump_epoch(s, now)
-            self.epoch = epoch
-            self.engine.drop_texts()
-            if len(rows) < BATCH:
+            try:
+                placed = self._place_batch(wait, worker, lease_s)
+            except _SetAside as bad:
+                self._set_aside(bad)
+                continue  # the batch rolled back: the next one reloads and goes on without it
+            if placed is None:
+                break
+            done += placed
+            if placed < BATCH:
                 break  # that was every pending item: no second transaction to find none
         return done
+
+    def _place_batch(self, wait: bool, worker: str | None, lease_s: float) -> int | None:
+        """Place and store one batch of pending items in one transaction: how many, or None
+        when there are none or another process places them."""
+        with self.store.session() as s:
+            now = datetime.now(UTC)
+            # Wait for any other writer of cluster state, then make sure the engine is
+            # not older than the database (a correction, another process's batch). The
+            # reload reads through other connections: PostgreSQL's row lock does not
+            # block readers, nor does SQLite's write lock in WAL mode.
+            epoch = lock_epoch(s, now) if wait else try_lock_epoch(s, now)
+            if epoch is None:
+                return None  # a peer is placing the pending items
+            if worker is not None and not claim_clustering(s, worker, now, lease_s):
+                return None  # another daemon clusters: it places these items too
+            if epoch != self.epoch:
+                log.info(
+                    "cluster state changed elsewhere (epoch %s -> %d): reloading",
+                    self.epoch,
+                    epoch,
+                )
+                self.reload()
+            # Until this batch commits the engine may be ahead of the database: should it
+            # fail, the next call reloads.
+            self.epoch = None
+            # plain rows of what placing reads, not ORM objects of every column
+            conn = s.connection()
+            rows = conn.execute(
+                select(*_PENDING_COLUMNS)
+                .join(Source, Source.id == Item.source_id)
+                .where(Item.dedup_state == "pending")
+                .order_by(Item.published_at, Item.id)
+                .limit(BATCH)
+            ).all()
+            if not rows:
+                self.epoch = epoch
+                return None
+            updated = self._hold_updated(conn, [row.id for row in rows])
+            placed = False
+            for row in rows:
+                if row.kind == "article":
+                    place = self.engine.update if row.id in updated else self.engine.add
+                    item = _dedup_item(row, _SourceRow(row.source_name, row.source_type))
+                    try:
+                        out = place(item, text=row.text)
+                    except (StoreError, SQLAlchemyError, MemoryError):
+                        raise  # the database or the machine, not the item
+                    except Exception as exc:  # noqa: BLE001 - contained: see _set_aside
+                        raise _SetAside(row.id, row.source_name, exc) from exc
+                    self._persist(out)
+                    placed = True
+            conn.execute(_MARK_DONE, [{"item_id": row.id} for row in rows])
+            self._flush(s, now)
+            self._persist_boilerplate(s)
+            if placed:  # other services reload before their next batch; this one is current
+                epoch = bump_epoch(s, now)
+        self.epoch = epoch
+        self.engine.drop_texts()
+        return len(rows)
+
+    def _set_aside(self, bad: _SetAside) -> None:
+        """An item whose placing raised is taken out of the queue (``dedup_state`` failed),
+        so that it cannot stop the clustering of every item after it; it stays stored, and
+        ``status`` counts it. The engine, part way through it, is dropped: the next batch
+        reloads (``self.epoch`` is None)."""
+        log.error(
+            "item %d of %s could not be clustered and is set aside: %s: %s",
+            bad.item_id,
+            bad.source,
+            type(bad.cause).__name__,
+            bad.cause,
+        )
+        with self.store.session() as s:
+            s.execute(
+                update(Item)
+                .where(Item.id == bad.item_id, Item.dedup_state == "pending")
+                .values(dedup_state="failed")
+            )
 
     def _hold_updated(self, conn: Connection, ids: Sequence[int]) -> set[int]:
         """Pending items that were placed before and left memory (edited articles stored
@@ -864,6 +903,14 @@ def _signature_rows(rec: Rec) -> list[dict[str, Any]]:
                 )
             )
     return rows
+
+
+class _SetAside(Exception):
+    """Placing one item raised (see ``DedupService._set_aside``)."""
+
+    def __init__(self, item_id: int, source: str, cause: Exception) -> None:
+        super().__init__(f"item {item_id} of {source}: {cause!r}")
+        self.item_id, self.source, self.cause = item_id, source, cause
 
 
 @dataclass

@@ -297,6 +297,13 @@ def source_status(session: Db) -> list[dict[str, Any]]:
             select(I.c.source_id, func.count()).where(I.c.kind == "comment").group_by(I.c.source_id)
         ).all()
     )
+    set_aside = dict(  # items whose placing raised (dedup.service._set_aside)
+        session.execute(
+            select(I.c.source_id, func.count())
+            .where(I.c.dedup_state == "failed")
+            .group_by(I.c.source_id)
+        ).all()
+    )
     comment_feeds = dict(
         session.execute(
             select(F.c.source_id, func.count())
@@ -336,6 +343,7 @@ def source_status(session: Db) -> list[dict[str, Any]]:
                 "moved_at": _iso(main.moved_at) if main else None,
                 "items": counts.get(src.id, 0),
                 "comments": comment_counts.get(src.id, 0),
+                "set_aside": set_aside.get(src.id, 0),
                 "comment_feeds": comment_feeds.get(src.id, 0),
                 "comment_feeds_failing": feed_errors.get(src.id, 0)
                 - int(bool(main and main.error_count)),

@@ -164,7 +164,7 @@ items = Table(
     Column("fetched_at", UTCDateTime, nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("comments_feed_url", Text, nullable=True),
-    Column("dedup_state", String(10), default="pending", nullable=False),  # pending | done
+    Column("dedup_state", String(10), default="pending", nullable=False),  # pending|done|failed
     # hash of the entry's raw bytes in the document it came from: a re-poll skips parsing it
     Column("entry_hash", String(32), nullable=True),
     # an edited entry (same guid, new content) replaces the stored version; fetched_at stays
