@@ -1,4 +1,5 @@
-"""The engine takes any item a feed can carry: placing never raises.
+"""The engine takes any item a feed can carry: placing it and packing what is stored of it
+never raise.
 
 An item whose placing raises is set aside by the service (``tests/test_dedup_store.py``), but
 it then has no clusters: the engine must not raise in the first place. Titles, summaries and
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.dedup.engine import DedupItem, Engine, Settings
+from aggregator.dedup.service import _signature_rows
 
 PIECES = st.sampled_from(
     ["192.168.0.1", "1.250.0", "1,000.000", "3,5 %", "1e308", "٣٤٥", "²³", "½", "Ⅻ", "𝟙𝟚"]
@@ -49,3 +51,8 @@ def test_placing_any_item_never_raises(items) -> None:  # type: ignore[no-untype
         )  # fmt: skip
         out = engine.add(item, text=text)
         assert out.item_id == k + 1 and item.id in engine.records
+        # and what the service then stores of it: signatures and packed features
+        assert {row["level"] for row in _signature_rows(engine.records[item.id])} <= {
+            "duplicate",
+            "story",
+        }

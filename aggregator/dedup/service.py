@@ -698,14 +698,13 @@ class DedupService:
             for row in rows:
                 if row.kind == "article":
                     place = self.engine.update if row.id in updated else self.engine.add
-                    item = _dedup_item(row, _SourceRow(row.source_name, row.source_type))
                     try:
-                        out = place(item, text=row.text)
+                        item = _dedup_item(row, _SourceRow(row.source_name, row.source_type))
+                        self._persist(place(item, text=row.text))
                     except (StoreError, SQLAlchemyError, MemoryError):
                         raise  # the database or the machine, not the item
                     except Exception as exc:  # noqa: BLE001 - contained: see _set_aside
                         raise _SetAside(row.id, row.source_name, exc) from exc
-                    self._persist(out)
                     placed = True
             conn.execute(_MARK_DONE, [{"item_id": row.id} for row in rows])
             self._flush(s, now)
