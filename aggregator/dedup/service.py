@@ -292,13 +292,9 @@ class DedupService:
 
     def reload(self) -> None:
         """Drop the in-memory state and load it again from the database."""
-        # the engine dropped was frozen by its load: collectable again, and collected now
-        # (the next load would freeze whatever of it a cycle keeps)
-        gc.unfreeze()
         self.engine = Engine(
             self.engine.settings, texts_of=self._texts_of, load_range=self._load_range
         )
-        gc.collect()
         self.loaded = False
         self.load()
 
@@ -309,7 +305,12 @@ class DedupService:
         What the load made lives on and leaves no cyclic garbage as items leave memory (see
         the tests), so it is frozen out of the cyclic collector, which would otherwise walk
         those millions of objects at its next collections (~0.6 s each at 46k items held)
-        and again at every full one after (see :meth:`reload` for the engine it drops)."""
+        and again at every full one after. What an earlier load froze is unfrozen and
+        collected first: the engine a reload drops, or a whole service the daemon replaced
+        after a failure (service and engine refer to each other), would otherwise stay."""
+        if gc.get_freeze_count():
+            gc.unfreeze()
+            gc.collect()
         with _gc_paused():
             self._load()
             gc.freeze()
