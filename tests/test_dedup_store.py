@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from corpus import DATA, engine_state, load_corpus, partition
-from helpers import migrate
+from helpers import cli, migrate
 from sqlalchemy import bindparam, event, func, inspect, select
 
 from aggregator.dedup.clusterfile import cluster_rows, read_items
@@ -368,7 +368,11 @@ def test_a_service_replaced_after_a_failure_is_collected(store: Store) -> None:
 
 
 def test_an_item_whose_placing_raises_is_set_aside_and_every_other_one_clustered(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: Store,
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Placing one item raises part way through (after its duplicate level, as an input no
     check foresaw would): it is set aside, stated once in the log and in ``status``, and the
@@ -398,6 +402,10 @@ def test_an_item_whose_placing_raises_is_set_aside_and_every_other_one_clustered
     with store.connect() as conn:
         aside = {r["source"]: r["set_aside"] for r in repo.source_status(conn)}
     assert aside[source] == 1 and sum(aside.values()) == 1
+    table = cli(None, "status", env={"AGGREGATOR_DATABASE_URL": db_url})
+    assert table.returncode == 0, table.stderr
+    said = "items set aside, stored but not clustered (placing them raised an error, the log "
+    assert f"{said}names each): {source} 1" in table.stdout
     assert service.process_pending() == 0  # not retried: it would fail every run again
 
     # the same clusters as a store that never held the item
